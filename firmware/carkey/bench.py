@@ -1,0 +1,178 @@
+# carkey — firmware micro-benchmarks: crypto operations and transaction composites.
+# SPDX-License-Identifier: MIT
+#
+# Runs on the Unix port (`make bench`) and on a board (`carkey bench --port`). Each
+# operation has a setup that builds fixed inputs outside the timed region; the timed
+# callable does only the work a real transaction does. Prints one JSON line per operation.
+
+import gc
+import json
+import os
+import sys
+import time
+
+# Fixed inputs: the benchmark measures time, so the values only need to be valid.
+_DIGEST = b"\x5a" * 32
+_IV = b"\x00" * 8 + b"\x00\x00\x00\x01"
+_SALT = b"\x11" * 32 + b"Volatile****" + b"\x22" * 32 + b"\x5e\x5c\x02\x01\x00" + b"\x33" * 48 + b"\x00\x02" + bytes.fromhex("a508800200005c020100")
+_INFO = b"\x44" * 32
+
+
+def _setup_p256():
+    from carkey.crypto import p256
+
+    priv, pub = p256.generate_keypair()
+    peer_priv, peer_pub = p256.generate_keypair()
+    sig = p256.sign(priv, _DIGEST)
+    return p256, priv, pub, peer_pub, sig
+
+
+def _op_p256_keygen():
+    from carkey.crypto import p256
+
+    return p256.generate_keypair
+
+
+def _op_p256_ecdh():
+    p256, priv, _, peer_pub, _ = _setup_p256()
+    return lambda: p256.ecdh(priv, peer_pub)
+
+
+def _op_p256_sign():
+    p256, priv, _, _, _ = _setup_p256()
+    return lambda: p256.sign(priv, _DIGEST)
+
+
+def _op_p256_verify():
+    p256, _, pub, _, sig = _setup_p256()
+
+    def run():
+        if not p256.verify(pub, _DIGEST, sig):
+            raise AssertionError("benchmark signature did not verify")
+
+    return run
+
+
+def _op_hkdf():
+    from carkey.crypto import kdf
+
+    ikm = os.urandom(32)
+    return lambda: kdf.hkdf_sha256(ikm, _SALT, _INFO, 160)
+
+
+def _op_gcm_64():
+    from carkey.crypto import aes
+
+    key = os.urandom(32)
+    msg = os.urandom(64)
+    return lambda: aes.gcm_encrypt(key, _IV, msg)
+
+
+def _op_cmac_64():
+    from carkey.crypto import aes
+
+    key = os.urandom(16)
+    msg = os.urandom(64)
+    return lambda: aes.cmac(key, msg)
+
+
+def _op_std_txn():
+    # Crypto of one standard transaction as a reader without idle precomputation
+    # would do it: its ephemeral key, ECDH, its signature, the device's signature
+    # check, the session key schedule and one secure-channel message.
+    from carkey.crypto import aes, kdf, p256
+
+    cred_priv, cred_pub = p256.generate_keypair()
+    reader_priv, _ = p256.generate_keypair()
+    _, peer_eph_pub = p256.generate_keypair()
+    cred_sig = p256.sign(cred_priv, _DIGEST)
+    msg = os.urandom(64)
+
+    def run():
+        eph_priv, _ = p256.generate_keypair()
+        z = p256.ecdh(eph_priv, peer_eph_pub)
+        kdh = kdf.x963_kdf_sha256(z, b"\x77" * 16, 32)
+        p256.sign(reader_priv, _DIGEST)
+        if not p256.verify(cred_pub, _DIGEST, cred_sig):
+            raise AssertionError("benchmark signature did not verify")
+        keys = kdf.hkdf_sha256(kdh, _SALT, _INFO, 160)
+        aes.gcm_encrypt(keys[:32], _IV, msg)
+
+    return run
+
+
+def _op_fast_txn():
+    # A fast transaction's crypto: the VolatileFast key schedule from Kpersistent,
+    # then the 64-byte cryptogram's GCM check with CryptogramSK.
+    from carkey.crypto import aes, kdf
+
+    kpersistent = os.urandom(32)
+    cryptogram_sk = kdf.hkdf_sha256(kpersistent, _SALT, _INFO, 160)[:32]
+    cryptogram = aes.gcm_encrypt(cryptogram_sk, b"\x00" * 12, os.urandom(48))
+
+    def run():
+        keys = kdf.hkdf_sha256(kpersistent, _SALT, _INFO, 160)
+        aes.gcm_decrypt(keys[:32], b"\x00" * 12, cryptogram)
+
+    return run
+
+
+def _op_baseline():
+    # The interpreter, this module and the timing loop alone: subtract from peak heaps.
+    return lambda: None
+
+
+OPERATIONS = {
+    "baseline": _op_baseline,
+    "p256_keygen": _op_p256_keygen,
+    "p256_ecdh": _op_p256_ecdh,
+    "p256_sign": _op_p256_sign,
+    "p256_verify": _op_p256_verify,
+    "hkdf": _op_hkdf,
+    "gcm_64": _op_gcm_64,
+    "cmac_64": _op_cmac_64,
+    "std_txn": _op_std_txn,
+    "fast_txn": _op_fast_txn,
+}
+
+
+def measure(name, runs):
+    fn = OPERATIONS[name]()
+    fn()  # warm-up: first-call imports and lazy tables are not per-transaction work
+    times = []
+    for _ in range(runs):
+        gc.collect()
+        t0 = time.ticks_us()
+        fn()
+        times.append(time.ticks_diff(time.ticks_us(), t0))
+    times.sort()
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    try:
+        fn()
+        allocated = gc.mem_alloc() - before
+    except MemoryError:
+        allocated = -1  # more garbage than the heap holds without a collection
+    gc.enable()
+    return {"op": name, "median_us": times[len(times) // 2], "min_us": times[0], "runs": runs, "alloc_bytes": allocated}
+
+
+def main(argv):
+    runs = 15
+    names = []
+    for arg in argv:
+        if arg.startswith("--runs="):
+            runs = int(arg[7:])
+        else:
+            names.append(arg)
+    for name in names or list(OPERATIONS):
+        if name not in OPERATIONS:
+            print(json.dumps({"op": name, "error": "unknown operation"}))
+            continue
+        print(json.dumps(measure(name, runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,228 @@
+"""`make bench`: firmware crypto and transaction timings, MicroPython against CPython.
+
+For every operation in firmware/carkey/bench.py this measures, in one run:
+  mpy_ms           median on the MicroPython Unix port, default heap
+  mpy_64k_ms       median with `-X heapsize=64k` (a small ESP32 build's heap)
+  cpython_ms       median of the same work in CPython with `cryptography` (OpenSSL)
+  ratio            mpy_64k_ms / cpython_ms
+  esp32_est_ms     mpy_64k_ms x 100 (calibration in docs/PERFORMANCE.md; range x65..x130)
+  peak_heap_bytes  smallest heap, in 1 KiB steps, in which the operation (with its
+                   imports) runs to completion
+  alloc_bytes      bytes allocated by one run (garbage the collector must reclaim)
+and writes them to build/bench.json, keyed by operation name.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+
+from . import paths
+from .mpy_bridge import micropython_env
+
+ESP32_FACTOR = 100
+ESP32_RANGE = (65, 130)
+TARGETS_ESP32_MS = {"std_txn": 1000, "fast_txn": 10, "reader_std_txn": 1000, "reader_fast_txn": 15}
+HEAP_STEP = 1024
+HEAP_LIMIT = 512 * 1024
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def run_firmware(names, runs, heapsize=None, timeout=600):
+    cmd = [paths.micropython_executable()]
+    if heapsize:
+        cmd += ["-X", f"heapsize={heapsize}"]
+    cmd += ["-m", "carkey.bench", f"--runs={runs}", *names]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=micropython_env(), timeout=timeout)
+    results = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            results[record["op"]] = record
+    missing = [n for n in names if n not in results]
+    if missing and heapsize is None:
+        raise BenchError(f"firmware benchmark failed for {missing}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return results
+
+
+def peak_heap(name):
+    """Smallest heap (1 KiB steps) in which `name` completes three runs."""
+    lo, hi = 4 * 1024, HEAP_LIMIT  # lo fails (the interpreter alone needs more), hi must succeed
+    if name not in run_firmware([name], 3, heapsize=hi):
+        return None
+    while hi - lo > HEAP_STEP:
+        mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
+        if name in run_firmware([name], 3, heapsize=mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+# --- the same work in CPython, with cryptography ------------------------------------
+
+
+def _cpython_ops():
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.cmac import CMAC
+    from cryptography.hazmat.primitives.ciphers import algorithms
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
+
+    curve = ec.SECP256R1()
+    digest = b"\x5a" * 32
+    prehashed = ec.ECDSA(Prehashed(hashes.SHA256()), deterministic_signing=True)
+    salt = os.urandom(165)
+    info = os.urandom(32)
+    iv = bytes(8) + b"\x00\x00\x00\x01"
+
+    key = ec.generate_private_key(curve)
+    peer = ec.generate_private_key(curve).public_key()
+    sig = key.sign(digest, prehashed)
+    pub = key.public_key()
+
+    def keygen():
+        k = ec.generate_private_key(curve)
+        k.public_key().public_bytes  # noqa: B018 - the public point is part of keygen's output
+
+    def hkdf(ikm):
+        return HKDF(hashes.SHA256(), 160, salt, info).derive(ikm)
+
+    def std_txn():
+        eph = ec.generate_private_key(curve)
+        z = eph.exchange(ec.ECDH(), peer)
+        kdh = X963KDF(hashes.SHA256(), 32, b"\x77" * 16).derive(z)
+        key.sign(digest, prehashed)
+        pub.verify(sig, digest, prehashed)
+        keys = hkdf(kdh)
+        AESGCM(keys[:32]).encrypt(iv, msg64, None)
+
+    msg64 = os.urandom(64)
+    kpersistent = os.urandom(32)
+    cryptogram_sk = hkdf(kpersistent)[:32]
+    cryptogram = AESGCM(cryptogram_sk).encrypt(bytes(12), os.urandom(48), None)
+
+    def fast_txn():
+        keys = hkdf(kpersistent)
+        AESGCM(keys[:32]).decrypt(bytes(12), cryptogram, None)
+
+    def cmac64():
+        c = CMAC(algorithms.AES(key16))
+        c.update(msg64)
+        return c.finalize()
+
+    key16 = os.urandom(16)
+    key32 = os.urandom(32)
+    ikm = os.urandom(32)
+    return {
+        "p256_keygen": keygen,
+        "p256_ecdh": lambda: key.exchange(ec.ECDH(), peer),
+        "p256_sign": lambda: key.sign(digest, prehashed),
+        "p256_verify": lambda: pub.verify(sig, digest, prehashed),
+        "hkdf": lambda: hkdf(ikm),
+        "gcm_64": lambda: AESGCM(key32).encrypt(iv, msg64, None),
+        "cmac_64": cmac64,
+        "std_txn": std_txn,
+        "fast_txn": fast_txn,
+    }
+
+
+def time_cpython(fn, runs=200):
+    fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+# --- the whole benchmark ----------------------------------------------------------
+
+
+def run(names=None, runs=15, heap=True, progress=print):
+    """Benchmark `names` (default: all) and return {name: figures}."""
+    cpython_ops = _cpython_ops()
+    names = names or list(cpython_ops)
+    if heap:
+        baseline = peak_heap("baseline")
+        progress(f"heap the interpreter and the benchmark module need on their own: {baseline // 1024} KiB")
+    progress(f"MicroPython, default heap ({len(names)} operations, {runs} runs each)...")
+    default = run_firmware(names, runs)
+    progress("MicroPython, 64 KiB heap...")
+    small = run_firmware(names, runs, heapsize="64k")
+    results = {}
+    for name in names:
+        progress(f"  {name}: CPython timing{' and peak heap search' if heap else ''}")
+        mpy_ms = default[name]["median_us"] / 1000
+        mpy_64k_ms = small[name]["median_us"] / 1000 if name in small else None
+        cpython_ms = time_cpython(cpython_ops[name]) if name in cpython_ops else None
+        results[name] = {
+            "mpy_ms": round(mpy_ms, 4),
+            "mpy_64k_ms": None if mpy_64k_ms is None else round(mpy_64k_ms, 4),
+            "cpython_ms": None if cpython_ms is None else round(cpython_ms, 5),
+            "ratio": None if not (mpy_64k_ms and cpython_ms) else round(mpy_64k_ms / cpython_ms, 1),
+            "esp32_est_ms": None if mpy_64k_ms is None else round(mpy_64k_ms * ESP32_FACTOR, 1),
+            "peak_heap_bytes": peak_heap(name) if heap else None,
+            "alloc_bytes": default[name]["alloc_bytes"],
+        }
+    return results
+
+
+def print_table(results):
+    from rich.console import Console
+    from rich.table import Table
+
+    lo, hi = ESP32_RANGE
+    table = Table(title="carkey firmware benchmark (medians)")
+    for col in ("operation", "mpy ms", "mpy 64k ms", "CPython ms", "ratio", f"ESP32 est ms (x{lo}..x{hi})",
+                "target", "peak heap", "alloc/run"):
+        table.add_column(col, justify="right" if col != "operation" else "left")
+    for name, r in results.items():
+        est = r["esp32_est_ms"]
+        target = TARGETS_ESP32_MS.get(name)
+        if est is None:
+            est_text, target_text = "fails in 64k", "-"
+        else:
+            est_text = f"{est:.1f} ({r['mpy_64k_ms'] * lo:.0f}..{r['mpy_64k_ms'] * hi:.0f})"
+            target_text = "-" if target is None else f"<= {target} {'met' if est <= target else 'MISSED'}"
+        table.add_row(
+            name,
+            f"{r['mpy_ms']:.3f}",
+            "-" if r["mpy_64k_ms"] is None else f"{r['mpy_64k_ms']:.3f}",
+            "-" if r["cpython_ms"] is None else f"{r['cpython_ms']:.4f}",
+            "-" if r["ratio"] is None else f"{r['ratio']:.0f}x",
+            est_text,
+            target_text,
+            "-" if r["peak_heap_bytes"] is None else f"{r['peak_heap_bytes'] // 1024} KiB",
+            "-" if r["alloc_bytes"] < 0 else f"{r['alloc_bytes']} B",
+        )
+    Console(width=160).print(table)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="carkey-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("operations", nargs="*", help="operations to run (default: all)")
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per operation (median reported)")
+    parser.add_argument("--no-heap", action="store_true", help="skip the peak-heap search")
+    parser.add_argument("--json", default=str(paths.BUILD_DIR / "bench.json"), help="where to write results")
+    args = parser.parse_args(argv)
+    results = run(args.operations or None, args.runs, heap=not args.no_heap)
+    print_table(results)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
