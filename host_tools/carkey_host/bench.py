@@ -20,7 +20,11 @@ import subprocess
 import time
 
 from . import paths
+from .build import compile_firmware
 from .mpy_bridge import micropython_env
+
+# The benchmark runs the firmware as boards do: compiled .mpy, not source.
+MPY_DIR = paths.BUILD_DIR / "mpy"
 
 ESP32_FACTOR = 100
 ESP32_RANGE = (65, 130)
@@ -38,7 +42,7 @@ def run_firmware(names, runs, heapsize=None, timeout=600):
     if heapsize:
         cmd += ["-X", f"heapsize={heapsize}"]
     cmd += ["-m", "carkey.bench", f"--runs={runs}", *names]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=micropython_env(), timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=micropython_env(firmware_dir=MPY_DIR), timeout=timeout)
     results = {}
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
@@ -152,6 +156,7 @@ def run(names=None, runs=15, heap=True, progress=print):
     """Benchmark `names` (default: all) and return {name: figures}."""
     cpython_ops = _cpython_ops()
     names = names or list(cpython_ops)
+    compile_firmware(MPY_DIR)
     if heap:
         baseline = peak_heap("baseline")
         progress(f"heap the interpreter and the benchmark module need on their own: {baseline // 1024} KiB")

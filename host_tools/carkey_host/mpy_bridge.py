@@ -29,10 +29,11 @@ class BridgeError(RuntimeError):
     """The MicroPython process died or answered something unreadable."""
 
 
-def micropython_env(extra_paths=()):
+def micropython_env(extra_paths=(), firmware_dir=None):
     """Environment for running firmware in the Unix port: the firmware tree on MICROPYPATH."""
     env = dict(os.environ)
-    env["MICROPYPATH"] = os.pathsep.join([".frozen", str(paths.FIRMWARE_DIR), *map(str, extra_paths)])
+    firmware_dir = firmware_dir or paths.FIRMWARE_DIR
+    env["MICROPYPATH"] = os.pathsep.join([".frozen", str(firmware_dir), *map(str, extra_paths)])
     return env
 
 
