@@ -1,0 +1,149 @@
+"""A key directory on the host: a credential key pair, trusted readers, the Kpersistent cache.
+
+Layout (directory 0700, secret files 0600):
+  credential.pem        private key, PKCS#8 PEM (never printed)
+  credential.pub.pem    public key, SubjectPublicKeyInfo PEM (what `carkey reader enroll` takes)
+  trust.json            [{"group_id": hex16, "reader_public_key": hex65}, ...]
+  kpersistent.json      {reader identifier hex: Kpersistent hex}  (secret)
+"""
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .errors import CarkeyError
+
+CREDENTIAL = "credential.pem"
+CREDENTIAL_PUB = "credential.pub.pem"
+TRUST = "trust.json"
+KPERSISTENT = "kpersistent.json"
+
+
+def _write_secret(path: Path, data: bytes):
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_public(path: Path, data: bytes):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def public_key_bytes(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+def load_public_key_pem(path) -> bytes:
+    """A SubjectPublicKeyInfo PEM file -> 65-byte uncompressed P-256 point."""
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise CarkeyError(f"{path}: no such file") from None
+    except ValueError as e:
+        raise CarkeyError(f"{path}: not a PEM public key ({e})") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise CarkeyError(f"{path}: not a P-256 public key")
+    return public_key_bytes(key)
+
+
+def parse_hex(text: str, length: int, what: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise CarkeyError(f"{what}: not hexadecimal: {text!r}") from None
+    if len(value) != length:
+        raise CarkeyError(f"{what}: expected {length} bytes, got {len(value)}")
+    return value
+
+
+class KeyDir:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def _file(self, name):
+        return self.path / name
+
+    def init(self, force=False):
+        """Create the directory and a new credential key pair; returns the public key (65 bytes)."""
+        if self._file(CREDENTIAL).exists() and not force:
+            raise CarkeyError(f"{self.path} already holds a credential (use --force to replace it)")
+        self.path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path, 0o700)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        _write_secret(self._file(CREDENTIAL), pem)
+        pub_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        _write_public(self._file(CREDENTIAL_PUB), pub_pem)
+        if not self._file(TRUST).exists():
+            _write_public(self._file(TRUST), b"[]\n")
+        return public_key_bytes(key.public_key())
+
+    def private_key(self):
+        path = self._file(CREDENTIAL)
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise CarkeyError(f"{self.path}: no credential; run `carkey phone init --keys {self.path}`") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise CarkeyError(f"{path}: permissions {oct(mode & 0o777)} are too open; run chmod 600 {path}")
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except ValueError as e:
+            raise CarkeyError(f"{path}: not a PEM private key ({e})") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+            raise CarkeyError(f"{path}: not a P-256 private key")
+        return key
+
+    def public_key(self) -> bytes:
+        return public_key_bytes(self.private_key().public_key())
+
+    def trusted_readers(self):
+        """{group_id: reader_public_key} as bytes."""
+        path = self._file(TRUST)
+        if not path.exists():
+            return {}
+        try:
+            entries = json.loads(path.read_text())
+            return {bytes.fromhex(e["group_id"]): bytes.fromhex(e["reader_public_key"]) for e in entries}
+        except (ValueError, KeyError, TypeError) as e:
+            raise CarkeyError(f"{path}: damaged trust list ({e})") from None
+
+    def trust(self, group_id: bytes, reader_public_key: bytes):
+        if len(group_id) != 16 or len(reader_public_key) != 65 or reader_public_key[0] != 4:
+            raise CarkeyError("a trusted reader needs a 16-byte group id and a 65-byte uncompressed public key")
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), reader_public_key)
+        except ValueError:
+            raise CarkeyError("reader public key is not a point on P-256") from None
+        readers = self.trusted_readers()
+        readers[group_id] = reader_public_key
+        entries = [{"group_id": g.hex(), "reader_public_key": k.hex()} for g, k in sorted(readers.items())]
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_public(self._file(TRUST), (json.dumps(entries, indent=2) + "\n").encode())
+
+    def kpersistent_cache(self):
+        path = self._file(KPERSISTENT)
+        if not path.exists():
+            return {}
+        try:
+            return {bytes.fromhex(k): bytes.fromhex(v) for k, v in json.loads(path.read_text()).items()}
+        except (ValueError, AttributeError) as e:
+            raise CarkeyError(f"{path}: damaged Kpersistent cache ({e})") from None
+
+    def save_kpersistent_cache(self, cache):
+        data = json.dumps({k.hex(): v.hex() for k, v in sorted(cache.items())}, indent=2) + "\n"
+        _write_secret(self._file(KPERSISTENT), data.encode())
