@@ -366,6 +366,14 @@ def test_cache_file_round_trip_is_private(tmp_path):
     assert len(KpersistentCache.load(tmp_path / "absent.json")) == 0
 
 
+def test_cache_from_a_plain_mapping_keeps_the_bound():
+    mapping = {bytes([i]) * 32: bytes([i]) * 32 for i in range(5)}
+    cache = KpersistentCache.from_mapping(mapping, max_entries=3)
+    assert cache.items() == list(mapping.items())[2:]
+    with pytest.raises(ValueError):
+        KpersistentCache.from_mapping({b"short": bytes(32)})
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -668,6 +676,15 @@ def test_signature_by_an_untrusted_key_for_a_trusted_group_is_6982():
     world = make_world()
     _, transcript, _ = start(world)
     assert world.device.process(auth1_apdu(reader_signature(world, transcript, key=crypto.generate_private_key()))) == b"\x69\x82"
+
+
+def test_impostor_reader_of_a_trusted_group_gets_6982():
+    world = make_world()
+    impostor = ReferenceReader(crypto.generate_private_key(), world.reader_id)
+    with pytest.raises(DeviceError) as info:
+        impostor.transact(world.device.process)
+    assert (info.value.command, info.value.sw) == ("AUTH1", 0x6982)
+    assert len(world.device.kpersistent_cache) == 0
 
 
 def test_unknown_reader_group_drops_the_link():

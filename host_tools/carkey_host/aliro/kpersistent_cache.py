@@ -11,6 +11,7 @@ import json
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import Mapping
 
 READER_IDENTIFIER_LEN = 32
 KEY_LEN = 32
@@ -59,6 +60,20 @@ class KpersistentCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        """(reader identifier, Kpersistent) pairs, oldest first."""
+        return list(self._entries.items())
+
+    @classmethod
+    def from_mapping(
+        cls, mapping: Mapping[bytes, bytes], max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> "KpersistentCache":
+        """A cache filled from a plain {reader identifier: Kpersistent} mapping, in its order."""
+        cache = cls(max_entries)
+        for reader_identifier, kpersistent in mapping.items():
+            cache.put(reader_identifier, kpersistent)
+        return cache
 
     def to_dict(self) -> dict:
         """JSON-ready form, oldest entry first."""
