@@ -1,0 +1,67 @@
+# carkey — command ids, result codes, roles and key states shared by the ECU modules.
+# SPDX-License-Identifier: MIT
+#
+# Every value here is on the wire or in the key store (docs/PROTOCOL.md §4, §5, §7),
+# so they live in one module and nothing else spells them out.
+
+from micropython import const
+
+# Command ids (§4.1). Command n is governed by entitlement bit n - 1.
+CMD_LOCK = const(0x01)
+CMD_UNLOCK = const(0x02)
+CMD_UNLOCK_DRIVER = const(0x03)
+CMD_TRUNK = const(0x04)
+CMD_DRIVE_ENABLE = const(0x05)  # argument: minutes, 1 byte, 1..240
+CMD_LOCATE = const(0x06)
+CMD_STATUS = const(0x07)
+CMD_FIRST = const(0x01)
+CMD_LAST = const(0x07)
+
+DRIVE_MINUTES_MIN = const(1)
+DRIVE_MINUTES_MAX = const(240)
+
+# Entitlement bitmaps (§4.1 bits).
+ENT_LOCK = const(0x01)
+ENT_UNLOCK = const(0x02)
+ENT_UNLOCK_DRIVER = const(0x04)
+ENT_TRUNK = const(0x08)
+ENT_DRIVE_ENABLE = const(0x10)
+ENT_LOCATE = const(0x20)
+ENT_STATUS = const(0x40)
+ENT_ALL = const(0x7F)
+
+# Command results (§4.2).
+OK = const(0x00)
+NOT_ENTITLED = const(0x01)
+OUTSIDE_VALIDITY = const(0x02)
+OUTSIDE_SCHEDULE = const(0x03)
+USE_LIMIT_REACHED = const(0x04)
+NEEDS_STANDARD = const(0x05)
+KEY_SUSPENDED = const(0x06)
+KEY_REVOKED = const(0x07)  # also: key unknown
+LOCKED_OUT = const(0x08)
+CLOCK_UNTRUSTED = const(0x09)
+BAD_REQUEST = const(0x0A)  # unknown command or bad argument
+DOCUMENT_REFUSED = const(0x0B)
+HARDWARE_FAULT = const(0x0C)
+
+# Roles (§5 tag 83, §7).
+ROLE_OWNER = const(0x01)
+ROLE_DRIVER = const(0x02)
+ROLE_GUEST = const(0x03)
+ROLE_VALET = const(0x04)
+
+# Credential status in the key store.
+STATUS_ACTIVE = const(0)
+STATUS_SUSPENDED = const(1)
+STATUS_REVOKED = const(2)
+
+# Transaction kinds, numbered as the AUTH0 transaction type byte. A fast request
+# that fell back to AUTH1 is a standard transaction.
+KIND_STANDARD = const(0x00)
+KIND_FAST = const(0x01)
+
+# Revocation document actions (§6 tag 8C).
+ACTION_REVOKE = const(0x01)
+ACTION_SUSPEND = const(0x02)
+ACTION_RESUME = const(0x03)
