@@ -4,7 +4,8 @@ Layout (directory 0700, secret files 0600):
   credential.pem        private key, PKCS#8 PEM (never printed)
   credential.pub.pem    public key, SubjectPublicKeyInfo PEM (what `carkey reader enroll` takes)
   trust.json            [{"group_id": hex16, "reader_public_key": hex65}, ...]
-  kpersistent.json      {reader identifier hex: Kpersistent hex}  (secret)
+  kpersistent.json      the Kpersistent cache, per reader identifier (secret)
+  shares.json           {group id hex: share document hex} received from owners
 """
 
 import json
@@ -15,12 +16,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from .aliro.kpersistent_cache import CacheFormatError, KpersistentCache
 from .errors import CarkeyError
 
 CREDENTIAL = "credential.pem"
 CREDENTIAL_PUB = "credential.pub.pem"
 TRUST = "trust.json"
 KPERSISTENT = "kpersistent.json"
+SHARES = "shares.json"
 
 
 def _write_secret(path: Path, data: bytes):
@@ -135,15 +138,30 @@ class KeyDir:
         self.path.mkdir(parents=True, exist_ok=True)
         _write_public(self._file(TRUST), (json.dumps(entries, indent=2) + "\n").encode())
 
-    def kpersistent_cache(self):
+    def kpersistent_cache(self) -> KpersistentCache:
         path = self._file(KPERSISTENT)
+        if not path.exists():
+            return KpersistentCache()
+        try:
+            return KpersistentCache.load(path)
+        except (CacheFormatError, ValueError) as e:
+            raise CarkeyError(f"{path}: damaged Kpersistent cache ({e})") from None
+
+    def save_kpersistent_cache(self, cache: KpersistentCache):
+        cache.save(self._file(KPERSISTENT))
+
+    def share_documents(self):
+        """{reader group id: share document} this device presents to readers it is not enrolled in."""
+        path = self._file(SHARES)
         if not path.exists():
             return {}
         try:
-            return {bytes.fromhex(k): bytes.fromhex(v) for k, v in json.loads(path.read_text()).items()}
+            return {bytes.fromhex(g): bytes.fromhex(d) for g, d in json.loads(path.read_text()).items()}
         except (ValueError, AttributeError) as e:
-            raise CarkeyError(f"{path}: damaged Kpersistent cache ({e})") from None
+            raise CarkeyError(f"{path}: damaged share list ({e})") from None
 
-    def save_kpersistent_cache(self, cache):
-        data = json.dumps({k.hex(): v.hex() for k, v in sorted(cache.items())}, indent=2) + "\n"
-        _write_secret(self._file(KPERSISTENT), data.encode())
+    def add_share_document(self, group_id: bytes, document: bytes):
+        docs = self.share_documents()
+        docs[group_id] = document
+        data = json.dumps({g.hex(): d.hex() for g, d in sorted(docs.items())}, indent=2) + "\n"
+        _write_public(self._file(SHARES), data.encode())

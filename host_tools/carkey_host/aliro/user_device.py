@@ -130,6 +130,13 @@ class UserDevice:
     def trusted_readers(self) -> dict[bytes, bytes]:
         return dict(self._trusted)
 
+    @property
+    def current_reader_identifier(self) -> bytes | None:
+        """The reader identifier of the transaction under way (None outside one)."""
+        if self._txn is None or self._txn.transcript is None:
+            return None
+        return self._txn.transcript.reader_identifier
+
     # --- transport entry points -----------------------------------------------
 
     def select_response(self) -> bytes:

@@ -1,0 +1,104 @@
+"""carkey's extension inside EXCHANGE (docs/PROTOCOL.md §4), host side.
+
+Written from the spec, independently of the firmware: the envelope `E1`, command
+requests `C2`, results `C4`, the reader's hello `C0`/`C1`.
+"""
+
+from dataclasses import dataclass
+
+from .aliro import tlv
+
+ENVELOPE = 0xE1
+HELLO_VERSION = 0xC0
+CAR_STATE = 0xC1
+COMMAND_REQUEST = 0xC2
+SHARE_DOCUMENT = 0xC3
+COMMAND_RESULT = 0xC4
+REVOCATION_DOCUMENT = 0xC5
+READER_STATUS = 0x97
+
+COMMANDS = {
+    "lock": 0x01,
+    "unlock": 0x02,
+    "unlock-driver": 0x03,
+    "trunk": 0x04,
+    "drive": 0x05,
+    "locate": 0x06,
+    "status": 0x07,
+}
+COMMAND_NAMES = {v: k for k, v in COMMANDS.items()}
+
+RESULTS = {
+    0x00: "ok",
+    0x01: "not entitled",
+    0x02: "outside validity window",
+    0x03: "outside schedule",
+    0x04: "use limit reached",
+    0x05: "needs a standard transaction",
+    0x06: "key suspended",
+    0x07: "key revoked or unknown",
+    0x08: "locked out",
+    0x09: "clock not trusted",
+    0x0A: "unknown command or bad argument",
+    0x0B: "document refused",
+    0x0C: "hardware fault",
+}
+
+
+@dataclass(frozen=True)
+class CarState:
+    locked: bool
+    doors_open: int  # bit 0 driver, 1 passenger, 2 rear left, 3 rear right, 4 trunk
+    drive_minutes: int
+
+    @classmethod
+    def parse(cls, value: bytes) -> "CarState":
+        if len(value) != 3:
+            raise tlv.TlvError(f"car state is 3 bytes, got {len(value)}")
+        return cls(bool(value[0]), value[1], value[2])
+
+    def describe(self) -> str:
+        doors = [n for bit, n in enumerate(("driver", "passenger", "rear-left", "rear-right", "trunk"))
+                 if self.doors_open >> bit & 1]
+        text = "locked" if self.locked else "unlocked"
+        text += ", open: " + (",".join(doors) if doors else "none")
+        if self.drive_minutes:
+            text += f", drive enabled {self.drive_minutes} min"
+        return text
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: int
+    result: int
+    state: CarState
+
+    @property
+    def ok(self) -> bool:
+        return self.result == 0
+
+    def describe(self) -> str:
+        name = COMMAND_NAMES.get(self.command, f"0x{self.command:02x}")
+        return f"{name}: {RESULTS.get(self.result, f'result 0x{self.result:02x}')} ({self.state.describe()})"
+
+
+def command_request(command: int, argument: bytes = b"") -> tuple[int, bytes]:
+    return COMMAND_REQUEST, bytes([command]) + argument
+
+
+def envelope(items) -> tuple[int, bytes]:
+    return ENVELOPE, tlv.encode_all(items)
+
+
+def open_envelope(items) -> list:
+    """The TLVs inside the E1 envelope among decrypted EXCHANGE items (empty when absent)."""
+    for tag, value in items:
+        if tag == ENVELOPE:
+            return tlv.decode_all(value)
+    return []
+
+
+def parse_result(value: bytes) -> CommandResult:
+    if len(value) != 5:
+        raise tlv.TlvError(f"command result is 5 bytes, got {len(value)}")
+    return CommandResult(value[0], value[1], CarState.parse(value[2:]))

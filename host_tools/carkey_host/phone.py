@@ -1,0 +1,106 @@
+"""The simulated phone: an Aliro user device that speaks carkey's EXCHANGE extension.
+
+`Phone` wraps the independent `aliro.UserDevice` (cryptography only, no firmware
+code) with what a carkey app adds: command requests, share documents for readers it
+is not enrolled in, revocation documents from an owner, and the results the car sends.
+`serve()` answers readers over the TCP link, one connection after another.
+"""
+
+from dataclasses import dataclass, field
+
+from . import envelope as env
+from .aliro import tlv
+from .aliro.user_device import LinkDropped, UserDevice
+from .keydir import KeyDir
+from .tcp_link import FramedSocket, FramingError, LinkClosed, listen
+
+
+@dataclass
+class Transaction:
+    """What one reader connection did, as the phone saw it."""
+
+    number: int
+    results: list = field(default_factory=list)
+    reader_status: bytes | None = None
+    control_flow: tuple | None = None
+    dropped: bool = False
+    error: str | None = None
+
+
+class Phone:
+    def __init__(self, keydir: KeyDir, commands=(), revocations=()):
+        """commands: [(command id, argument bytes)] requested in every transaction, in order."""
+        self.keydir = keydir
+        self.commands = list(commands)
+        self.revocations = list(revocations)
+        self.share_documents = keydir.share_documents()
+        self.device = UserDevice(
+            keydir.private_key(),
+            keydir.trusted_readers(),
+            kpersistent_cache=keydir.kpersistent_cache(),
+            exchange_handler=self._on_exchange,
+        )
+        self._pending = []
+        self.transaction = None
+
+    def _on_exchange(self, items):
+        inner = env.open_envelope(items)
+        tags = [t for t, _ in inner]
+        reply = []
+        if env.HELLO_VERSION in tags:
+            # A carkey reader opened the conversation: present what this phone carries.
+            self._pending = list(self.commands)
+            reader_id = self.device.current_reader_identifier
+            document = self.share_documents.get(reader_id[:16]) if reader_id else None
+            if document is not None:
+                reply.append((env.SHARE_DOCUMENT, document))
+            reply.extend((env.REVOCATION_DOCUMENT, doc) for doc in self.revocations)
+        for tag, value in inner:
+            if tag == env.COMMAND_RESULT and self.transaction is not None:
+                self.transaction.results.append(env.parse_result(value))
+        if self._pending:
+            reply.append(env.command_request(*self._pending.pop(0)))
+        return [env.envelope(reply)] if reply else []
+
+    def handle_connection(self, link: FramedSocket, number: int) -> Transaction:
+        """Answer one reader until it closes the link (or this device drops it)."""
+        self.transaction = txn = Transaction(number)
+        self.device.last_reader_status = self.device.last_control_flow = None
+        try:
+            while True:
+                try:
+                    c_apdu = link.receive()
+                except LinkClosed:
+                    break
+                try:
+                    r_apdu = self.device.process(c_apdu)
+                except LinkDropped:
+                    txn.dropped = True
+                    break
+                link.send(r_apdu)
+        except (FramingError, OSError, tlv.TlvError) as e:
+            txn.error = str(e)
+        finally:
+            txn.reader_status = self.device.last_reader_status
+            txn.control_flow = self.device.last_control_flow
+            self.device.reset()
+            self._pending = []
+            self.keydir.save_kpersistent_cache(self.device.kpersistent_cache)
+        return txn
+
+    def serve(self, host, port, framing, connections=None, on_listening=None, on_transaction=None):
+        """Serve readers one connection after another; `connections` bounds how many."""
+        server = listen(host, port)
+        try:
+            if on_listening:
+                on_listening(server.getsockname())
+            served = 0
+            while connections is None or served < connections:
+                sock, _ = server.accept()
+                served += 1
+                with sock:
+                    txn = self.handle_connection(FramedSocket(sock, framing), served)
+                if on_transaction:
+                    on_transaction(txn)
+        finally:
+            server.close()
