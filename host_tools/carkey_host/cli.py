@@ -1,16 +1,113 @@
-"""The `carkey` command line: a thin layer over the carkey_host library."""
+"""The `carkey` command line: a thin layer over the carkey_host library.
+
+Exit codes: 0 success, 1 operational error (printed as `carkey: message`), 2 bad usage.
+"""
 
 import argparse
+import json
 import sys
 
 from . import __version__
+from . import envelope as env
+from .errors import CarkeyError
+from .keydir import KeyDir, parse_hex
+from .tcp_link import FRAMINGS, parse_endpoint
+
+
+def _out(text=""):
+    print(text, flush=True)
+
+
+# --- phone ----------------------------------------------------------------------
+
+
+def do_phone_init(args):
+    pub = KeyDir(args.keys).init(force=args.force)
+    _out(f"credential created in {args.keys}")
+    _out(f"public key: {pub.hex()}")
+    _out(f"enroll it with: carkey reader enroll --credential {args.keys}/credential.pub.pem --role owner ...")
+
+
+def do_phone_trust(args):
+    keys = KeyDir(args.keys)
+    keys.trust(parse_hex(args.group_id, 16, "--group-id"), parse_hex(args.reader_public_key, 65, "--reader-public-key"))
+    _out(f"trusting reader group {args.group_id.lower()}")
+
+
+def _parse_command(text):
+    name, _, arg = text.partition("=")
+    if name not in env.COMMANDS:
+        raise CarkeyError(f"unknown command {name!r}; choose from {', '.join(env.COMMANDS)}")
+    if name == "drive":
+        minutes = int(arg or "30") if (arg or "30").isdigit() else -1
+        if not 1 <= minutes <= 240:
+            raise CarkeyError("drive wants minutes 1..240, e.g. --command drive=30")
+        return env.COMMANDS[name], bytes([minutes])
+    if arg:
+        raise CarkeyError(f"{name} takes no argument")
+    return env.COMMANDS[name], b""
+
+
+def do_phone_serve(args):
+    from .phone import Phone
+
+    host, port = parse_endpoint(args.tcp)
+    phone = Phone(KeyDir(args.keys), commands=[_parse_command(c) for c in args.command])
+
+    def on_listening(sockname):
+        _out(f"phone listening on {sockname[0]}:{sockname[1]} ({args.framing} framing)")
+
+    def on_transaction(txn):
+        if txn.dropped:
+            _out(f"connection {txn.number}: dropped the link (reader not trusted)")
+        elif txn.error:
+            _out(f"connection {txn.number}: link error: {txn.error}")
+        else:
+            granted = txn.control_flow is not None and txn.control_flow[0] == 1
+            results = "; ".join(r.describe() for r in txn.results) or "no carkey results"
+            _out(f"connection {txn.number}: {'granted' if granted else 'refused'}: {results}")
+
+    try:
+        phone.serve(host, port, args.framing, args.connections, on_listening, on_transaction)
+    except KeyboardInterrupt:
+        pass
+
+
+# --- parser -----------------------------------------------------------------------
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="carkey", description="carkey: an open digital car key.")
+    parser = argparse.ArgumentParser(
+        prog="carkey",
+        description="carkey: an open digital car key. Firmware for an ESP32 reader, a simulated phone, tools.",
+    )
     parser.add_argument("--version", action="version", version="carkey " + __version__)
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    phone = sub.add_parser("phone", help="the simulated phone (a user device holding a credential)")
+    psub = phone.add_subparsers(dest="phone_command", metavar="ACTION", required=True)
+
+    p = psub.add_parser("init", help="create a key directory with a new credential key pair")
+    p.add_argument("--keys", required=True, metavar="DIR", help="key directory (created 0700)")
+    p.add_argument("--force", action="store_true", help="replace an existing credential")
+    p.set_defaults(func=do_phone_init)
+
+    p = psub.add_parser("trust", help="trust a reader group (the car) by its public key")
+    p.add_argument("--keys", required=True, metavar="DIR")
+    p.add_argument("--reader-public-key", required=True, metavar="HEX65", help="from `carkey reader identity`")
+    p.add_argument("--group-id", required=True, metavar="HEX16")
+    p.set_defaults(func=do_phone_trust)
+
+    p = psub.add_parser("serve", help="answer readers over TCP, one connection after another")
+    p.add_argument("--keys", required=True, metavar="DIR")
+    p.add_argument("--tcp", required=True, metavar="HOST:PORT", help="where to listen (port 0: any free port)")
+    p.add_argument("--framing", choices=FRAMINGS, default="lp", help="raw: one APDU per write; lp: 2-byte length prefix")
+    p.add_argument("--command", action="append", default=[], metavar="CMD[=ARG]",
+                   help=f"request this in every transaction ({', '.join(env.COMMANDS)}; drive=MINUTES); "
+                   "repeatable; none: the car's default action")
+    p.add_argument("--connections", type=int, default=None, metavar="N", help="stop after N connections")
+    p.set_defaults(func=do_phone_serve)
     return parser
 
 
@@ -20,6 +117,14 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
+    try:
+        args.func(args)
+    except CarkeyError as e:
+        sys.stdout.flush()
+        print(f"carkey: {e}", file=sys.stderr)
+        if args.verbose:
+            raise
+        return e.exit_code
     return 0
 
 
