@@ -1,0 +1,22 @@
+# carkey — board: ESP32-C3 key fob (BLE only): one button, a LED and a buzzer.
+# SPDX-License-Identifier: MIT
+#
+# Avoided: 2, 8, 9 (strapping), 11 (flash supply), 12-17 (flash), 18 and 19 (USB),
+# 20 and 21 (console UART).
+
+BOARD = "esp32_c3_fob"
+CHIP = "esp32c3"
+KIND = "fob"
+
+# role: (gpio, active_low)
+OUTPUTS = {
+    "led": (4, False),
+    "buzzer": (5, False),
+}
+
+# role: (gpio, active_low, pull). The button shorts to ground.
+INPUTS = {
+    "button": (3, True, "up"),
+}
+
+BUSES = {}
