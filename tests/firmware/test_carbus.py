@@ -3,7 +3,7 @@
 #
 # Runs inside MicroPython with a 64 KiB heap, like a small ESP32 build.
 #   .venv/bin/pytest -q tests/firmware/test_carbus.py
-#   MICROPYPATH=firmware:tests/mpy:tests/firmware .venv/bin/micropython -X heapsize=64k tests/firmware/test_carbus.py
+#   MICROPYPATH=firmware:tests/mpy:tests/firmware .venv/bin/micropython -X heapsize=64k tests/mpy/mpy_runner.py tests/firmware/test_carbus.py
 
 import unittest
 from fakeuart import FakeUART
