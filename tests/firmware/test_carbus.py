@@ -1,4 +1,4 @@
-# carkey — car-bus profile output: exact line bytes, escaping, checksum, profile validation, unlock flow.
+# carkey — car-bus profile output: exact line bytes, escaping, checksum, profile validation.
 # SPDX-License-Identifier: MIT
 #
 # Runs inside MicroPython with a 64 KiB heap, like a small ESP32 build.
