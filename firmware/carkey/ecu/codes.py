@@ -20,15 +20,7 @@ CMD_LAST = const(0x07)
 DRIVE_MINUTES_MIN = const(1)
 DRIVE_MINUTES_MAX = const(240)
 
-# Entitlement bitmaps (§4.1 bits).
-ENT_LOCK = const(0x01)
-ENT_UNLOCK = const(0x02)
-ENT_UNLOCK_DRIVER = const(0x04)
-ENT_TRUNK = const(0x08)
-ENT_DRIVE_ENABLE = const(0x10)
-ENT_LOCATE = const(0x20)
-ENT_STATUS = const(0x40)
-ENT_ALL = const(0x7F)
+ENT_ALL = const(0x7F)  # every entitlement bit of a defined command
 
 # Command results (§4.2).
 OK = const(0x00)

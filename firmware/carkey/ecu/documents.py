@@ -10,20 +10,7 @@ import hashlib
 from micropython import const
 
 from carkey.crypto import p256
-from carkey.ecu import policy
-from carkey.ecu.codes import (
-    ACTION_RESUME,
-    ACTION_REVOKE,
-    CLOCK_UNTRUSTED,
-    DOCUMENT_REFUSED,
-    KEY_REVOKED,
-    OK,
-    OUTSIDE_VALIDITY,
-    ROLE_OWNER,
-    ROLE_VALET,
-    STATUS_ACTIVE,
-    STATUS_REVOKED,
-)
+from carkey.ecu import codes, policy
 from carkey.ecu.keystore import key_slot
 from carkey.protocol import tlv
 
@@ -209,7 +196,7 @@ def parse_share(doc):
     f["group_id"] = r.field(_T_GROUP, GROUP_ID_LEN)
     f["friend_pub"] = _public_key(r, _T_FRIEND)
     f["role"] = r.uint(_T_ROLE, 1)
-    if not ROLE_OWNER <= f["role"] <= ROLE_VALET:
+    if not codes.ROLE_OWNER <= f["role"] <= codes.ROLE_VALET:
         raise DocumentError("unknown role")
     f["entitlements"] = r.uint(_T_ENTITLEMENTS, 2)
     f["valid_from"] = r.uint(_T_FROM, 4)
@@ -241,7 +228,7 @@ def parse_revocation(doc):
     f["target"] = r.field(_T_TARGET, SLOT_LEN)
     f["serial"] = r.uint(_T_SERIAL, 4)
     f["action"] = r.uint(_T_ACTION, 1)
-    if not ACTION_REVOKE <= f["action"] <= ACTION_RESUME:
+    if not codes.ACTION_REVOKE <= f["action"] <= codes.ACTION_RESUME:
         raise DocumentError("unknown action")
     return _signature_and_owner(r, f, body_start)
 
@@ -259,7 +246,7 @@ def _owner(keystore, fields, group_id):
     if fields["group_id"] != group_id:
         return None, "other reader group"
     owner = keystore.find(fields["owner"])
-    if owner is None or owner.role != ROLE_OWNER or owner.status != STATUS_ACTIVE:
+    if owner is None or owner.role != codes.ROLE_OWNER or owner.status != codes.STATUS_ACTIVE:
         return None, "signer is not an active owner"
     if fields["serial"] <= owner.serial_floor:
         return None, "serial not above the owner's floor"
@@ -279,38 +266,38 @@ def accept_share_steps(doc, keystore, group_id, friend_pub, now, clock_trusted):
     f = parse_share(doc)
     owner, reason = _owner(keystore, f, group_id)
     if owner is None:
-        return _refused(DOCUMENT_REFUSED, reason)
+        return _refused(codes.DOCUMENT_REFUSED, reason)
     if f["friend_pub"] != friend_pub:
-        return _refused(DOCUMENT_REFUSED, "friend key is not the presenting credential")
-    if f["role"] == ROLE_OWNER:
-        return _refused(DOCUMENT_REFUSED, "owner role cannot be shared")
+        return _refused(codes.DOCUMENT_REFUSED, "friend key is not the presenting credential")
+    if f["role"] == codes.ROLE_OWNER:
+        return _refused(codes.DOCUMENT_REFUSED, "owner role cannot be shared")
     if f["delegation"] != DELEGATION_NONE:
-        return _refused(DOCUMENT_REFUSED, "delegation not allowed")
+        return _refused(codes.DOCUMENT_REFUSED, "delegation not allowed")
     if f["entitlements"] & ~policy.default_entitlements(f["role"]):
-        return _refused(DOCUMENT_REFUSED, "entitlements exceed the role")
+        return _refused(codes.DOCUMENT_REFUSED, "entitlements exceed the role")
     existing = keystore.find(friend_pub)
     if existing is not None:
-        if existing.role == ROLE_OWNER:
-            return _refused(DOCUMENT_REFUSED, "friend key is an owner")
+        if existing.role == codes.ROLE_OWNER:
+            return _refused(codes.DOCUMENT_REFUSED, "friend key is an owner")
         # A share for an enrolled key must be newer than the last document that set
         # or changed its record, so an older, wider share cannot be replayed.
         if f["serial"] <= existing.serial_floor:
-            return _refused(DOCUMENT_REFUSED, "serial not above the key's floor")
-    revoked = keystore.is_revoked(key_slot(friend_pub)) or (existing is not None and existing.status == STATUS_REVOKED)
+            return _refused(codes.DOCUMENT_REFUSED, "serial not above the key's floor")
+    revoked = keystore.is_revoked(key_slot(friend_pub)) or (existing is not None and existing.status == codes.STATUS_REVOKED)
     return _share_steps(f, revoked, now, clock_trusted)
 
 
 def _share_steps(f, revoked, now, clock_trusted):
     if not (yield from p256.verify_steps(f["owner"], digest(SHARE_TAG, f["body"]), f["signature"])):
-        return DOCUMENT_REFUSED, "bad signature"
+        return codes.DOCUMENT_REFUSED, "bad signature"
     # Only a validly signed document learns about revocation or the clock.
     if revoked:
-        return KEY_REVOKED, "friend key revoked"
+        return codes.KEY_REVOKED, "friend key revoked"
     if f["valid_from"] or f["valid_until"]:
         if not clock_trusted:
-            return CLOCK_UNTRUSTED, "clock not trusted"
+            return codes.CLOCK_UNTRUSTED, "clock not trusted"
         if now < f["valid_from"] or (f["valid_until"] and now >= f["valid_until"]):
-            return OUTSIDE_VALIDITY, "outside the validity window"
+            return codes.OUTSIDE_VALIDITY, "outside the validity window"
     credential = {
         "pub": f["friend_pub"],
         "role": f["role"],
@@ -321,7 +308,7 @@ def _share_steps(f, revoked, now, clock_trusted):
         "use_limit": f["use_limit"],
         "serial_floor": f["serial"],
     }
-    return OK, {"credential": credential, "owner": f["owner"]}
+    return codes.OK, {"credential": credential, "owner": f["owner"]}
 
 
 def accept_share(doc, keystore, group_id, friend_pub, now, clock_trusted):
@@ -345,27 +332,27 @@ def accept_revocation_steps(doc, keystore, group_id):
     f = parse_revocation(doc)
     owner, reason = _owner(keystore, f, group_id)
     if owner is None:
-        return _refused(DOCUMENT_REFUSED, reason)
+        return _refused(codes.DOCUMENT_REFUSED, reason)
     target_slot = f["target"]
     if target_slot == key_slot(f["owner"]):
-        return _refused(DOCUMENT_REFUSED, "an owner cannot revoke itself")
+        return _refused(codes.DOCUMENT_REFUSED, "an owner cannot revoke itself")
     target = keystore.find_slot(target_slot)
     if target is not None and f["serial"] <= target.serial_floor:
-        return _refused(DOCUMENT_REFUSED, "serial not above the key's floor")
+        return _refused(codes.DOCUMENT_REFUSED, "serial not above the key's floor")
     # Suspend and resume change a record, so the key must be enrolled; revoke also
     # covers keys never seen (a share not yet presented).
-    if f["action"] != ACTION_REVOKE and target is None:
-        return _refused(DOCUMENT_REFUSED, "target key unknown")
-    revoked = keystore.is_revoked(target_slot) or (target is not None and target.status == STATUS_REVOKED)
+    if f["action"] != codes.ACTION_REVOKE and target is None:
+        return _refused(codes.DOCUMENT_REFUSED, "target key unknown")
+    revoked = keystore.is_revoked(target_slot) or (target is not None and target.status == codes.STATUS_REVOKED)
     return _revocation_steps(f, target is not None, revoked)
 
 
 def _revocation_steps(f, known, revoked):
     if not (yield from p256.verify_steps(f["owner"], digest(REVOCATION_TAG, f["body"]), f["signature"])):
-        return DOCUMENT_REFUSED, "bad signature"
-    if f["action"] != ACTION_REVOKE and revoked:
-        return KEY_REVOKED, "target key revoked"
-    return OK, {"target": f["target"], "action": f["action"], "owner": f["owner"], "serial": f["serial"], "known": known}
+        return codes.DOCUMENT_REFUSED, "bad signature"
+    if f["action"] != codes.ACTION_REVOKE and revoked:
+        return codes.KEY_REVOKED, "target key revoked"
+    return codes.OK, {"target": f["target"], "action": f["action"], "owner": f["owner"], "serial": f["serial"], "known": known}
 
 
 def accept_revocation(doc, keystore, group_id):

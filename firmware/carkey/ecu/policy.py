@@ -8,40 +8,7 @@ import struct
 from micropython import const
 
 from carkey.clock import minute_of_day, weekday
-from carkey.ecu.codes import (
-    BAD_REQUEST,
-    CLOCK_UNTRUSTED,
-    CMD_DRIVE_ENABLE,
-    CMD_FIRST,
-    CMD_LAST,
-    CMD_STATUS,
-    DRIVE_MINUTES_MAX,
-    DRIVE_MINUTES_MIN,
-    ENT_ALL,
-    ENT_DRIVE_ENABLE,
-    ENT_LOCATE,
-    ENT_LOCK,
-    ENT_STATUS,
-    ENT_TRUNK,
-    ENT_UNLOCK,
-    ENT_UNLOCK_DRIVER,
-    KEY_REVOKED,
-    KEY_SUSPENDED,
-    KIND_STANDARD,
-    LOCKED_OUT,
-    NEEDS_STANDARD,
-    NOT_ENTITLED,
-    OK,
-    OUTSIDE_SCHEDULE,
-    OUTSIDE_VALIDITY,
-    ROLE_DRIVER,
-    ROLE_GUEST,
-    ROLE_OWNER,
-    ROLE_VALET,
-    STATUS_ACTIVE,
-    STATUS_SUSPENDED,
-    USE_LIMIT_REACHED,
-)
+from carkey.ecu import codes
 
 _MINUTES_PER_DAY = const(1440)
 _WINDOW_LEN = const(5)
@@ -56,11 +23,13 @@ _MAX_K = const(10)
 _LOCKOUT_FMT = ">BBIIIII"
 LOCKOUT_STATE_LEN = const(22)
 
+# Role defaults (§7) as entitlement bitmaps (§4.1 bits: 0 lock, 1 unlock, 2 driver
+# door, 3 trunk, 4 drive-enable, 5 locate, 6 status).
 _ROLE_DEFAULTS = {
-    ROLE_OWNER: ENT_ALL,
-    ROLE_DRIVER: ENT_LOCK | ENT_UNLOCK | ENT_UNLOCK_DRIVER | ENT_TRUNK | ENT_DRIVE_ENABLE | ENT_LOCATE | ENT_STATUS,
-    ROLE_GUEST: ENT_LOCK | ENT_UNLOCK | ENT_UNLOCK_DRIVER | ENT_TRUNK | ENT_LOCATE | ENT_STATUS,
-    ROLE_VALET: ENT_LOCK | ENT_UNLOCK_DRIVER | ENT_DRIVE_ENABLE | ENT_STATUS,
+    codes.ROLE_OWNER: codes.ENT_ALL,
+    codes.ROLE_DRIVER: codes.ENT_ALL,
+    codes.ROLE_GUEST: 0x6F,  # everything but drive-enable
+    codes.ROLE_VALET: 0x55,  # lock, driver door, drive-enable, status: never trunk or all doors
 }
 
 
@@ -75,16 +44,16 @@ def entitlement_bit(command):
 
 def valid_request(command, arg):
     """A known command id with the argument §4.1 gives it (drive-enable: minutes 1..240)."""
-    if command < CMD_FIRST or command > CMD_LAST:
+    if command < codes.CMD_FIRST or command > codes.CMD_LAST:
         return False
-    if command == CMD_DRIVE_ENABLE:
-        return len(arg) == 1 and DRIVE_MINUTES_MIN <= arg[0] <= DRIVE_MINUTES_MAX
+    if command == codes.CMD_DRIVE_ENABLE:
+        return len(arg) == 1 and codes.DRIVE_MINUTES_MIN <= arg[0] <= codes.DRIVE_MINUTES_MAX
     return len(arg) == 0
 
 
 def counts_as_use(command):
     """Whether a granted command consumes one use of a use-limited key (status does not)."""
-    return command != CMD_STATUS
+    return command != codes.CMD_STATUS
 
 
 def valid_schedule(schedule):
@@ -139,37 +108,37 @@ def time_limited(cred):
 def check(cred, command, arg, kind, now, clock_trusted, lockout):
     """Result code (§4.2) for `cred` running `command` with `arg` now.
 
-    cred: a key store credential, or None for an unknown key. kind: KIND_STANDARD or
-    KIND_FAST. lockout: a Lockout, or None where no lockout applies (USB admin).
+    cred: a key store credential, or None for an unknown key. kind: codes.KIND_STANDARD or
+    codes.KIND_FAST. lockout: a Lockout, or None where no lockout applies (USB admin).
     Order (§7): lockout, request shape, status, clock and validity window, schedule,
     use limit, entitlement, transaction kind.
     """
     if lockout is not None and lockout.locked(now):
-        return LOCKED_OUT
+        return codes.LOCKED_OUT
     if not valid_request(command, arg):
-        return BAD_REQUEST
+        return codes.BAD_REQUEST
     if cred is None:
-        return KEY_REVOKED
-    if cred.status == STATUS_SUSPENDED:
-        return KEY_SUSPENDED
-    if cred.status != STATUS_ACTIVE:
-        return KEY_REVOKED
+        return codes.KEY_REVOKED
+    if cred.status == codes.STATUS_SUSPENDED:
+        return codes.KEY_SUSPENDED
+    if cred.status != codes.STATUS_ACTIVE:
+        return codes.KEY_REVOKED
     if time_limited(cred):
         if not clock_trusted:
-            return CLOCK_UNTRUSTED
+            return codes.CLOCK_UNTRUSTED
         if now < cred.not_before or (cred.not_after and now >= cred.not_after):
-            return OUTSIDE_VALIDITY
+            return codes.OUTSIDE_VALIDITY
         if cred.schedule and not in_schedule(cred.schedule, now):
-            return OUTSIDE_SCHEDULE
+            return codes.OUTSIDE_SCHEDULE
     if cred.use_limit and cred.uses >= cred.use_limit:
-        return USE_LIMIT_REACHED
+        return codes.USE_LIMIT_REACHED
     # The role table bounds the stored bitmap too, so a damaged or hand-edited record
     # cannot give a guest drive-enable.
     if not cred.entitlements & default_entitlements(cred.role) & entitlement_bit(command):
-        return NOT_ENTITLED
-    if command == CMD_DRIVE_ENABLE and kind != KIND_STANDARD:
-        return NEEDS_STANDARD
-    return OK
+        return codes.NOT_ENTITLED
+    if command == codes.CMD_DRIVE_ENABLE and kind != codes.KIND_STANDARD:
+        return codes.NEEDS_STANDARD
+    return codes.OK
 
 
 class Lockout:
