@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from carkey_host import paths
+from carkey_host.build import BuildError, compile_file, compile_firmware
 from carkey_host.mpy_bridge import MicroPython, micropython_env
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -30,8 +31,23 @@ def mpy_command(heapsize=None):
     return cmd
 
 
+# Firmware, fakes and test modules run as boards run code: compiled to .mpy first,
+# so a 64 KiB heap is not spent on compiling source (tracebacks keep file and line).
+TEST_MPY = paths.BUILD_DIR / "test-mpy"
+FIRMWARE_MPY = TEST_MPY / "firmware"
+SUPPORT_MPY = TEST_MPY / "support"
+TESTS_MPY = TEST_MPY / "tests"
+
+
 def firmware_test_env():
-    return micropython_env(extra_paths=[MPY_SUPPORT, FIRMWARE_TESTS])
+    return micropython_env(
+        extra_paths=[SUPPORT_MPY, MPY_SUPPORT, FIRMWARE_TESTS, paths.REPO_ROOT / "boards"], firmware_dir=FIRMWARE_MPY
+    )
+
+
+def pytest_sessionstart(session):
+    compile_firmware(FIRMWARE_MPY)
+    compile_firmware(SUPPORT_MPY, root=MPY_SUPPORT)
 
 
 class MicroPythonTestFailure(Exception):
@@ -55,8 +71,14 @@ def _module_heapsize(path):
 class MicroPythonFile(pytest.File):
     def collect(self):
         self.heapsize = _module_heapsize(self.path)
+        try:
+            compiled = compile_file(self.path, TESTS_MPY / (self.path.stem + ".mpy"), self.path.relative_to(paths.REPO_ROOT))
+        except BuildError as e:
+            raise self.CollectError(str(e)) from None
+        # The runner imports by module name from this directory: it finds the .mpy.
+        self.module_path = str(compiled.with_suffix(".py"))
         proc = subprocess.run(
-            mpy_command(self.heapsize) + [str(RUNNER), "--list", str(self.path)],
+            mpy_command(self.heapsize) + [str(RUNNER), "--list", self.module_path],
             capture_output=True,
             text=True,
             env=firmware_test_env(),
@@ -76,7 +98,7 @@ class MicroPythonFile(pytest.File):
         if self._results is None:
             selected = [item.test_id for item in session.items if item.parent is self]
             proc = subprocess.run(
-                mpy_command(self.heapsize) + [str(RUNNER), "--json", str(self.path), *selected],
+                mpy_command(self.heapsize) + [str(RUNNER), "--json", self.module_path, *selected],
                 capture_output=True,
                 text=True,
                 env=firmware_test_env(),

@@ -19,25 +19,36 @@ def firmware_sources(root=None):
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
 
 
+def compile_file(source, out, source_name, march=None):
+    """One .py -> .mpy; `source_name` is the file name tracebacks will show."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [paths.mpy_cross_executable(), "-o", str(out), "-s", str(source_name)]
+    if march:
+        cmd.append(f"-march={march}")
+    proc = subprocess.run(cmd + [str(source)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"mpy-cross failed on {source_name}:\n{proc.stderr.strip()}")
+    return out
+
+
 def compile_firmware(dest, root=None, march=None):
     """Compile every firmware module into `dest`, mirroring the tree; returns the .mpy paths.
 
-    Files are rebuilt only when the source is newer than the existing .mpy.
+    Files are rebuilt only when the source is newer than the existing .mpy, and a
+    .mpy whose source is gone is removed so it cannot mask a missing module.
     """
     root = Path(root or paths.FIRMWARE_DIR)
     dest = Path(dest)
     outputs = []
+    if dest.exists():
+        for stale in dest.rglob("*.mpy"):
+            if not (root / stale.relative_to(dest)).with_suffix(".py").exists():
+                stale.unlink()
     for source in firmware_sources(root):
         rel = source.relative_to(root)
         out = dest / rel.with_suffix(".mpy")
         outputs.append(out)
         if out.exists() and out.stat().st_mtime >= source.stat().st_mtime:
             continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [paths.mpy_cross_executable(), "-o", str(out), "-s", str(rel)]
-        if march:
-            cmd.append(f"-march={march}")
-        proc = subprocess.run(cmd + [str(source)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise BuildError(f"mpy-cross failed on {rel}:\n{proc.stderr.strip()}")
+        compile_file(source, out, rel, march)
     return outputs
