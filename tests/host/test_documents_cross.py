@@ -270,3 +270,68 @@ def test_fuzz_revocation_in_place(fw, doc):
 @given(doc=st.binary(max_size=300).map(lambda b: b"\xe2" + b))
 def test_fuzz_random_bytes(fw, doc):
     fuzz_one(fw, doc, SHARE, fw_accept_share, D.parse_share, "parse_share")
+
+
+# --- the host tool on its own ----------------------------------------------------
+
+
+def test_window_parsing():
+    assert D.Window.parse("mon-fri 08:00-17:00") == D.Window(0x1F, 480, 1020)
+    assert D.Window.parse("fri-mon 22:00-02:00") == D.Window(0x71, 1320, 120)
+    assert D.Window.parse("Sat,sun 00:00-24:00") == D.Window(0x60, 0, 1440)
+    assert D.Window.parse("daily 06:30-07:00") == D.Window(0x7F, 390, 420)
+    for bad in ("mon 08:00-08:00", "mon 25:00-26:00", "xyz 08:00-09:00", "mon 8-9", "mon 08:60-09:00"):
+        with pytest.raises(D.DocumentError):
+            D.Window.parse(bad)
+
+
+def test_make_share_refuses_what_the_car_would():
+    cases = [
+        ({"role": "owner"}, "the owner role cannot be shared"),
+        ({"role": "guest", "entitlements": 0x10}, "entitlements 0x0010 exceed what a guest may have"),
+        ({"role": "valet", "valid_from": NOW, "valid_until": NOW}, "validity window is empty"),
+        ({"role": "valet", "schedule": [D.Window(0, 0, 60)]}, "a schedule has 1..8 valid windows"),
+        ({"role": "valet", "use_limit": 0x10000}, "use limit is 0..65535"),
+        ({"role": "chauffeur"}, "unknown role 'chauffeur'"),
+    ]
+    for kw, message in cases:
+        with pytest.raises(D.DocumentError, match=message):
+            D.make_share(OWNER, GROUP, FRIEND_PUB, serial=1, **kw)
+    with pytest.raises(D.DocumentError, match="serial"):
+        D.make_share(OWNER, GROUP, FRIEND_PUB, "guest", serial=0)
+
+
+def test_make_revocation_refuses_self_and_bad_action():
+    with pytest.raises(D.DocumentError, match="own key"):
+        D.make_revocation(OWNER, GROUP, OWNER_PUB, serial=5)
+    with pytest.raises(D.DocumentError, match="unknown action"):
+        D.make_revocation(OWNER, GROUP, FRIEND_PUB, serial=5, action="delete")
+    by_slot = D.parse_revocation(D.make_revocation(OWNER, GROUP, D.key_slot(FRIEND_PUB), serial=5))
+    assert by_slot.target == D.key_slot(FRIEND_PUB)
+
+
+def test_next_serial():
+    assert D.next_serial(0, NOW) == NOW
+    assert D.next_serial(NOW + 5, NOW) == NOW + 6
+    with pytest.raises(D.DocumentError):
+        D.next_serial(0xFFFFFFFF, NOW)
+
+
+def test_describe():
+    text = D.parse(SHARE).describe()
+    assert text.splitlines() == [
+        f"share document for reader group {GROUP.hex()}",
+        f"  friend key slot  {D.key_slot(FRIEND_PUB).hex()}",
+        "  role             guest",
+        "  entitlements     lock, unlock, locate (0x0023)",
+        "  valid            2025-06-15T15:05:40Z .. 2025-06-15T16:06:40Z",
+        "  schedule         Mon,Tue,Wed,Thu,Fri,Sat,Sun 00:00-24:00 (UTC)",
+        "  use limit        7",
+        "  serial           500",
+        "  delegation       none",
+        f"  signed by        owner key slot {D.key_slot(OWNER_PUB).hex()}",
+        "  check            signature valid",
+    ]
+    rev = D.parse(REVOCATION)
+    assert isinstance(rev, D.Revocation)
+    assert "  action           suspend" in rev.describe().splitlines()
