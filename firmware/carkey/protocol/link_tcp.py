@@ -1,0 +1,114 @@
+# carkey — reader end of the TCP link (docs/PROTOCOL.md §2): raw or length-prefixed APDUs.
+# SPDX-License-Identifier: MIT
+#
+# The same asyncio streams code runs on the Unix port and on ESP32 Wi-Fi. The
+# reader is the client; the user device listens. Answers are read into one
+# preallocated buffer and copied out once, so a tap allocates a few hundred bytes.
+
+import asyncio
+from micropython import const
+
+from carkey.protocol.errors import LinkError, LinkTimeout, ProtocolError
+
+RAW = "raw"  # one APDU per write, lock-step; an answer is whatever one read returns
+LP = "lp"  # every APDU prefixed by its length, 2 bytes big-endian, 1..65535
+
+# The longest answer accepted: a short R-APDU is at most 258 bytes; a device that
+# ignores chaining gets room for a few KiB before the link gives up on it.
+_MAX_ANSWER = const(4096)
+
+
+class TcpLink:
+    def __init__(self, stream, framing=LP):
+        if framing != RAW and framing != LP:
+            raise ValueError("framing is 'raw' or 'lp'")
+        self._stream = stream
+        self.framing = framing
+        self._buf = bytearray(_MAX_ANSWER)
+        self._mv = memoryview(self._buf)
+        self._head = bytearray(2)
+
+    @classmethod
+    async def connect(cls, host, port, framing=LP, timeout_ms=3000):
+        try:
+            stream, _ = await asyncio.wait_for_ms(asyncio.open_connection(host, port), timeout_ms)
+        except asyncio.TimeoutError:
+            raise LinkTimeout("connect timed out") from None
+        except OSError as e:
+            raise LinkError("connect failed: %s" % e) from None
+        return cls(stream, framing)
+
+    @property
+    def closed(self):
+        return self._stream is None
+
+    async def transceive(self, capdu, timeout_ms):
+        # One C-APDU out, its R-APDU back (fresh bytes). A timeout or a dropped
+        # connection closes the link: a late answer must never pair with the
+        # next command.
+        stream = self._stream
+        if stream is None:
+            raise LinkError("link closed")
+        n = len(capdu)
+        try:
+            if self.framing == LP:
+                if not 0 < n <= 0xFFFF:
+                    raise ValueError("APDU length out of range")
+                head = self._head
+                head[0] = n >> 8
+                head[1] = n & 0xFF
+                stream.write(head)
+            stream.write(capdu)
+            await stream.drain()
+            n = await asyncio.wait_for_ms(self._receive(stream), timeout_ms)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise LinkTimeout("no answer within %d ms" % timeout_ms) from None
+        except OSError as e:
+            await self.close()
+            raise LinkError("link failed: %s" % e) from None
+        except ProtocolError:
+            await self.close()
+            raise
+        return bytes(self._mv[:n])
+
+    async def _receive(self, stream):
+        mv = self._mv
+        if self.framing == RAW:
+            n = await stream.readinto(mv)
+            if not n:
+                raise OSError("closed by peer")
+            return n
+        await self._fill(stream, memoryview(self._head))
+        n = (self._head[0] << 8) | self._head[1]
+        if n == 0 or n > _MAX_ANSWER:
+            raise ProtocolError("bad frame length %d" % n)
+        await self._fill(stream, mv[:n])
+        return n
+
+    @staticmethod
+    async def _fill(stream, view):
+        got = 0
+        want = len(view)
+        while got < want:
+            k = await stream.readinto(view[got:])
+            if not k:
+                raise OSError("closed by peer")
+            got += k
+
+    async def close(self):
+        stream = self._stream
+        if stream is None:
+            return
+        self._stream = None
+        try:
+            stream.close()
+            await stream.wait_closed()
+        except OSError:
+            pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        await self.close()
