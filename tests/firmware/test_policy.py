@@ -53,11 +53,19 @@ def key(role=ROLE_DRIVER, **kw):
     return Credential(PUB, role, ent, **kw)
 
 
+class _Record:
+    pass
+
+
 def damaged(cred, **fields):
-    # Values the key store would never write, to show policy does not trust them.
+    # Values the key store refuses to hold, on a plain copy of a credential, to show
+    # policy does not trust a record it is handed.
+    rec = _Record()
+    for name in ("pub", "slot", "role", "entitlements", "not_before", "not_after", "schedule", "use_limit", "uses", "status"):
+        setattr(rec, name, getattr(cred, name))
     for name in fields:
-        setattr(cred, name, fields[name])
-    return cred
+        setattr(rec, name, fields[name])
+    return rec
 
 
 class RoleTableTest(unittest.TestCase):
