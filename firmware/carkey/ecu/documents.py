@@ -18,14 +18,14 @@ SHARE_TAG = const(0xE2)
 REVOCATION_TAG = const(0xE3)
 # Signature contexts: neither is a prefix of the other nor of an Aliro signed-data
 # string (which starts with tag 4D), so no signature made for one verifies for another.
-SHARE_CONTEXT = b"carkey/share/v1\x00"
-REVOCATION_CONTEXT = b"carkey/revoke/v1\x00"
+_SHARE_CONTEXT = b"carkey/share/v1\x00"
+_REVOCATION_CONTEXT = b"carkey/revoke/v1\x00"
 
-VERSION = const(0x01)
-DELEGATION_NONE = const(0x00)
-GROUP_ID_LEN = const(16)
-PUBLIC_KEY_LEN = const(65)
-SLOT_LEN = const(8)
+_VERSION = const(0x01)
+_DELEGATION_NONE = const(0x00)
+_GROUP_ID_LEN = const(16)
+_PUBLIC_KEY_LEN = const(65)
+_SLOT_LEN = const(8)
 _SIG_LEN = const(64)
 
 _T_VERSION = const(0x80)
@@ -52,13 +52,13 @@ class DocumentError(ValueError):
 # --- encoding -------------------------------------------------------------------
 
 
-def share_body(group_id, friend_pub, role, entitlements, valid_from, valid_until, schedule, use_limit, serial, delegation=DELEGATION_NONE):
+def share_body(group_id, friend_pub, role, entitlements, valid_from, valid_until, schedule, use_limit, serial, delegation=_DELEGATION_NONE):
     """The signed body of a share document (§5), field values as given, unchecked.
 
     schedule: bytes of 5-byte windows, or b"" for none (the 87 field is then left out).
     """
     parts = [
-        tlv.encode(_T_VERSION, bytes((VERSION,))),
+        tlv.encode(_T_VERSION, bytes((_VERSION,))),
         tlv.encode(_T_GROUP, group_id),
         tlv.encode(_T_FRIEND, friend_pub),
         tlv.encode(_T_ROLE, bytes((role,))),
@@ -78,7 +78,7 @@ def revocation_body(group_id, target_slot, serial, action):
     """The signed body of a revocation document (§6), unchecked."""
     return b"".join(
         (
-            tlv.encode(_T_VERSION, bytes((VERSION,))),
+            tlv.encode(_T_VERSION, bytes((_VERSION,))),
             tlv.encode(_T_GROUP, group_id),
             tlv.encode(_T_TARGET, target_slot),
             tlv.encode(_T_SERIAL, serial.to_bytes(4, "big")),
@@ -89,9 +89,9 @@ def revocation_body(group_id, target_slot, serial, action):
 
 def _context(tag):
     if tag == SHARE_TAG:
-        return SHARE_CONTEXT
+        return _SHARE_CONTEXT
     if tag == REVOCATION_TAG:
-        return REVOCATION_CONTEXT
+        return _REVOCATION_CONTEXT
     raise ValueError("unknown document tag")
 
 
@@ -161,12 +161,12 @@ def _open(doc, tag, name):
 
 
 def _version(r):
-    if r.uint(_T_VERSION, 1) != VERSION:
+    if r.uint(_T_VERSION, 1) != _VERSION:
         raise DocumentError("unsupported version")
 
 
 def _public_key(r, tag):
-    pub = r.field(tag, PUBLIC_KEY_LEN)
+    pub = r.field(tag, _PUBLIC_KEY_LEN)
     if pub[0] != 0x04:
         raise DocumentError("tag %02X not an uncompressed public key" % tag)
     return pub
@@ -193,7 +193,7 @@ def parse_share(doc):
     body_start = r.pos
     _version(r)
     f = {}
-    f["group_id"] = r.field(_T_GROUP, GROUP_ID_LEN)
+    f["group_id"] = r.field(_T_GROUP, _GROUP_ID_LEN)
     f["friend_pub"] = _public_key(r, _T_FRIEND)
     f["role"] = r.uint(_T_ROLE, 1)
     if not codes.ROLE_OWNER <= f["role"] <= codes.ROLE_VALET:
@@ -224,18 +224,13 @@ def parse_revocation(doc):
     body_start = r.pos
     _version(r)
     f = {}
-    f["group_id"] = r.field(_T_GROUP, GROUP_ID_LEN)
-    f["target"] = r.field(_T_TARGET, SLOT_LEN)
+    f["group_id"] = r.field(_T_GROUP, _GROUP_ID_LEN)
+    f["target"] = r.field(_T_TARGET, _SLOT_LEN)
     f["serial"] = r.uint(_T_SERIAL, 4)
     f["action"] = r.uint(_T_ACTION, 1)
     if not codes.ACTION_REVOKE <= f["action"] <= codes.ACTION_RESUME:
         raise DocumentError("unknown action")
     return _signature_and_owner(r, f, body_start)
-
-
-def verify(tag, fields):
-    """Whether the document's signature verifies under the owner key it carries."""
-    return p256.verify(fields["owner"], digest(tag, fields["body"]), fields["signature"])
 
 
 # --- acceptance -------------------------------------------------------------------
@@ -271,7 +266,7 @@ def accept_share_steps(doc, keystore, group_id, friend_pub, now, clock_trusted):
         return _refused(codes.DOCUMENT_REFUSED, "friend key is not the presenting credential")
     if f["role"] == codes.ROLE_OWNER:
         return _refused(codes.DOCUMENT_REFUSED, "owner role cannot be shared")
-    if f["delegation"] != DELEGATION_NONE:
+    if f["delegation"] != _DELEGATION_NONE:
         return _refused(codes.DOCUMENT_REFUSED, "delegation not allowed")
     if f["entitlements"] & ~policy.default_entitlements(f["role"]):
         return _refused(codes.DOCUMENT_REFUSED, "entitlements exceed the role")
