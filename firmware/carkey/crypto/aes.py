@@ -84,6 +84,8 @@ _GMASKS = _key_masks()
 _FIVE = const(1 | 1 << 256 | 1 << 512 | 1 << 768 | 1 << 1024)  # one 1 per window
 _RED = _reduction_table()
 _CTR, _ONES = _counter_template()
+# The builders are not needed again: dropping them frees their bytecode.
+del _every5, _class_masks, _window_masks, _key_masks, _reduction_table, _counter_template
 
 
 def _check_bytes(value, what):
@@ -189,17 +191,18 @@ def _xor_stream(ecb, iv, data, ks, nb):
     n = len(data)
     take = min(n, 16 * nb)
     head = data if take == n else data[:take]
-    out = (int.from_bytes(head, "big") ^ (ks >> (8 * (16 * nb - take)))).to_bytes(take, "big")
+    first = (int.from_bytes(head, "big") ^ (ks >> (8 * (16 * nb - take)))).to_bytes(take, "big")
     if take == n:
-        return out
-    out = bytearray(out)
+        return first
+    out = bytearray(n)  # filled in place: no regrowth on a small heap
+    out[:take] = first
     counter = 2 + nb
     for start in range(take, n, 16 * _CHUNK):
         piece = data[start : start + 16 * _CHUNK]
         k = len(piece)
         nb = (k + 15) >> 4
         ks = _blocks(ecb, iv, counter, nb) >> (8 * (16 * nb - k))
-        out.extend((int.from_bytes(piece, "big") ^ ks).to_bytes(k, "big"))
+        out[start : start + k] = (int.from_bytes(piece, "big") ^ ks).to_bytes(k, "big")
         counter += nb
     return bytes(out)
 
