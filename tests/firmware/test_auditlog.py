@@ -7,7 +7,7 @@
 
 import os
 import struct
-from binascii import crc32, hexlify
+from binascii import crc32, hexlify, unhexlify
 
 import unittest
 from flashsim import power_cuts
@@ -87,6 +87,14 @@ class LogTest(unittest.TestCase):
         log.append(T0, SLOT, auditlog.TRANSPORT_TCP, auditlog.KIND_FALLBACK, 5, 9)
         self.assertEqual(self.raw(0), record_bytes(1, T0, SLOT, 3, 2, 5, 9))
         self.assertEqual(len(self.raw(0)), auditlog.RECORD_SIZE)
+
+    def test_example_in_docs(self):
+        log = self.log()
+        log.append(T0, SLOT, auditlog.TRANSPORT_NFC, auditlog.KIND_FAST, 2, 0)
+        self.assertEqual(
+            self.raw(0),
+            unhexlify("a1010102" + "00000001" + "65e079f0" + "1122334455667788" + "00" + "00" * 7 + "e6c7a312"),
+        )
 
     def test_constants(self):
         self.assertEqual(

@@ -469,7 +469,10 @@ class PowerCutTest(unittest.TestCase):
         self.assertGreaterEqual(self.run_matrix(lambda: None, enrol_32), 80)
 
     def test_commit_on_fat(self):
-        self.assertGreaterEqual(self.run_matrix(enrol_32, transaction_changes, fs="fat"), 20)
+        self.assertGreaterEqual(self.run_matrix(enrol_32, transaction_changes, fs="fat"), 30)
+
+    def test_first_commit_on_fat(self):
+        self.assertGreaterEqual(self.run_matrix(lambda: None, enrol_32, fs="fat"), 30)
 
     def test_commit_with_flash_in_host_files(self):
         # The same matrix with the images outside the heap, as 64 KiB tests need.

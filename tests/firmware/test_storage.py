@@ -9,7 +9,7 @@
 
 import os
 import struct
-from binascii import crc32, hexlify
+from binascii import crc32, hexlify, unhexlify
 
 import unittest
 from flashsim import power_cuts
@@ -70,6 +70,12 @@ class FormatTest(PosixTest):
         self.assertEqual(storage.save(self.dir, "rec", b"hello"), 1)
         self.assertEqual(raw(self.a), copy_bytes(1, b"hello"))
         self.assertEqual(sorted(os.listdir(self.dir)), ["rec.a"])
+
+    def test_example_in_docs(self):
+        storage.save(self.dir, "rec", b"hello")
+        self.assertEqual(
+            raw(self.a), unhexlify("434b5354000100000000000100000005" + "4abea185" + "68656c6c6f")
+        )
 
     def test_saves_alternate_copies_and_count_generations(self):
         self.assertEqual([storage.save(self.dir, "rec", b) for b in (b"x", b"yy", b"zzz")], [1, 2, 3])
