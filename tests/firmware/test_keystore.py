@@ -265,8 +265,10 @@ class StoreTest(unittest.TestCase):
 
     def test_revoke_is_permanent_and_wipes_kpersistent(self):
         c = self.ks.add(full(1))
+        old_record = c._r  # white box: the buffer that held the secret
         self.ks.set_status(c.slot, 2)
         self.assertEqual((c.status, c.kpersistent), (2, None))
+        self.assertEqual(bytes(old_record[94:126]), bytes(32))
         self.assertEqual(self.ks.fast_candidates(), [])
         self.assertTrue(self.ks.is_revoked(c.slot))
         for status in (0, 1):

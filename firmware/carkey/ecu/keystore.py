@@ -160,6 +160,11 @@ class Credential:
             if part:
                 r[pos : pos + len(part)] = part
                 pos += len(part)
+        old = self._r
+        if old[_FLAGS] & _FLAG_KPERSISTENT:
+            # Do not leave the old Kpersistent in a freed buffer.
+            for i in range(_FIXED, _FIXED + KPERSISTENT_LEN):
+                old[i] = 0
         self._r = r
 
     @property
