@@ -60,54 +60,70 @@ class TestCase:
     def fail(self, msg=None):
         raise AssertionError(msg or "failed")
 
-    def _check(self, ok, default, msg):
-        if not ok:
-            raise AssertionError(default if msg is None else "%s : %s" % (default, msg))
+    # Messages are built only on failure: a repr of a long value costs heap that a
+    # 64 KiB test cannot spare on every passing assertion.
+    def _fail(self, default, msg):
+        raise AssertionError(default if msg is None else "%s : %s" % (default, msg))
 
     def assertEqual(self, first, second, msg=None):
-        self._check(first == second, "%s != %s" % (_short(first), _short(second)), msg)
+        if not first == second:
+            self._fail("%s != %s" % (_short(first), _short(second)), msg)
 
     def assertNotEqual(self, first, second, msg=None):
-        self._check(first != second, "%s == %s" % (_short(first), _short(second)), msg)
+        if not first != second:
+            self._fail("%s == %s" % (_short(first), _short(second)), msg)
 
     def assertTrue(self, expr, msg=None):
-        self._check(expr, "%s is not true" % _short(expr), msg)
+        if not expr:
+            self._fail("%s is not true" % _short(expr), msg)
 
     def assertFalse(self, expr, msg=None):
-        self._check(not expr, "%s is not false" % _short(expr), msg)
+        if expr:
+            self._fail("%s is not false" % _short(expr), msg)
 
     def assertIs(self, first, second, msg=None):
-        self._check(first is second, "%s is not %s" % (_short(first), _short(second)), msg)
+        if first is not second:
+            self._fail("%s is not %s" % (_short(first), _short(second)), msg)
 
     def assertIsNone(self, obj, msg=None):
-        self._check(obj is None, "%s is not None" % _short(obj), msg)
+        if obj is not None:
+            self._fail("%s is not None" % _short(obj), msg)
 
     def assertIsNotNone(self, obj, msg=None):
-        self._check(obj is not None, "unexpectedly None", msg)
+        if obj is None:
+            self._fail("unexpectedly None", msg)
 
     def assertIn(self, member, container, msg=None):
-        self._check(member in container, "%s not found in %s" % (_short(member), _short(container)), msg)
+        if member not in container:
+            self._fail("%s not found in %s" % (_short(member), _short(container)), msg)
 
     def assertNotIn(self, member, container, msg=None):
-        self._check(member not in container, "%s unexpectedly in %s" % (_short(member), _short(container)), msg)
+        if member in container:
+            self._fail("%s unexpectedly in %s" % (_short(member), _short(container)), msg)
 
     def assertIsInstance(self, obj, cls, msg=None):
-        self._check(isinstance(obj, cls), "%s is not an instance of %s" % (_short(obj), cls), msg)
+        if not isinstance(obj, cls):
+            self._fail("%s is not an instance of %s" % (_short(obj), cls), msg)
 
     def assertLess(self, a, b, msg=None):
-        self._check(a < b, "%s not less than %s" % (_short(a), _short(b)), msg)
+        if not a < b:
+            self._fail("%s not less than %s" % (_short(a), _short(b)), msg)
 
     def assertLessEqual(self, a, b, msg=None):
-        self._check(a <= b, "%s not less than or equal to %s" % (_short(a), _short(b)), msg)
+        if not a <= b:
+            self._fail("%s not less than or equal to %s" % (_short(a), _short(b)), msg)
 
     def assertGreater(self, a, b, msg=None):
-        self._check(a > b, "%s not greater than %s" % (_short(a), _short(b)), msg)
+        if not a > b:
+            self._fail("%s not greater than %s" % (_short(a), _short(b)), msg)
 
     def assertGreaterEqual(self, a, b, msg=None):
-        self._check(a >= b, "%s not greater than or equal to %s" % (_short(a), _short(b)), msg)
+        if not a >= b:
+            self._fail("%s not greater than or equal to %s" % (_short(a), _short(b)), msg)
 
     def assertAlmostEqual(self, a, b, places=7, msg=None):
-        self._check(round(abs(a - b), places) == 0, "%s != %s within %d places" % (a, b, places), msg)
+        if round(abs(a - b), places) != 0:
+            self._fail("%s != %s within %d places" % (a, b, places), msg)
 
     def assertRaises(self, expected, func=None, *args, **kwargs):
         ctx = _RaisesContext(expected)
