@@ -433,12 +433,12 @@ class TestPool(_KatCase):
     def test_fill_and_single_use(self):
         pool = PrecomputePool(ephemerals=1, nonces=1)
         run(pool.fill())
-        self.assertTrue(pool.full())
+        self.assertEqual(pool.counts(), (1, 1))
         eph = run(pool.take_ephemeral())
         nonce = run(pool.take_nonce())
         self.assertEqual(p256.public_key(bytes(eph.private_key)), eph.public_key)
         self.assertEqual(len(eph.transaction_id), 16)
-        self.assertEqual((pool.ephemerals, pool.nonces), (0, 0))
+        self.assertEqual(pool.counts(), (0, 0))
         ident = self.identity()
         digest = b"\x11" * 32
         sig = ident.sign_with_nonce(digest, nonce)
@@ -455,7 +455,7 @@ class TestPool(_KatCase):
         pool.add_ephemeral(t["eph_priv"], t["eph_pub"], t["txid"])
         link = FakeLink(t["apdus"][:2] + [(None, t["apdus"][2][1])])
         session = run(Reader(self.identity(), pool).transact(link, self.enrolled()))
-        self.assertEqual(pool.nonces, 0)
+        self.assertEqual(pool.counts(), (0, 0))
         auth1 = link.sent[2]
         self.assertNotEqual(auth1, t["apdus"][2][0])  # a random nonce, not RFC 6979
         tr = self.transcript("std", b"\x00\x02")

@@ -11,7 +11,7 @@ from carkey.protocol.errors import ProtocolError
 
 CLA_ISO = const(0x00)
 CLA_PROPRIETARY = const(0x80)
-CLA_CHAINING = const(0x10)
+_CLA_CHAINING = const(0x10)  # OR-ed into CLA of every chain part but the last
 
 # SELECT 00 A4 04 00 Lc AID 00: select by name, first occurrence, answer FCI
 INS_SELECT = const(0xA4)
@@ -24,20 +24,17 @@ INS_EXCHANGE = const(0xC9)
 # CONTROL FLOW 80 3C 00 00 06 [41 01 S1][42 01 S2], no Le
 INS_CONTROL_FLOW = const(0x3C)
 # GET RESPONSE 00 C0 00 00 Le: the next part of a long answer
-INS_GET_RESPONSE = const(0xC0)
+_INS_GET_RESPONSE = const(0xC0)
 
 SW_OK = const(0x9000)
-SW_MORE_DATA = const(0x6100)  # low byte: bytes remaining, 00 = 256 or more
-SW_KEY_LOOKUP_FAILED = const(0x6400)
-SW_MALFORMED = const(0x6701)
-SW_BAD_CLA = const(0x6800)
-SW_SECURITY = const(0x6982)  # bad signature or GCM failure
-SW_CONDITIONS = const(0x6985)  # unsupported protocol version
-SW_UNKNOWN_AID = const(0x6A82)
-SW_BAD_P1P2 = const(0x6A86)
-SW_WRONG_STATE = const(0x6D00)
+_SW_MORE_DATA = const(0x6100)  # low byte: bytes remaining, 00 = 256 or more
+# What user devices answer otherwise (private here: the reader reports any SW
+# as is; a device role makes the ones it sends public):
+#   6400 key lookup failed, 6701 malformed, 6800 bad CLA, 6982 bad signature or
+#   GCM failure, 6985 unsupported version, 6A82 unknown AID, 6A86 bad P1/P2,
+#   6D00 wrong state.
 
-MAX_SHORT_DATA = const(255)
+_MAX_SHORT_DATA = const(255)
 # A reader stops collecting GET RESPONSE parts beyond this: bounds its buffer.
 _MAX_COLLECTED = const(4096)
 
@@ -45,7 +42,7 @@ _MAX_COLLECTED = const(4096)
 def command(cla, ins, p1, p2, data=None, le=None):
     # One short C-APDU; le 1..256 (256 is sent as 00), None for no Le.
     n = len(data) if data else 0
-    if n > MAX_SHORT_DATA:
+    if n > _MAX_SHORT_DATA:
         raise ValueError("command data over 255 bytes must be chained")
     out = bytearray(4 + (1 + n if n else 0) + (0 if le is None else 1))
     out[0] = cla
@@ -75,21 +72,21 @@ async def transmit(link, cla, ins, p1, p2, data, le, timeout_ms):
     # A chain part answered with anything but 9000 ends the command with that SW.
     n = len(data) if data else 0
     pos = 0
-    while n - pos > MAX_SHORT_DATA:
-        part = command(cla | CLA_CHAINING, ins, p1, p2, data[pos : pos + MAX_SHORT_DATA])
+    while n - pos > _MAX_SHORT_DATA:
+        part = command(cla | _CLA_CHAINING, ins, p1, p2, data[pos : pos + _MAX_SHORT_DATA])
         _, sw = response(await link.transceive(part, timeout_ms))
         if sw != SW_OK:
             return b"", sw
-        pos += MAX_SHORT_DATA
+        pos += _MAX_SHORT_DATA
     last = data[pos:] if pos else data
     body, sw = response(await link.transceive(command(cla, ins, p1, p2, last, le), timeout_ms))
-    if sw & 0xFF00 != SW_MORE_DATA:
+    if sw & 0xFF00 != _SW_MORE_DATA:
         return body, sw
     collected = bytearray(body)
-    while sw & 0xFF00 == SW_MORE_DATA:
+    while sw & 0xFF00 == _SW_MORE_DATA:
         want = sw & 0xFF or 256
         body, sw = response(
-            await link.transceive(command(CLA_ISO, INS_GET_RESPONSE, 0, 0, None, want), timeout_ms)
+            await link.transceive(command(CLA_ISO, _INS_GET_RESPONSE, 0, 0, None, want), timeout_ms)
         )
         if not len(body) or len(collected) + len(body) > _MAX_COLLECTED:
             raise ProtocolError("GET RESPONSE made no progress or ran too long")

@@ -14,12 +14,23 @@ import os
 from micropython import const
 
 from carkey.crypto import p256
-from carkey.protocol import sliced
 
 _MAGIC = b"CKRI"
 _FORMAT = const(1)
 _ID_LEN = const(16)
 _SERIAL_LEN = const(134)  # magic 4 | format 1 | group id 16 | sub id 16 | private 32 | public 65
+
+
+async def run_steps(steps):
+    # Drives a p256 *_steps generator, handing the loop back after every slice: a
+    # scalar multiplication takes 1–3 s on an ESP32, and BLE, NFC and the watchdog
+    # must keep running meanwhile.
+    try:
+        while True:
+            next(steps)
+            await asyncio.sleep_ms(0)
+    except StopIteration as done:
+        return done.value
 
 
 class ReaderIdentity:
@@ -66,9 +77,6 @@ class ReaderIdentity:
         # RFC 6979 (deterministic) signing, sliced: known-answer tests use it.
         return p256.sign_steps(self._priv, digest)
 
-    def __repr__(self):
-        return "<ReaderIdentity %s>" % self.identifier.hex()
-
 
 class Ephemeral:
     # One transaction's reader ephemeral key pair and transaction id.
@@ -84,6 +92,12 @@ class Ephemeral:
             pk[i] = 0
 
 
+def _store(result, dest):
+    if isinstance(result, tuple):
+        result = Ephemeral(result[0], result[1], os.urandom(16))
+    dest.append(result)
+
+
 class PrecomputePool:
     def __init__(self, ephemerals=2, nonces=2):
         self.ephemeral_target = ephemerals
@@ -94,16 +108,9 @@ class PrecomputePool:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    @property
-    def ephemerals(self):
-        return len(self._ephemerals)
-
-    @property
-    def nonces(self):
-        return len(self._nonces)
-
-    def full(self):
-        return len(self._ephemerals) >= self.ephemeral_target and len(self._nonces) >= self.nonce_target
+    def counts(self):
+        # (ephemeral key pairs, nonces) ready for the next taps.
+        return len(self._ephemerals), len(self._nonces)
 
     def add_ephemeral(self, private_key, public_key, transaction_id=None):
         # Also how known-answer tests inject a fixed key and transaction id.
@@ -117,19 +124,13 @@ class PrecomputePool:
             return p256.precompute_nonce_steps(), self._nonces
         return None
 
-    @staticmethod
-    def _store(result, dest):
-        if isinstance(result, tuple):
-            result = Ephemeral(result[0], result[1], os.urandom(16))
-        dest.append(result)
-
     def fill_now(self):
         # Blocking fill (boot, tests); in the running firmware use fill().
         while True:
             work = self._work()
             if work is None:
                 return
-            self._store(p256.finish(work[0]), work[1])
+            _store(p256.finish(work[0]), work[1])
 
     async def fill(self):
         # Fills the pool slice by slice, pausing whenever a transaction holds it.
@@ -146,7 +147,7 @@ class PrecomputePool:
                     if not self._idle.is_set():
                         await self._idle.wait()
             except StopIteration as done:
-                self._store(done.value, dest)
+                _store(done.value, dest)
 
     def hold(self):
         self._idle.clear()
@@ -157,13 +158,13 @@ class PrecomputePool:
     async def take_ephemeral(self):
         if self._ephemerals:
             return self._ephemerals.pop(0)
-        priv, pub = await sliced.run(p256.keypair_steps())
+        priv, pub = await run_steps(p256.keypair_steps())
         return Ephemeral(priv, pub, os.urandom(16))
 
     async def take_nonce(self):
         if self._nonces:
             return self._nonces.pop(0)
-        return await sliced.run(p256.precompute_nonce_steps())
+        return await run_steps(p256.precompute_nonce_steps())
 
     def clear(self):
         for e in self._ephemerals:

@@ -13,9 +13,10 @@ from carkey.protocol.errors import LinkError, LinkTimeout, ProtocolError
 RAW = "raw"  # one APDU per write, lock-step; an answer is whatever one read returns
 LP = "lp"  # every APDU prefixed by its length, 2 bytes big-endian, 1..65535
 
-# The longest answer accepted: a short R-APDU is at most 258 bytes; a device that
-# ignores chaining gets room for a few KiB before the link gives up on it.
-_MAX_ANSWER = const(4096)
+# The longest answer accepted: a short R-APDU is at most 258 bytes (longer ones
+# come in 61xx parts). A little slack for devices that send a few bytes more.
+_MAX_ANSWER = const(512)
+_MAX_COMMAND = const(261)  # header 4 + Lc + 255 data + Le
 
 
 class TcpLink:
@@ -27,6 +28,10 @@ class TcpLink:
         self._buf = bytearray(_MAX_ANSWER)
         self._mv = memoryview(self._buf)
         self._head = bytearray(2)
+        # Length prefix and APDU leave in one write: two small segments would
+        # meet Nagle and delayed ACK and cost ~40 ms per command.
+        self._out = bytearray(2 + _MAX_COMMAND)
+        self._out_mv = memoryview(self._out)
 
     @classmethod
     async def connect(cls, host, port, framing=LP, timeout_ms=3000):
@@ -38,10 +43,6 @@ class TcpLink:
             raise LinkError("connect failed: %s" % e) from None
         return cls(stream, framing)
 
-    @property
-    def closed(self):
-        return self._stream is None
-
     async def transceive(self, capdu, timeout_ms):
         # One C-APDU out, its R-APDU back (fresh bytes). A timeout or a dropped
         # connection closes the link: a late answer must never pair with the
@@ -50,15 +51,17 @@ class TcpLink:
         if stream is None:
             raise LinkError("link closed")
         n = len(capdu)
+        if not 0 < n <= _MAX_COMMAND:
+            raise ValueError("C-APDU length out of range")
         try:
             if self.framing == LP:
-                if not 0 < n <= 0xFFFF:
-                    raise ValueError("APDU length out of range")
-                head = self._head
-                head[0] = n >> 8
-                head[1] = n & 0xFF
-                stream.write(head)
-            stream.write(capdu)
+                out = self._out
+                out[0] = n >> 8
+                out[1] = n & 0xFF
+                out[2 : 2 + n] = capdu
+                stream.write(self._out_mv[: 2 + n])
+            else:
+                stream.write(capdu)
             await stream.drain()
             n = await asyncio.wait_for_ms(self._receive(stream), timeout_ms)
         except asyncio.TimeoutError:
@@ -78,6 +81,8 @@ class TcpLink:
             n = await stream.readinto(mv)
             if not n:
                 raise OSError("closed by peer")
+            if n == len(mv):
+                raise ProtocolError("answer too long")
             return n
         await self._fill(stream, memoryview(self._head))
         n = (self._head[0] << 8) | self._head[1]
@@ -106,9 +111,3 @@ class TcpLink:
             await stream.wait_closed()
         except OSError:
             pass
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb):
-        await self.close()

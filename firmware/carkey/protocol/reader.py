@@ -16,11 +16,11 @@ import asyncio
 from micropython import const
 
 from carkey.crypto import aes, p256
-from carkey.protocol import apdu, sliced, tlv
+from carkey.protocol import apdu, tlv
 from carkey.protocol.aliro_keys import USAGE_DEVICE, USAGE_READER, Transcript, kdh
 from carkey.protocol.channel import READER, Channel, ChannelError
 from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
-from carkey.protocol.identity import PrecomputePool, ReaderIdentity  # noqa: F401 (re-exported)
+from carkey.protocol.identity import PrecomputePool, ReaderIdentity, run_steps  # noqa: F401 (re-exported)
 from carkey.protocol.session import FALLBACK, FAST, STANDARD, Session
 
 AID = b"\xa0\x00\x00\x09\x09\xac\xce\x55\x01"  # Aliro expedited phase
@@ -90,6 +90,7 @@ class Reader:
         self.deterministic_signatures = deterministic_signatures
         self._auth0_buf = bytearray(_AUTH0_LEN)
         self._auth1_buf = bytearray(_AUTH1_LEN)
+        self._select = None  # (last SELECT answer, its A5 object)
 
     async def transact(self, link, credentials, fast=None, auth1_mode=PUBLIC_KEY_MODE):
         # fast: None asks for a fast transaction when credentials has cached
@@ -151,10 +152,14 @@ class Reader:
     async def _transact(self, link, credentials, fast, auth1_mode, state):
         ident = self.identity
         pool = self.pool
-        try:
-            proprietary = _select_info(await self._send(link, apdu.INS_SELECT, AID, "SELECT", state))
-        except tlv.TlvError as e:
-            raise ProtocolError("malformed SELECT answer: %s" % e) from None
+        answer = await self._send(link, apdu.INS_SELECT, AID, "SELECT", state)
+        # A device answers SELECT the same way every time: parse it once.
+        if self._select is None or self._select[0] != answer:
+            try:
+                self._select = (bytes(answer), _select_info(answer))
+            except tlv.TlvError as e:
+                raise ProtocolError("malformed SELECT answer: %s" % e) from None
+        proprietary = self._select[1]
 
         candidates = []
         if fast is not False:
@@ -184,15 +189,20 @@ class Reader:
                     raise tlv.TlvError("cryptogram is not 64 bytes")
             except tlv.TlvError as e:
                 raise ProtocolError("malformed AUTH0 answer: %s" % e) from None
-            if not p256.is_valid_public_key(device_pub):
-                raise ProtocolError("device ephemeral key is not a P-256 point")
             tr.set_device_ephemeral(device_pub)
-
+            # A fast match uses the device key only as HKDF info; the point check
+            # matters before it meets our keys in a signature and the ECDH.
             if want_fast and cryptogram is not None and prks:
                 session = await self._fast(link, credentials, tr, prks, cryptogram)
                 if session is not None:
                     return session
-            return await self._auth1(link, credentials, tr, eph, device_pub, auth1_mode,
+            try:
+                # Checks the point now; the multiplication runs during AUTH1.
+                ecdh = p256.ecdh_steps(eph.private_key, device_pub)
+            except ValueError:
+                raise ProtocolError("device ephemeral key is not a P-256 point") from None
+            eph.wipe()
+            return await self._auth1(link, credentials, tr, eph.transaction_id, ecdh, auth1_mode,
                                      FALLBACK if want_fast else STANDARD, state)
         finally:
             eph.wipe()
@@ -215,10 +225,10 @@ class Reader:
         cryptogram = bytes(cryptogram)
         head = cryptogram[:16]
         for cand, prk in prks:
-            csk = tr.cryptogram_sk(prk)
-            if _tags_fit(aes.gcm_decrypt_unverified(csk, _ZERO_IV, head)):
+            gcm = aes.Gcm(tr.cryptogram_sk(prk))
+            if _tags_fit(gcm.decrypt_unverified(_ZERO_IV, head)):
                 try:
-                    plain = aes.gcm_decrypt(csk, _ZERO_IV, cryptogram)
+                    plain = gcm.decrypt(_ZERO_IV, cryptogram)
                 except ValueError:
                     plain = None
                 if plain is not None and plain[26] == 0x92 and plain[27] == 0x14:
@@ -233,7 +243,7 @@ class Reader:
 
     async def _sign(self, digest):
         if self.deterministic_signatures:
-            return await sliced.run(self.identity.sign_steps(digest))
+            return await run_steps(self.identity.sign_steps(digest))
         nonce = await self.pool.take_nonce()
         try:
             return self.identity.sign_with_nonce(digest, nonce)
@@ -243,24 +253,22 @@ class Reader:
     @staticmethod
     async def _keys(arg):
         # ECDH, Kdh and the Volatile**** split, while the AUTH1 answer is on its way.
-        tr, eph, device_pub = arg
+        tr, transaction_id, ecdh = arg
         try:
-            z = await sliced.run(p256.ecdh_steps(eph.private_key, device_pub))
+            z = await run_steps(ecdh)
         except ValueError:
             raise ProtocolError("ECDH with the device key failed") from None
-        finally:
-            eph.wipe()
-        k = kdh(z, eph.transaction_id)
+        k = kdh(z, transaction_id)
         return k, tr.volatile_keys(k)
 
-    async def _auth1(self, link, credentials, tr, eph, device_pub, mode, kind, state):
+    async def _auth1(self, link, credentials, tr, transaction_id, ecdh, mode, kind, state):
         cmd = self._auth1_buf
         cmd[0] = 0x41
         cmd[1] = 1
         cmd[2] = mode
         tlv.write(cmd, 3, 0x9E, await self._sign(tr.digest(USAGE_READER)))
         body, (k, keys) = await self._overlapped(link, apdu.INS_AUTH1, cmd, "AUTH1", state,
-                                                  self._keys, (tr, eph, device_pub))
+                                                  self._keys, (tr, transaction_id, ecdh))
         sk_reader, sk_device = keys[0], keys[1]
         channel = Channel(sk_reader, sk_device, READER)
         try:
@@ -282,10 +290,8 @@ class Reader:
                 pub = bytes(credential.pub)
         except tlv.TlvError as e:
             raise ProtocolError("malformed AUTH1 answer: %s" % e) from None
-        if not p256.is_valid_public_key(pub):
-            raise ProtocolError("credential key is not a P-256 point")
         table = getattr(credential, "table", None) if credential is not None else None
-        ok = await sliced.run(p256.verify_steps(pub, tr.digest(USAGE_DEVICE), signature, table))
+        ok = await run_steps(p256.verify_steps(pub, tr.digest(USAGE_DEVICE), signature, table))
         if not ok:
             raise AuthenticationFailed("device signature does not verify")
         return Session(link, channel, kind, pub, credential, tr.kpersistent(k, pub), bitmap, self.timeout_ms)
