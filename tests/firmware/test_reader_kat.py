@@ -274,6 +274,28 @@ class TestFastTranscript(_KatCase):
         with self.assertRaises(ProtocolError):
             run(session.exchange(t["exchange_pt"]))
 
+    def test_end_after_tampered_exchange_still_tells_the_device(self):
+        t = KAT["fast"]
+        answer = bytearray(t["apdus"][2][1])
+        answer[0] ^= 1
+        link = FakeLink(t["apdus"][:2] + [(t["apdus"][2][0], answer), (CF_REFUSED, OK)])
+        session = run(self.reader("fast").transact(link, self.enrolled(KAT["std"]["kp"])))
+        with self.assertRaises(AuthenticationFailed):
+            run(session.exchange(t["exchange_pt"]))
+        run(session.end(False))
+        run(session.end(False))  # a second end sends nothing more
+        self.assertEqual(link.sent[-1], CF_REFUSED)
+        self.assertEqual(len(link.sent), 4)
+
+    def test_end_after_link_loss_sends_nothing(self):
+        t = KAT["fast"]
+        link = FakeLink(t["apdus"][:2] + [(t["apdus"][2][0], LinkError("gone"))])
+        session = run(self.reader("fast").transact(link, self.enrolled(KAT["std"]["kp"])))
+        with self.assertRaises(LinkError):
+            run(session.exchange(t["exchange_pt"]))
+        run(session.end(True))
+        self.assertEqual(len(link.sent), 3)
+
     def test_device_error_status_in_exchange(self):
         t = KAT["fast"]
         sk_device = t["keys"][2]

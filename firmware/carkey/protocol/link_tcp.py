@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 #
 # The same asyncio streams code runs on the Unix port and on ESP32 Wi-Fi. The
-# reader is the client; the user device listens. Answers are read into one
-# preallocated buffer and copied out once, so a tap allocates a few hundred bytes.
+# reader is the client; the user device listens. Commands go out of, and answers
+# come into, buffers made once per link; each answer is copied out once.
 
 import asyncio
 from micropython import const

@@ -9,7 +9,7 @@ from micropython import const
 
 from carkey.protocol import apdu, tlv
 from carkey.protocol.channel import ChannelError
-from carkey.protocol.errors import AuthenticationFailed, ProtocolError
+from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
 
 STANDARD = "standard"
 FAST = "fast"
@@ -52,15 +52,17 @@ class Session:
         self.kpersistent = kpersistent
         self.signaling_bitmap = signaling_bitmap
         self.ended = False
+        self._broken = False  # the channel refused a message or the device an EXCHANGE
+        self._link_lost = False
 
     def _dead(self):
-        self.ended = True
+        self._broken = True
         self._channel.close()
 
     async def exchange(self, plaintext_tlvs):
         # One EXCHANGE: returns the device's TLVs with the trailing status removed.
         # A device status other than 0000 raises ProtocolError(status=...).
-        if self.ended:
+        if self.ended or self._broken:
             raise ProtocolError("session already ended")
         try:
             data = self._channel.seal(plaintext_tlvs)
@@ -70,6 +72,10 @@ class Session:
         try:
             body, sw = await apdu.transmit(self._link, apdu.CLA_PROPRIETARY, apdu.INS_EXCHANGE,
                                            0, 0, data, 256, self._timeout_ms)
+        except LinkError:
+            self._link_lost = True
+            self._dead()
+            raise
         except Exception:
             self._dead()
             raise
@@ -91,11 +97,15 @@ class Session:
         return data
 
     async def end(self, granted):
-        # CONTROL FLOW [41 01 S1][42 01 00]; a second call does nothing. The link
-        # stays open: its owner closes it.
+        # CONTROL FLOW [41 01 S1][42 01 00], also after a failed exchange (the
+        # device learns the tap is over) unless the link is gone; a second call
+        # does nothing. The link stays open: its owner closes it.
         if self.ended:
             return
-        self._dead()
+        self.ended = True
+        self._channel.close()
+        if self._link_lost:
+            return
         cf = bytes((0x41, 1, _CF_GRANTED if granted else _CF_REFUSED, 0x42, 1, _CF_S2))
         _, sw = await apdu.transmit(self._link, apdu.CLA_PROPRIETARY, apdu.INS_CONTROL_FLOW,
                                     0, 0, cf, None, self._timeout_ms)
