@@ -396,10 +396,6 @@ def _base_mult(k):
 
 def keypair_steps():
     d = _random_below(_N)
-    return _keypair(d)
-
-
-def _keypair(d):
     x, y = yield from _base_mult(d)
     return d.to_bytes(32, "big"), _encode(x, y)
 
@@ -433,8 +429,8 @@ def _ecdh(k, x, y):
     X, Y, Z = yield from _var_base(k, x, y)
     if not Z:
         raise ValueError("shared point is at infinity")
-    zi = _inv_blinded(Z, _P)
-    return (X * zi * zi % _P).to_bytes(32, "big")
+    # Only x = X / Z^2 is wanted: invert Z^2 itself.
+    return (X * _inv_blinded(Z * Z % _P, _P) % _P).to_bytes(32, "big")
 
 
 def ecdh(priv, peer_pub):
@@ -449,19 +445,15 @@ _IPAD = int.from_bytes(b"\x36" * 64, "big")
 _OPAD = int.from_bytes(b"\x5c" * 64, "big")
 
 
-def _hmac_pads(key):
-    # HMAC-SHA256 pads for a 32-byte key via one int XOR each: kdf.hmac_sha256
-    # builds them byte by byte, several times slower, and RFC 6979 needs 5-7.
-    k = int.from_bytes(key, "big") << 256
-    return (k ^ _IPAD).to_bytes(64, "big"), (k ^ _OPAD).to_bytes(64, "big")
-
-
 def _hmac(key, *parts):
-    ipad, opad = _hmac_pads(key)
-    inner = hashlib.sha256(ipad)
+    # HMAC-SHA256 with a 32-byte key, its pads made by one int XOR each:
+    # kdf.hmac_sha256 builds them byte by byte, several times slower, and
+    # RFC 6979 needs 5-7 of them per signature.
+    k = int.from_bytes(key, "big") << 256
+    inner = hashlib.sha256((k ^ _IPAD).to_bytes(64, "big"))
     for part in parts:
         inner.update(part)
-    outer = hashlib.sha256(opad)
+    outer = hashlib.sha256((k ^ _OPAD).to_bytes(64, "big"))
     outer.update(inner.digest())
     return outer.digest()
 
