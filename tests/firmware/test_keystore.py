@@ -16,6 +16,7 @@ import struct
 from binascii import hexlify
 
 import unittest
+from scratch import remove_tree, scratch_dir
 from flashsim import power_cuts
 
 from carkey import storage
@@ -25,18 +26,6 @@ from carkey.ecu.keystore import Credential, KeyStore, KeyStoreError
 MOUNT = "/flash"
 STATE = MOUNT + "/state"
 T0 = 1709210096
-
-
-def scratch_dir():
-    path = "%s/carkey-%s" % (os.getenv("TMPDIR") or "/tmp", hexlify(os.urandom(6)).decode())
-    os.mkdir(path)
-    return path
-
-
-def remove_tree(path):
-    for name in os.listdir(path):
-        os.remove(path + "/" + name)
-    os.rmdir(path)
 
 
 def pub(i):

@@ -12,24 +12,13 @@ import struct
 from binascii import crc32, hexlify, unhexlify
 
 import unittest
+from scratch import remove_tree, scratch_dir
 from flashsim import power_cuts
 
 from carkey import storage
 
 MOUNT = "/flash"
 STATE = MOUNT + "/state"
-
-
-def scratch_dir():
-    path = "%s/carkey-%s" % (os.getenv("TMPDIR") or "/tmp", hexlify(os.urandom(6)).decode())
-    os.mkdir(path)
-    return path
-
-
-def remove_tree(path):
-    for name in os.listdir(path):
-        os.remove(path + "/" + name)
-    os.rmdir(path)
 
 
 def raw(path):
