@@ -269,11 +269,14 @@ def _odd_multiples(x, y, count):
         tys.append(ty)
         yield
     zi = _inv(z, _P)  # Q is public here: no blinding needed
+    yield
     for i in range(count - 1, 0, -1):
         zi2 = zi * zi % _P
         txs[i] = txs[i] * zi2 % _P
         tys[i] = tys[i] * zi2 % _P * zi % _P
         zi = zi * lams[i - 1] % _P
+        if not i & 7:
+            yield
     return txs, tys
 
 
@@ -388,6 +391,7 @@ def _base_mult(k):
         X, Y, Z = yield from _var_base(k, _GX, _GY)
         if not k & 1:
             Y = _P - Y
+    yield  # the inversion in _affine is a slice of its own
     return _affine(X, Y, Z)
 
 
@@ -497,6 +501,7 @@ def _sign(d, e, digest, extra):
     for k in _rfc6979(d, digest, extra):
         x, _ = yield from _base_mult(k)
         r = x % _N
+        yield
         if r:
             s, sig = _sig(r, _inv_blinded(k, _N), e, d)
             if s:
@@ -513,6 +518,7 @@ def precompute_nonce_steps():
         k = _random_below(_N)
         x, _ = yield from _base_mult(k)
         r = x % _N
+        yield
         if r:
             return Nonce(r, _inv_blinded(k, _N))
 
@@ -592,9 +598,10 @@ def _verify_table(x, y):
         teeth = []
         for t in range(6):
             if b or t:
-                for _ in range(_COLS - 1):
+                for i in range(1, _COLS):
                     X, Y, Z = _dbl(X, Y, Z)
-                yield
+                    if not i % 7:
+                        yield
             teeth.append((X, Y, Z))
             X, Y, Z = _dbl(X, Y, Z)
             teeth.append((X, Y, Z))
@@ -614,6 +621,7 @@ def _verify_table(x, y):
             tx, ty, tz = teeth[2 * t + 1]
             PX, PY, PZ = _add(PX, PY, PZ, tx, ty if (g >> t) & 1 else _P - ty, tz)
             batch.append((g, PX, PY, PZ))
+            yield
             if len(batch) == 8:
                 _store_affine(batch, out, base)
                 batch = []
@@ -675,6 +683,7 @@ def _verify(args):
         return False
     x, y, e, r, s, table = args
     w = _inv(s, _N)
+    yield
     u1 = e * w % _N
     u2 = r * w % _N
     combs = [(_G, 0, _comb_codes(u1))] if u1 else []
