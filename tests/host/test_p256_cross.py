@@ -352,7 +352,12 @@ print("verify", p256.verify(pub, digest, sig), p256.verify(pub, digest, nsig, ta
 
 def _compile_p256(dest):
     firmware = paths.FIRMWARE_DIR
-    for rel in ("carkey/__init__.py", "carkey/crypto/p256.py", "carkey/crypto/p256_table.py"):
+    for rel in (
+        "carkey/__init__.py",
+        "carkey/crypto/kdf.py",
+        "carkey/crypto/p256.py",
+        "carkey/crypto/p256_table.py",
+    ):
         out = dest / Path(rel).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([paths.mpy_cross_executable(), "-o", str(out), "-s", rel, str(firmware / rel)], check=True)

@@ -58,10 +58,10 @@
 # [1, n-1]; the comb was checked for small, large and power-of-two scalars, and
 # k·G falls back to the window if it ever happened.
 
-import hashlib
 import os
 from micropython import const
 
+from carkey.crypto.kdf import hmac_sha256
 from carkey.crypto.p256_table import G_COMB
 
 _G = memoryview(G_COMB)
@@ -445,23 +445,6 @@ def ecdh(priv, peer_pub):
 # --- ECDSA signing ------------------------------------------------------------
 
 
-_IPAD = int.from_bytes(b"\x36" * 64, "big")
-_OPAD = int.from_bytes(b"\x5c" * 64, "big")
-
-
-def _hmac(key, *parts):
-    # HMAC-SHA256 with a 32-byte key, its pads made by one int XOR each:
-    # kdf.hmac_sha256 builds them byte by byte, several times slower, and
-    # RFC 6979 needs 5-7 of them per signature.
-    k = int.from_bytes(key, "big") << 256
-    inner = hashlib.sha256((k ^ _IPAD).to_bytes(64, "big"))
-    for part in parts:
-        inner.update(part)
-    outer = hashlib.sha256((k ^ _OPAD).to_bytes(64, "big"))
-    outer.update(inner.digest())
-    return outer.digest()
-
-
 def _rfc6979(d, digest, extra):
     # RFC 6979 HMAC-DRBG candidates for k (SHA-256, qlen = hlen = 256).
     #
@@ -469,17 +452,17 @@ def _rfc6979(d, digest, extra):
     x = d.to_bytes(32, "big")
     h = (int.from_bytes(digest, "big") % _N).to_bytes(32, "big")
     v = b"\x01" * 32
-    k = _hmac(bytes(32), v, b"\x00", x, h, extra)
-    v = _hmac(k, v)
-    k = _hmac(k, v, b"\x01", x, h, extra)
-    v = _hmac(k, v)
+    k = hmac_sha256(bytes(32), v + b"\x00" + x + h + extra)
+    v = hmac_sha256(k, v)
+    k = hmac_sha256(k, v + b"\x01" + x + h + extra)
+    v = hmac_sha256(k, v)
     while True:
-        v = _hmac(k, v)
+        v = hmac_sha256(k, v)
         t = int.from_bytes(v, "big")
         if 0 < t < _N:
             yield t
-        k = _hmac(k, v, b"\x00")
-        v = _hmac(k, v)
+        k = hmac_sha256(k, v + b"\x00")
+        v = hmac_sha256(k, v)
 
 
 def _sig(r, kinv, e, d):
