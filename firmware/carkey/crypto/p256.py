@@ -286,13 +286,13 @@ def _window_events(k, xs, ys):
     # only x, and the k·G fallback negates y back. The digits
     # d_i = ((k >> 5i) | 1) mod 64 - 32 are all odd, so every window adds.
     k = (k, _N - k)[(k & 1) ^ 1]
-    nys = [_P - y for y in ys]
     yield 255, xs[0], ys[0]  # the top digit is always 1 for k < 2**256
     for i in range(250, -1, -_WINDOW):
         d = (((k >> i) | 1) & 63) - 32
         s = d >> 6  # -1 for a negative digit, else 0
         j = ((d ^ s) - s) >> 1
-        yield i, xs[j], (ys, nys)[s & 1][j]
+        y = ys[j]
+        yield i, xs[j], (y, _P - y)[s & 1]
 
 
 def _comb_codes(k):
@@ -328,22 +328,33 @@ def _comb_codes(k):
     return codes
 
 
-def _comb_events(combs):
-    # Events of one or more interleaved combs, combs = [(table, offset, codes)]:
-    # column 21 first, the high block before the low one, points decoded on use.
-    for i in range(_COLS - 1, -1, -1):
-        for tab, off, codes in combs:
-            for b in (1, 0):
-                c = codes[_COLS * b + i]
-                o = off + (_BLOCK_ENTRIES * b + (c & 31)) * _ENTRY
-                y = int.from_bytes(tab[o + 32 : o + 64], "big")
-                yield i, int.from_bytes(tab[o : o + 32], "big"), (y, _P - y)[c >> 5]
+def _comb_events(combs, naf=None, xs=None, ys=None):
+    # Events of one or more interleaved combs, combs = [(table, offset, codes)],
+    # at columns 21..0 (the high block before the low one), joined, if naf is
+    # given, by the events of that width-5 NAF over the odd multiples xs, ys.
+    # Points are decoded on use. Ends with the (0, None, None) that carries any
+    # trailing doublings.
+    for i in range(256 if naf else _COLS - 1, -1, -1):
+        if naf and naf[i]:
+            d = naf[i] - 16
+            y = ys[abs(d) >> 1]
+            yield i, xs[abs(d) >> 1], y if d > 0 else _P - y
+        if i < _COLS:
+            for tab, off, codes in combs:
+                for b in (1, 0):
+                    c = codes[_COLS * b + i]
+                    o = off + (_BLOCK_ENTRIES * b + (c & 31)) * _ENTRY
+                    y = int.from_bytes(tab[o + 32 : o + 64], "big")
+                    yield i, int.from_bytes(tab[o : o + 32], "big"), (y, _P - y)[c >> 5]
+    yield 0, None, None
 
 
-def _wnaf_events(k, xs, ys):
-    # Width-5 NAF of a public k > 0: list of events, pos descending.
+def _wnaf(k):
+    # Width-5 NAF of a public k > 0 (digits ±1 ... ±15, at least 4 zeros between
+    # nonzero ones) as a bytearray: entry i is 16 + digit i, or 0. Built from the
+    # low end, read from the high end, and small enough to leave no lists behind.
     kb = k.to_bytes(34, "little")
-    ev = []
+    naf = bytearray(258)
     carry = 0
     i = 0
     while i < 257:
@@ -353,28 +364,9 @@ def _wnaf_events(k, xs, ys):
             continue
         word = (((kb[byte] | kb[byte + 1] << 8) >> (i & 7)) & 31) + carry
         carry = word >> 4
-        word -= carry << 5
-        if word > 0:
-            ev.append((i, xs[word >> 1], ys[word >> 1]))
-        else:
-            ev.append((i, xs[-word >> 1], _P - ys[-word >> 1]))
+        naf[i] = word - (carry << 5) + 16
         i += _WINDOW
-    ev.reverse()
-    return ev
-
-
-def _merge(ev, more):
-    # The list ev merged with the event iterable `more`, both pos descending.
-    i = 0
-    n = len(ev)
-    for e in more:
-        while i < n and ev[i][0] >= e[0]:
-            yield ev[i]
-            i += 1
-        yield e
-    while i < n:
-        yield ev[i]
-        i += 1
+    return naf
 
 
 def _var_base(k, x, y):
@@ -672,11 +664,7 @@ def _verify(args):
     combs = [(_G, 0, _comb_codes(u1))] if u1 else []
     if table is None:
         xs, ys = yield from _odd_multiples(x, y, _WNAF_POINTS)
-        ev = _wnaf_events(u2, xs, ys)
-        if combs:
-            ev = _merge(ev, _comb_events(combs))
-        elif ev[-1][0]:
-            ev.append((0, None, None))
+        ev = _comb_events(combs, _wnaf(u2), xs, ys)
     else:
         combs.append((memoryview(table), _ENTRY, _comb_codes(u2)))
         ev = _comb_events(combs)
