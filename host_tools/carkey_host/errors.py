@@ -5,3 +5,9 @@ class CarkeyError(Exception):
     """An operational error with a message meant for the person at the terminal (exit code 1)."""
 
     exit_code = 1
+
+
+class Refused(CarkeyError):
+    """The work ran to its end and the answer was no (a refused transaction, a failed check)."""
+
+    exit_code = 3

@@ -1,21 +1,10 @@
-"""The `carkey` command line: a thin layer over the carkey_host library.
+"""`carkey phone …`: the simulated phone (a user device holding a credential)."""
 
-Exit codes: 0 success, 1 operational error (printed as `carkey: message`), 2 bad usage.
-"""
-
-import argparse
-import json
-import sys
-
-from . import __version__
-from . import envelope as env
-from .errors import CarkeyError
-from .keydir import KeyDir, parse_hex
-from .tcp_link import FRAMINGS, parse_endpoint
-
-
-def _out(text=""):
-    print(text, flush=True)
+from .. import envelope as env
+from ..errors import CarkeyError
+from ..keydir import KeyDir, parse_hex
+from ..tcp_link import FRAMINGS, parse_endpoint
+from . import out as _out
 
 
 # --- phone ----------------------------------------------------------------------
@@ -67,24 +56,10 @@ def do_phone_serve(args):
             results = "; ".join(r.describe() for r in txn.results) or "no carkey results"
             _out(f"connection {txn.number}: {'granted' if granted else 'refused'}: {results}")
 
-    try:
-        phone.serve(host, port, args.framing, args.connections, on_listening, on_transaction)
-    except KeyboardInterrupt:
-        pass
+    phone.serve(host, port, args.framing, args.connections, on_listening, on_transaction)
 
 
-# --- parser -----------------------------------------------------------------------
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="carkey",
-        description="carkey: an open digital car key. Firmware for an ESP32 reader, a simulated phone, tools.",
-    )
-    parser.add_argument("--version", action="version", version="carkey " + __version__)
-    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def register(sub):
     phone = sub.add_parser("phone", help="the simulated phone (a user device holding a credential)")
     psub = phone.add_subparsers(dest="phone_command", metavar="ACTION", required=True)
 
@@ -108,25 +83,3 @@ def build_parser():
                    "repeatable; none: the car's default action")
     p.add_argument("--connections", type=int, default=None, metavar="N", help="stop after N connections")
     p.set_defaults(func=do_phone_serve)
-    return parser
-
-
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    try:
-        args.func(args)
-    except CarkeyError as e:
-        sys.stdout.flush()
-        print(f"carkey: {e}", file=sys.stderr)
-        if args.verbose:
-            raise
-        return e.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
