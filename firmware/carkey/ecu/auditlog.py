@@ -16,7 +16,8 @@ import struct
 from binascii import crc32
 from micropython import const
 
-# Transports.
+# Transports; 0 is the car itself (auto-relock).
+TRANSPORT_CAR = const(0)
 TRANSPORT_NFC = const(1)
 TRANSPORT_BLE = const(2)
 TRANSPORT_TCP = const(3)

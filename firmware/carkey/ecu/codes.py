@@ -57,3 +57,14 @@ KIND_FAST = const(0x01)
 ACTION_REVOKE = const(0x01)
 ACTION_SUSPEND = const(0x02)
 ACTION_RESUME = const(0x03)
+
+# Audit log entries that are not §4.1 commands use these ids in the command field
+# (docs/STORAGE.md §4), and results beyond §4.2 for what never reached a command.
+EVENT_TRANSACTION = const(0x00)  # a transaction that ended before any command
+EVENT_SHARE = const(0xE2)  # a share document was judged
+EVENT_REVOCATION = const(0xE3)  # a revocation document was judged
+EVENT_ENROLL = const(0xF1)  # a key enrolled or changed through the admin interface
+EVENT_CLOCK = const(0xF2)  # the clock was set
+AUTH_FAILED = const(0x80)  # the device did not prove its key (signature, cryptogram, MAC)
+PROTOCOL_ERROR = const(0x81)  # malformed or refused message
+LINK_LOST = const(0x82)  # the link dropped or timed out mid-transaction

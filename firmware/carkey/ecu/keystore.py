@@ -321,6 +321,7 @@ class KeyStore:
             return c
         return None
 
+    lookup = get  # the name carkey.protocol.reader uses
     find = get  # names used by carkey.ecu.documents
     find_slot = by_slot
 

@@ -38,7 +38,7 @@ def _parse_command(text):
 
 
 def do_phone_serve(args):
-    from .phone import Phone
+    from ..phone import Phone
 
     host, port = parse_endpoint(args.tcp)
     phone = Phone(KeyDir(args.keys), commands=[_parse_command(c) for c in args.command])

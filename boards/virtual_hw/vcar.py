@@ -1,0 +1,146 @@
+# carkey — the virtual car: the ECU firmware as a Unix-port process over a state directory.
+# SPDX-License-Identifier: MIT
+#
+# Usage: micropython -m vcar < REQUEST_JSON   (boards/ and boards/virtual_hw on the path)
+#
+# One JSON request on stdin (this port aborts on long command-line arguments),
+# JSON lines on stdout, the last one {"ok": true, ...} or {"ok": false, "error": ...}.
+#   {"op": "init", "state": DIR}
+#   {"op": "identity", "state": DIR}
+#   {"op": "enroll", "state": DIR, "public_key": HEX65, "role": "owner", ...}
+#   {"op": "keys" | "log", "state": DIR}
+#   {"op": "set_clock", "state": DIR, "time": UNIX}
+#   {"op": "connect", "state": DIR, "host": H, "port": P, "framing": "raw"|"lp",
+#    "sequence": ["standard", "fast", ...]}
+# connect prints {"txn": N, "kind", "granted", "ms", "results", "error", "state"}
+# per transaction. The car's lock, doors and ignition persist in DIR/car_body.json
+# and the car bus stream is appended to DIR/carbus.log.
+
+import asyncio
+import gc
+import json
+import sys
+import time
+
+from car_body import CarBody
+
+from carkey.ecu import admin
+from carkey.ecu.car import NotProvisioned
+from carkey.storage import StorageError
+
+
+def _out(obj):
+    sys.stdout.write(json.dumps(obj))
+    sys.stdout.write("\n")
+
+
+def _build_car(dir, body):
+    import virtual
+
+    from carkey.ecu.car import Car
+    from carkey.ecu.carbus import CarBus
+    from carkey.ecu.door import DoorController
+    from carkey.hw.pins import Board
+
+    board = Board(virtual, body.pin, lambda name, spec: None)
+    door = DoorController(board.outputs, board.inputs)
+    bus = open(dir + "/carbus.log", "ab")
+    return Car(dir, door, CarBus(bus)), bus
+
+
+async def _settle(door, ms):
+    # Let pulses started by the last command finish, as a board's ticking does.
+    for _ in range(ms // 10):
+        door.tick()
+        await asyncio.sleep_ms(10)
+
+
+async def _connect(req):
+    from carkey.ecu.auditlog import TRANSPORT_TCP
+    from carkey.protocol.errors import LinkError
+    from carkey.protocol.link_tcp import TcpLink
+
+    dir = req["state"]
+    body = CarBody.load(dir + "/car_body.json")
+    car, bus = _build_car(dir, body)
+    ticker = asyncio.create_task(car.door.run())
+    all_granted = True
+    try:
+        for n, want in enumerate(req["sequence"], 1):
+            car.reader.pool.fill_now()  # idle precomputation between taps, outside the timing
+            gc.collect()
+            start = time.ticks_us()
+            try:
+                link = await TcpLink.connect(req["host"], req["port"], req["framing"])
+            except LinkError as e:
+                _out({"txn": n, "kind": None, "granted": False, "ms": 0, "results": [], "error": "connect: %s" % e})
+                all_granted = False
+                continue
+            try:
+                outcome = await car.handle(link, TRANSPORT_TCP, fast=(want == "fast"))
+            finally:
+                await link.close()
+            ms = time.ticks_diff(time.ticks_us(), start) / 1000
+            all_granted = all_granted and outcome.granted
+            _out({"txn": n, "kind": outcome.kind, "granted": outcome.granted, "ms": ms,
+                  "results": outcome.results, "error": outcome.error, "state": bytes(car.door.car_state()).hex()})
+        await _settle(car.door, 1200)
+    finally:
+        ticker.cancel()
+        bus.close()
+        body.save(dir + "/car_body.json")
+    return {"ok": True, "all_granted": all_granted, "pulses": body.pulses()}
+
+
+def _unhex(value, what):
+    try:
+        return bytes.fromhex(value)
+    except (TypeError, ValueError):
+        raise admin.AdminError("%s is not hex" % what)
+
+
+def handle(req):
+    op = req.get("op")
+    dir = req.get("state")
+    if not isinstance(dir, str) or not dir:
+        raise admin.AdminError("no state directory")
+    if op == "init":
+        return admin.init(dir)
+    if op == "identity":
+        return admin.identity(dir)
+    if op == "enroll":
+        role = admin.ROLES.get(req.get("role"))
+        if role is None:
+            raise admin.AdminError("role must be one of %s" % ", ".join(admin.ROLES))
+        return admin.enroll(
+            dir, _unhex(req.get("public_key"), "public key"), role, req.get("entitlements"),
+            req.get("not_before", 0), req.get("not_after", 0), req.get("use_limit", 0),
+            _unhex(req.get("profile", ""), "profile"), int(time.time()),
+        )
+    if op == "keys":
+        return admin.keys(dir)
+    if op == "log":
+        return {"records": admin.log(dir, req.get("since", 0))}
+    if op == "set_clock":
+        return admin.set_clock(dir, req.get("time"))
+    if op == "connect":
+        return asyncio.run(_connect(req))
+    raise admin.AdminError("unknown operation %r" % op)
+
+
+def main():
+    try:
+        req = json.loads(sys.stdin.read())
+        result = handle(req)
+    except (admin.AdminError, NotProvisioned, StorageError) as e:
+        _out({"ok": False, "error": str(e)})
+        sys.exit(1)
+    except Exception as e:  # a firmware fault: report it as such, never as a refusal
+        sys.print_exception(e)
+        _out({"ok": False, "error": "%s: %s" % (type(e).__name__, e)})
+        sys.exit(1)
+    result["ok"] = True
+    _out(result)
+
+
+main()

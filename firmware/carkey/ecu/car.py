@@ -1,0 +1,264 @@
+# carkey — the car ECU: one tap from authentication to door outputs, audit log and key store.
+# SPDX-License-Identifier: MIT
+#
+# Car.handle(link, transport) runs one transaction on any link: the Aliro reader
+# authenticates the device, carkey's envelope carries documents and command
+# requests, the policy decides, the door controller acts, and every decision goes
+# to the audit log. State on flash changes only through the key store's atomic
+# commit and the lockout record, so a power cut at any instant leaves either the
+# state before the tap or the state after it.
+
+from micropython import const
+
+from carkey import storage
+from carkey.clock import Clock
+from carkey.ecu import codes, envelope, policy
+from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_STANDARD, AuditLog
+from carkey.ecu.keystore import Credential, KeyStore, key_slot
+from carkey.protocol import tlv
+from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
+from carkey.protocol.identity import ReaderIdentity
+from carkey.protocol.reader import Reader
+from carkey.protocol.session import FALLBACK, FAST
+
+IDENTITY_RECORD = "identity"
+_LOCKOUT_RECORD = "lockout"
+MAX_COMMANDS = const(4)  # command requests answered per transaction
+_STATUS_ACTIVE = const(0)
+_STATUS_REVOKED = const(2)
+
+
+class NotProvisioned(Exception):
+    """The state directory holds no reader identity yet (run init first)."""
+
+
+def load_identity(dir):
+    blob = storage.load(dir, IDENTITY_RECORD)
+    if blob is None:
+        raise NotProvisioned("no reader identity in %s" % dir)
+    return ReaderIdentity.from_bytes(blob)
+
+
+def create_identity(dir):
+    """First boot: a new reader identity, made and kept on this device. Refuses to
+    replace one: every enrolled phone trusts the old key."""
+    if storage.load(dir, IDENTITY_RECORD) is not None:
+        raise ValueError("reader identity exists")
+    ident = ReaderIdentity.generate()
+    storage.save(dir, IDENTITY_RECORD, ident.to_bytes())
+    return ident
+
+
+class Outcome:
+    """What one transaction did, for callers that report it (CLI, tests, bench)."""
+
+    def __init__(self, kind, granted, results, error=None):
+        self.kind = kind  # "standard", "fast", "fallback", or None before authentication
+        self.granted = granted
+        self.results = results  # [(command, result code)]
+        self.error = error  # audit result code of a failed transaction, else None
+
+    def __repr__(self):
+        return "<Outcome %s %s %r>" % (self.kind, "granted" if self.granted else "refused", self.results)
+
+
+class Car:
+    """The ECU of one car. dir: the state directory (identity, key store, clock,
+    lockout, audit log). door: a DoorController. carbus: a CarBus for per-key
+    profiles, or None. pool: the reader's PrecomputePool (default: a fresh one)."""
+
+    def __init__(self, dir, door, carbus=None, clock=None, pool=None, default_command=codes.CMD_UNLOCK):
+        self.dir = dir
+        self.identity = load_identity(dir)
+        self.keys = KeyStore(dir)
+        self.clock = clock or Clock(dir)
+        self.log = AuditLog(dir)
+        self.door = door
+        self.carbus = carbus
+        self.reader = Reader(self.identity, pool)
+        self.default_command = default_command
+        self.lockout = self._load_lockout()
+
+    def _load_lockout(self):
+        # A damaged lockout record must not unlock anything: start from a clean
+        # state, which at worst forgets up to four recent failures.
+        try:
+            state = storage.load(self.dir, _LOCKOUT_RECORD)
+            return policy.Lockout(state)
+        except (storage.StorageError, ValueError):
+            return policy.Lockout()
+
+    def _save_lockout(self):
+        storage.save(self.dir, _LOCKOUT_RECORD, self.lockout.to_bytes())
+
+    # --- one transaction -------------------------------------------------------
+
+    async def handle(self, link, transport, fast=None):
+        """Run one transaction on link; returns an Outcome. Never raises for what a
+        device sends: every failure ends as a refused, logged Outcome."""
+        now = self.clock.now()
+        try:
+            session = await self.reader.transact(link, self.keys, fast)
+        except AuthenticationFailed:
+            return self._failed(now, transport, codes.AUTH_FAILED, True)
+        except ProtocolError:
+            return self._failed(now, transport, codes.PROTOCOL_ERROR, False)
+        except LinkError:
+            return self._failed(now, transport, codes.LINK_LOST, False)
+        kind = session.kind
+        log_kind = KIND_FAST if kind == FAST else KIND_FALLBACK if kind == FALLBACK else KIND_STANDARD
+        policy_kind = codes.KIND_FAST if kind == FAST else codes.KIND_STANDARD
+        pub = session.credential_pub
+        slot = key_slot(pub)
+        results = []
+        dirty = [False]
+        error = None
+        try:
+            data = await session.exchange(envelope.hello(self.door.car_state()))
+            req = envelope.parse(data)
+            cred = session.credential
+            refusal = 0  # a refused share answers every request of this tap
+            judged = []  # (document tag, result) for the first answer
+            if req.share is not None:
+                cred, refusal = await self._share(req.share, cred, pub, slot, now, transport, log_kind, dirty)
+                judged.append((codes.EVENT_SHARE, refusal))
+            for doc in req.revocations:
+                judged.append((codes.EVENT_REVOCATION,
+                               await self._revocation(doc, slot, now, transport, log_kind, dirty)))
+            if cred is not None:
+                cred = self.keys.get(pub)  # a revocation may have changed it
+            command, argument = req.command, req.argument
+            if command is None:
+                command, argument = self.default_command, b""
+            while True:
+                code = refusal or self._decide(cred, command, argument, policy_kind, now, dirty)
+                self.log.append(now, slot, transport, log_kind, command, code)
+                results.append((command, code))
+                if code == codes.OK and command in (codes.CMD_UNLOCK, codes.CMD_UNLOCK_DRIVER):
+                    self._emit_profile(cred)
+                answer = envelope.result(command, code, self.door.car_state(), code == codes.OK, judged)
+                judged = ()
+                if len(results) == MAX_COMMANDS:
+                    await session.exchange(answer)
+                    break
+                more = envelope.parse(await session.exchange(answer))
+                if more.command is None:
+                    break
+                if more.share is not None or more.revocations:
+                    raise envelope.EnvelopeError("documents after the first message")
+                command, argument = more.command, more.argument
+        except AuthenticationFailed:
+            error = codes.AUTH_FAILED
+        except LinkError:
+            error = codes.LINK_LOST
+        except (ProtocolError, envelope.EnvelopeError, tlv.TlvError):
+            error = codes.PROTOCOL_ERROR
+        granted = error is None and bool(results) and all(r[1] == codes.OK for r in results)
+        if error is not None:
+            self.log.append(now, slot, transport, log_kind, codes.EVENT_TRANSACTION, error)
+        self._remember(session, pub, granted, dirty)
+        if dirty[0]:
+            self.keys.commit()
+        if granted and kind != FAST and (self.lockout.k or self.lockout.until):
+            self.lockout.granted_standard()
+            self._save_lockout()
+        self.door.feedback(granted)
+        try:
+            await session.end(granted)
+        except (LinkError, ProtocolError):
+            pass  # the decision stands; the device learns it from the results
+        return Outcome(kind, granted, results, error)
+
+    def _failed(self, now, transport, code, counts):
+        if counts and not self.lockout.locked(now):
+            self.lockout.failure(now)
+            self._save_lockout()
+        self.log.append(now, None, transport, KIND_STANDARD, codes.EVENT_TRANSACTION, code)
+        self.door.feedback(False)
+        return Outcome(None, False, [], code)
+
+    def _decide(self, cred, command, argument, kind, now, dirty):
+        trusted = self.clock.trusted()
+        code = policy.check(cred, command, argument, kind, now, trusted, self.lockout)
+        if code != codes.OK:
+            return code
+        counted = policy.counts_as_use(command)
+        if counted and cred.use_limit:
+            # A limited key's use is on flash before the actuator moves, so a power
+            # cut cannot hand out a free use.
+            self.keys.record_use(cred.pub, now)
+            self.keys.commit()
+            counted = False
+        code = self.door.execute(command, argument)
+        if code == codes.OK and counted:
+            self.keys.record_use(cred.pub, now)
+            dirty[0] = True
+        return code
+
+    def _emit_profile(self, cred):
+        if self.carbus is None or cred is None or not cred.profile:
+            return
+        try:
+            self.carbus.emit_profile(cred.slot, cred.profile)
+        except (OSError, ValueError):
+            pass  # the car bus is a convenience: the unlock has happened
+
+    def _remember(self, session, pub, granted, dirty):
+        # A new Kpersistent (standard, fallback) is kept for an active key, so its
+        # next tap can be fast; a refused or inactive key's is not.
+        k = session.kpersistent
+        if k is None:
+            return
+        cred = self.keys.get(pub)
+        if cred is not None and cred.status == _STATUS_ACTIVE and granted:
+            self.keys.set_kpersistent(pub, k)
+            dirty[0] = True
+
+    # --- documents ---------------------------------------------------------------
+
+    async def _share(self, doc, cred, pub, slot, now, transport, log_kind, dirty):
+        from carkey.ecu import documents
+        from carkey.protocol.identity import run_steps
+
+        trusted = self.clock.trusted()
+        try:
+            steps = documents.accept_share_steps(doc, self.keys, self.identity.group_id, pub, now, trusted)
+            code, detail = await run_steps(steps)
+        except documents.DocumentError:
+            code, detail = codes.DOCUMENT_REFUSED, None
+        if code == codes.OK:
+            fields = detail["credential"]
+            old = self.keys.get(pub)
+            new = Credential(
+                fields["pub"], fields["role"], fields["entitlements"], fields["not_before"], fields["not_after"],
+                fields["schedule"], fields["use_limit"], serial_floor=fields["serial_floor"],
+            )
+            if old is not None:
+                new.kpersistent = old.kpersistent  # the device's cached key stays valid
+            self.keys.add(new)
+            dirty[0] = True
+            cred = new
+        self.log.append(now, slot, transport, log_kind, codes.EVENT_SHARE, code)
+        return cred, (0 if code == codes.OK else code)
+
+    async def _revocation(self, doc, slot, now, transport, log_kind, dirty):
+        from carkey.ecu import documents
+        from carkey.protocol.identity import run_steps
+
+        try:
+            code, detail = await run_steps(documents.accept_revocation_steps(doc, self.keys, self.identity.group_id))
+        except documents.DocumentError:
+            code, detail = codes.DOCUMENT_REFUSED, None
+        if code == codes.OK:
+            serial = detail["serial"]
+            self.keys.get(detail["owner"]).serial_floor = serial
+            action = detail["action"]
+            status = {codes.ACTION_REVOKE: _STATUS_REVOKED, codes.ACTION_SUSPEND: codes.STATUS_SUSPENDED}.get(
+                action, _STATUS_ACTIVE
+            )
+            target = self.keys.set_status(detail["target"], status)
+            if target is not None:
+                target.serial_floor = serial
+            dirty[0] = True
+        self.log.append(now, slot, transport, log_kind, codes.EVENT_REVOCATION, code)
+        return code

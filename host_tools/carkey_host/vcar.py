@@ -1,0 +1,160 @@
+"""The virtual car: the reader firmware running in the MicroPython Unix port over a state directory.
+
+Each call starts `micropython -m vcar` (boards/virtual_hw/vcar.py) with the compiled
+firmware on its path, sends one JSON request on stdin and reads JSON lines back. The
+state directory is the car's flash: identity, key store, clock floor, lockout, audit
+log, the simulated car body. Nothing here touches those files: only firmware does.
+"""
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .build import BuildError, compile_firmware
+from .errors import CarkeyError
+from .mpy_bridge import micropython_env
+
+BOARDS_DIR = paths.REPO_ROOT / "boards"
+VIRTUAL_HW = BOARDS_DIR / "virtual_hw"
+FIRMWARE_MPY = paths.BUILD_DIR / "mpy"
+SEQUENCE_KINDS = ("standard", "fast")
+ROLES = ("owner", "driver", "guest", "valet")
+
+
+@dataclass
+class Txn:
+    """One transaction as the car saw it."""
+
+    number: int
+    kind: str | None  # standard, fast, fallback; None when authentication never finished
+    granted: bool
+    ms: float
+    results: list = field(default_factory=list)  # [(command id, result code)]
+    error: int | None = None  # audit result code of a failed transaction
+    state: str | None = None  # car state, 3 bytes hex
+
+    def line(self) -> str:
+        return f"txn {self.number} kind={self.kind or 'none'} result={'granted' if self.granted else 'refused'} ms={self.ms:.1f}"
+
+
+def firmware_build():
+    """The firmware as .mpy, rebuilt where sources changed."""
+    try:
+        compile_firmware(FIRMWARE_MPY)
+    except (BuildError, FileNotFoundError) as e:
+        raise CarkeyError(f"cannot build the firmware: {e}") from None
+    return FIRMWARE_MPY
+
+
+class VirtualCar:
+    def __init__(self, state_dir, heapsize=None, timeout_s=120):
+        self.state_dir = Path(state_dir)
+        self.heapsize = heapsize
+        self.timeout_s = timeout_s
+
+    # --- plumbing -------------------------------------------------------------
+
+    def _run(self, request, on_line=None):
+        request = dict(request, state=str(self.state_dir))
+        cmd = [paths.micropython_executable()]
+        if self.heapsize:
+            cmd += ["-X", f"heapsize={self.heapsize}"]
+        cmd += ["-m", "vcar"]
+        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=env, text=True)
+        except FileNotFoundError as e:
+            raise CarkeyError(f"cannot start MicroPython: {e}") from None
+        proc.stdin.write(json.dumps(request))
+        proc.stdin.close()
+        last = None
+        try:
+            for raw in proc.stdout:
+                try:
+                    obj = json.loads(raw)
+                except ValueError:
+                    continue  # firmware diagnostics, not protocol lines
+                if "ok" in obj:
+                    last = obj
+                elif on_line is not None:
+                    on_line(obj)
+            proc.wait(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise CarkeyError(f"the virtual car did not finish within {self.timeout_s} s") from None
+        finally:
+            proc.stdout.close()
+            stderr = proc.stderr.read()
+            proc.stderr.close()
+        if last is None:
+            detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {proc.returncode}"
+            raise CarkeyError(f"the virtual car crashed: {detail}")
+        if not last["ok"]:
+            raise CarkeyError(last["error"])
+        return last
+
+    # --- operations -------------------------------------------------------------
+
+    def init(self) -> dict:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return self._strip(self._run({"op": "init"}))
+
+    def identity(self) -> dict:
+        self._require_state()
+        return self._strip(self._run({"op": "identity"}))
+
+    def enroll(self, public_key: bytes, role: str, entitlements=None, not_before=0, not_after=0, use_limit=0,
+               profile: bytes = b"") -> dict:
+        self._require_state()
+        if role not in ROLES:
+            raise CarkeyError(f"role must be one of {', '.join(ROLES)}")
+        req = {"op": "enroll", "public_key": public_key.hex(), "role": role, "not_before": not_before,
+               "not_after": not_after, "use_limit": use_limit, "profile": profile.hex()}
+        if entitlements is not None:
+            req["entitlements"] = entitlements
+        return self._strip(self._run(req))
+
+    def keys(self) -> dict:
+        self._require_state()
+        return self._strip(self._run({"op": "keys"}))
+
+    def log(self, since=0) -> list:
+        self._require_state()
+        return self._run({"op": "log", "since": since})["records"]
+
+    def set_clock(self, unix: int) -> dict:
+        self._require_state()
+        return self._strip(self._run({"op": "set_clock", "time": int(unix)}))
+
+    def connect(self, host, port, framing, sequence, on_txn=None) -> tuple[list, list]:
+        """One connection per transaction; returns ([Txn], [(output role, ms) pulses])."""
+        self._require_state()
+        bad = [k for k in sequence if k not in SEQUENCE_KINDS]
+        if not sequence or bad:
+            raise CarkeyError(f"--sequence takes {' or '.join(SEQUENCE_KINDS)}, comma-separated"
+                              + (f"; not {', '.join(bad)}" if bad else ""))
+        txns = []
+
+        def line(obj):
+            txn = Txn(obj["txn"], obj["kind"], obj["granted"], obj["ms"], [tuple(r) for r in obj["results"]],
+                      obj.get("error"), obj.get("state"))
+            txns.append(txn)
+            if on_txn:
+                on_txn(txn)
+
+        done = self._run({"op": "connect", "host": host, "port": port, "framing": framing,
+                          "sequence": list(sequence)}, line)
+        return txns, [tuple(p) for p in done["pulses"]]
+
+    def _require_state(self):
+        if not self.state_dir.is_dir():
+            raise CarkeyError(f"{self.state_dir}: no such state directory (run `carkey reader init --state DIR`)")
+
+    @staticmethod
+    def _strip(result):
+        result = dict(result)
+        result.pop("ok", None)
+        return result
