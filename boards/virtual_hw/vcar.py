@@ -52,6 +52,8 @@ async def _settle(door, ms):
     # Let pulses started by the last command finish, as a board's ticking does.
     for _ in range(ms // 10):
         door.tick()
+        if not door.busy:
+            return
         await asyncio.sleep_ms(10)
 
 
@@ -84,7 +86,7 @@ async def _connect(req):
             all_granted = all_granted and outcome.granted
             _out({"txn": n, "kind": outcome.kind, "granted": outcome.granted, "ms": ms,
                   "results": outcome.results, "error": outcome.error, "state": bytes(car.door.car_state()).hex()})
-        await _settle(car.door, 1200)
+        await _settle(car.door, 3000)
     finally:
         ticker.cancel()
         bus.close()

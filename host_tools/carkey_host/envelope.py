@@ -15,6 +15,9 @@ COMMAND_REQUEST = 0xC2
 SHARE_DOCUMENT = 0xC3
 COMMAND_RESULT = 0xC4
 REVOCATION_DOCUMENT = 0xC5
+DOCUMENT_RESULT = 0xC6
+SHARE_TAG = 0xE2
+REVOCATION_TAG = 0xE3
 READER_STATUS = 0x97
 
 COMMANDS = {
@@ -102,3 +105,10 @@ def parse_result(value: bytes) -> CommandResult:
     if len(value) != 5:
         raise tlv.TlvError(f"command result is 5 bytes, got {len(value)}")
     return CommandResult(value[0], value[1], CarState.parse(value[2:]))
+
+
+def parse_document_result(value: bytes) -> tuple[int, int]:
+    """(document tag E2|E3, result code) of a C6 object."""
+    if len(value) != 2 or value[0] not in (SHARE_TAG, REVOCATION_TAG):
+        raise tlv.TlvError(f"malformed document result {value.hex()}")
+    return value[0], value[1]

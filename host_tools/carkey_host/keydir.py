@@ -163,5 +163,14 @@ class KeyDir:
     def add_share_document(self, group_id: bytes, document: bytes):
         docs = self.share_documents()
         docs[group_id] = document
+        self._save_shares(docs)
+
+    def remove_share_document(self, group_id: bytes):
+        """The reader accepted it: this device is enrolled there now and presents it no more."""
+        docs = self.share_documents()
+        if docs.pop(group_id, None) is not None:
+            self._save_shares(docs)
+
+    def _save_shares(self, docs):
         data = json.dumps({g.hex(): d.hex() for g, d in sorted(docs.items())}, indent=2) + "\n"
         _write_public(self._file(SHARES), data.encode())

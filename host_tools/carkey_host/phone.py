@@ -21,6 +21,8 @@ class Transaction:
 
     number: int
     results: list = field(default_factory=list)
+    documents: list = field(default_factory=list)  # [(document tag, result code)] as the car judged them
+    share_presented_to: bytes | None = None  # reader group id, when this phone presented its share document
     reader_status: bytes | None = None
     control_flow: tuple | None = None
     dropped: bool = False
@@ -34,11 +36,15 @@ class Phone:
         self.commands = list(commands)
         self.revocations = list(revocations)
         self.share_documents = keydir.share_documents()
+        # Drive-enable needs a standard transaction: a phone asking for it sends no
+        # fast cryptogram, so the reader runs AUTH1.
+        wants_drive = any(cmd == env.COMMANDS["drive"] for cmd, _ in self.commands)
         self.device = UserDevice(
             keydir.private_key(),
             keydir.trusted_readers(),
             kpersistent_cache=keydir.kpersistent_cache(),
             exchange_handler=self._on_exchange,
+            fast_enabled=not wants_drive,
         )
         self._pending = []
         self.transaction = None
@@ -54,10 +60,16 @@ class Phone:
             document = self.share_documents.get(reader_id[:16]) if reader_id else None
             if document is not None:
                 reply.append((env.SHARE_DOCUMENT, document))
+                if self.transaction is not None:
+                    self.transaction.share_presented_to = reader_id[:16]
             reply.extend((env.REVOCATION_DOCUMENT, doc) for doc in self.revocations)
         for tag, value in inner:
-            if tag == env.COMMAND_RESULT and self.transaction is not None:
+            if self.transaction is None:
+                continue
+            if tag == env.COMMAND_RESULT:
                 self.transaction.results.append(env.parse_result(value))
+            elif tag == env.DOCUMENT_RESULT:
+                self.transaction.documents.append(env.parse_document_result(value))
         if self._pending:
             reply.append(env.command_request(*self._pending.pop(0)))
         return [env.envelope(reply)] if reply else []
@@ -86,6 +98,9 @@ class Phone:
             self.device.reset()
             self._pending = []
             self.keydir.save_kpersistent_cache(self.device.kpersistent_cache)
+            if txn.share_presented_to is not None and (env.SHARE_TAG, 0) in txn.documents:
+                self.keydir.remove_share_document(txn.share_presented_to)
+                self.share_documents.pop(txn.share_presented_to, None)
         return txn
 
     def serve(self, host, port, framing, connections=None, on_listening=None, on_transaction=None):

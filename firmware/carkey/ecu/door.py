@@ -385,6 +385,14 @@ class DoorController:
         return self._drive.active
 
     @property
+    def busy(self):
+        """An actuator, LED or buzzer pulse is under way."""
+        for p in self._pulsers:
+            if p.busy:
+                return True
+        return False
+
+    @property
     def relock_pending(self):
         return self._relock_armed
 
