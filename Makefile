@@ -27,6 +27,9 @@ test-host: $(STAMP)
 test-firmware: $(STAMP)
 	$(BIN)/pytest -q tests/firmware
 
+demo: $(STAMP)
+	$(BIN)/carkey demo
+
 bench: $(STAMP)
 	$(BIN)/python -m carkey_host.bench --json build/bench.json
 

@@ -117,6 +117,35 @@ def _op_fast_txn():
     return run
 
 
+# Where the reader rows find their recorded taps (carkey.bench_reader) and keep
+# their state directory; set by --fixture= and --state=.
+_reader_files = {"fixture": "bench_fixture.json", "state": "bench_state"}
+
+
+def _reader_bench():
+    from carkey.bench_reader import Bench
+
+    with open(_reader_files["fixture"]) as f:
+        fixture = json.load(f)
+    return Bench(_reader_files["state"], fixture)
+
+
+def _op_reader_std_txn():
+    # The ECU's standard tap after idle precomputation: AUTH0, AUTH1 (ECDH, reader
+    # signature with a precomputed nonce, device signature check), hello, one
+    # command, result, CONTROL FLOW, key-store commit and audit record.
+    bench = _reader_bench()
+    return lambda: bench.replay("standard")
+
+
+def _op_reader_fast_txn():
+    # The ECU's fast tap: the cryptogram matched against the cached Kpersistent, then
+    # the same envelope, door, commit and audit work as a standard tap.
+    bench = _reader_bench()
+    bench.replay("standard")  # leaves the Kpersistent the fast tap needs
+    return lambda: bench.replay("fast")
+
+
 def _op_baseline():
     # The interpreter, this module and the timing loop alone: subtract from peak heaps.
     return lambda: None
@@ -133,6 +162,8 @@ OPERATIONS = {
     "cmac_64": _op_cmac_64,
     "std_txn": _op_std_txn,
     "fast_txn": _op_fast_txn,
+    "reader_std_txn": _op_reader_std_txn,
+    "reader_fast_txn": _op_reader_fast_txn,
 }
 
 
@@ -164,6 +195,10 @@ def main(argv):
     for arg in argv:
         if arg.startswith("--runs="):
             runs = int(arg[7:])
+        elif arg.startswith("--fixture="):
+            _reader_files["fixture"] = arg[10:]
+        elif arg.startswith("--state="):
+            _reader_files["state"] = arg[8:]
         else:
             names.append(arg)
     for name in names or list(OPERATIONS):

@@ -37,11 +37,62 @@ class BenchError(RuntimeError):
     pass
 
 
+READER_OPS = ("reader_std_txn", "reader_fast_txn")
+FIXTURE = paths.BUILD_DIR / "bench-fixture.json"
+READER_STATE = paths.BUILD_DIR / "bench-state"
+
+
+def _mpy(request, heapsize=None, timeout=120):
+    """Run carkey.bench_reader with one JSON request; its JSON answer."""
+    cmd = [paths.micropython_executable(), "-m", "carkey.bench_reader"]
+    proc = subprocess.run(cmd, input=json.dumps(request), capture_output=True, text=True,
+                          env=micropython_env(firmware_dir=MPY_DIR), timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise BenchError(f"recording the reader's taps failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def record_reader_fixture(path=FIXTURE):
+    """Record one standard and one fast tap of the firmware ECU against the simulated
+    phone, so the benchmark can replay them byte for byte (carkey.bench_reader)."""
+    import tempfile
+    import threading
+
+    from .keydir import KeyDir
+    from .phone import Phone
+
+    with tempfile.TemporaryDirectory() as tmp:
+        phone_keys = KeyDir(os.path.join(tmp, "phone"))
+        owner = phone_keys.init()
+        fixture = _mpy({"op": "new", "owner": owner.hex()})
+        identity = bytes.fromhex(fixture["identity"])
+        phone_keys.trust(identity[5:21], identity[69:])  # group id, reader public key (identity.py layout)
+        phone = Phone(phone_keys)
+        listening = threading.Event()
+        where = []
+
+        def on_listening(sockname):
+            where.append(sockname)
+            listening.set()
+
+        server = threading.Thread(target=phone.serve, args=("127.0.0.1", 0, "lp", 2, on_listening), daemon=True)
+        server.start()
+        if not listening.wait(10):
+            raise BenchError("the simulated phone did not start listening")
+        fixture = _mpy({"op": "record", "fixture": fixture, "dir": os.path.join(tmp, "car"), "host": "127.0.0.1",
+                        "port": where[0][1]})
+        server.join(10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fixture))
+    return path
+
+
 def run_firmware(names, runs, heapsize=None, timeout=600):
     cmd = [paths.micropython_executable()]
     if heapsize:
         cmd += ["-X", f"heapsize={heapsize}"]
-    cmd += ["-m", "carkey.bench", f"--runs={runs}", *names]
+    cmd += ["-m", "carkey.bench", f"--runs={runs}", f"--fixture={FIXTURE}", f"--state={READER_STATE}", *names]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=micropython_env(firmware_dir=MPY_DIR), timeout=timeout)
     results = {}
     for line in proc.stdout.splitlines():
@@ -126,6 +177,27 @@ def _cpython_ops():
     key16 = os.urandom(16)
     key32 = os.urandom(32)
     ikm = os.urandom(32)
+    # The reader rows' per-tap crypto (after idle precomputation), as CPython does it:
+    # the envelope, door and storage work has no CPython counterpart.
+    def reader_std_txn():
+        z = key.exchange(ec.ECDH(), peer)
+        kdh = X963KDF(hashes.SHA256(), 32, b"\x77" * 16).derive(z)
+        key.sign(digest, prehashed)
+        pub.verify(sig, digest, prehashed)
+        keys = hkdf(kdh)
+        reader_channel(keys[:32])
+
+    def reader_fast_txn():
+        keys = hkdf(kpersistent)
+        AESGCM(keys[:32]).decrypt(bytes(12), cryptogram, None)
+        reader_channel(keys[:32])
+
+    def reader_channel(k):
+        # AUTH1 answer (or nothing after fast), hello, answer, result, answer: five GCM messages.
+        g = AESGCM(k)
+        for n in range(1, 6):
+            g.encrypt(bytes(8) + n.to_bytes(4, "big"), msg64[:24], None)
+
     return {
         "p256_keygen": keygen,
         "p256_ecdh": lambda: key.exchange(ec.ECDH(), peer),
@@ -136,6 +208,8 @@ def _cpython_ops():
         "cmac_64": cmac64,
         "std_txn": std_txn,
         "fast_txn": fast_txn,
+        "reader_std_txn": reader_std_txn,
+        "reader_fast_txn": reader_fast_txn,
     }
 
 
@@ -157,6 +231,9 @@ def run(names=None, runs=15, heap=True, progress=print):
     cpython_ops = _cpython_ops()
     names = names or list(cpython_ops)
     compile_firmware(MPY_DIR)
+    if any(n in READER_OPS for n in names):
+        progress("recording a standard and a fast tap of the firmware ECU against the simulated phone...")
+        record_reader_fixture()
     if heap:
         baseline = peak_heap("baseline")
         progress(f"heap the interpreter and the benchmark module need on their own: {baseline // 1024} KiB")

@@ -116,6 +116,10 @@ class PrecomputePool:
         # Also how known-answer tests inject a fixed key and transaction id.
         self._ephemerals.append(Ephemeral(private_key, public_key, transaction_id or os.urandom(16)))
 
+    def add_nonce(self, nonce):
+        # A p256.Nonce made elsewhere: how the benchmark replays a recorded tap.
+        self._nonces.append(nonce)
+
     def _work(self):
         # The next item's generator and where its result goes, or None when full.
         if len(self._ephemerals) < self.ephemeral_target:

@@ -1,0 +1,166 @@
+"""`make demo` / `carkey demo`: a narrated day in the life of a carkey car, with nothing but this computer.
+
+The car is the real reader firmware in the MicroPython Unix port (carkey_host.vcar),
+with its flash in a state directory; the owner's and a friend's phones are the
+simulated phone (carkey_host.phone), which shares no code with the firmware. They
+talk over the TCP link of docs/PROTOCOL.md §2. Every figure printed is measured.
+"""
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import documents
+from . import envelope as env
+from .auditlog import command_name, format_record, result_name
+from .errors import CarkeyError
+from .keydir import KeyDir
+from .phone import Phone
+from .tcp_link import listen
+from .vcar import VirtualCar, firmware_build
+
+
+class _Served:
+    """A phone answering the car's connections in a thread, one after another."""
+
+    def __init__(self, phone, count):
+        self.phone = phone
+        self.transactions = []
+        self._sock = listen("127.0.0.1", 0)
+        self.port = self._sock.getsockname()[1]
+        self._count = count
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        from .tcp_link import FramedSocket
+
+        with self._sock:
+            for n in range(1, self._count + 1):
+                conn, _ = self._sock.accept()
+                with conn:
+                    self.transactions.append(self.phone.handle_connection(FramedSocket(conn, "lp"), n))
+
+    def join(self):
+        self._thread.join(30)
+
+
+class Demo:
+    def __init__(self, workdir: Path, console: Console):
+        self.dir = workdir
+        self.console = console
+        self.car = VirtualCar(workdir / "car")
+        self.timings = []  # (step, who, kind, granted, ms)
+
+    def say(self, text):
+        self.console.print(text)
+
+    def tap(self, step, who, keydir, kinds, commands=(), revocations=()):
+        """`who` taps the car once per kind; prints what the car and the phone saw."""
+        phone = Phone(keydir, commands=commands, revocations=revocations)
+        served = _Served(phone, len(kinds))
+        txns, pulses = self.car.connect("127.0.0.1", served.port, "lp", kinds)
+        served.join()
+        for txn, seen in zip(txns, served.transactions):
+            self.timings.append((step, who, txn.kind or "-", txn.granted, txn.ms))
+            verdict = "[green]granted[/]" if txn.granted else "[red]refused[/]"
+            results = "; ".join(r.describe() for r in seen.results) or (
+                "; ".join(f"{command_name(c)}: {result_name(r)}" for c, r in txn.results) or result_name(txn.error or 0)
+            )
+            self.say(f"    {who}'s phone, {txn.kind or 'no'} transaction: {verdict} in {txn.ms:.1f} ms — {results}")
+        relays = ", ".join(f"{role} {ms} ms" for role, ms in pulses if role not in ("led", "buzzer"))
+        if relays:
+            self.say(f"    relays pulsed: {relays}")
+        return txns, served.transactions
+
+    def run(self):
+        c = self.console
+        c.rule("[bold]carkey demo: a virtual car, an owner, a friend")
+        self.say("Building the firmware (mpy-cross, as it is deployed to an ESP32)...")
+        firmware_build()
+
+        self.say("\n[bold]1. The car's first boot[/]: the reader makes its identity; the private key never leaves it.")
+        ident = self.car.init()
+        group_id = bytes.fromhex(ident["group_id"])
+        reader_pub = bytes.fromhex(ident["reader_public_key"])
+        self.say(f"    reader public key {ident['reader_public_key'][:24]}…  group {ident['group_id']}")
+
+        self.say("\n[bold]2. Provisioning the owner[/]: a credential on the owner's phone, enrolled in the car.")
+        owner = KeyDir(self.dir / "owner-phone")
+        owner_pub = owner.init()
+        owner.trust(group_id, reader_pub)
+        key = self.car.enroll(owner_pub, "owner")
+        now = int(time.time())
+        self.car.set_clock(now)
+        self.say(f"    owner key slot {key['slot']} enrolled as owner; car clock set to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(now))} UTC")
+
+        self.say("\n[bold]3. The owner walks up[/]: first a standard transaction (AUTH1, signatures both ways),")
+        self.say("   then fast ones from the key both sides derived (no public-key work at all).")
+        self.tap("owner unlocks", "owner", owner, ["standard"])
+        self.tap("owner locks, fast", "owner", owner, ["fast"], commands=[(env.COMMANDS["lock"], b"")])
+        self.tap("owner unlocks, fast", "owner", owner, ["fast"])
+
+        self.say("\n[bold]4. The owner shares the car[/] with a friend: driver, for the next two hours.")
+        friend = KeyDir(self.dir / "friend-phone")
+        friend_pub = friend.init()
+        friend.trust(group_id, reader_pub)
+        serial = documents.next_serial(0, now)
+        doc = documents.make_share(owner.private_key(), group_id, friend_pub, "driver", serial=serial,
+                                   valid_from=now - 60, valid_until=now + 2 * 3600)
+        friend.add_share_document(group_id, doc)
+        self.say(f"    share document: {len(doc)} bytes, signed by the owner's credential, sent to the friend")
+
+        self.say("\n[bold]5. The friend arrives[/]: the phone presents the share; the car checks it and enrolls the friend.")
+        self.tap("friend's first unlock", "friend", friend, ["standard"])
+        self.say("   The friend starts the car (drive-enable needs a standard transaction):")
+        self.tap("friend enables driving", "friend", friend, ["standard"], commands=[(env.COMMANDS["drive"], bytes([30]))])
+
+        self.say("\n[bold]6. The owner revokes the friend[/]: the revocation travels with the owner's next tap.")
+        revocation = documents.make_revocation(owner.private_key(), group_id, documents.key_slot(friend_pub),
+                                               serial=serial + 1, action="revoke")
+        self.tap("owner locks and revokes", "owner", owner, ["fast"], commands=[(env.COMMANDS["lock"], b"")],
+                 revocations=[revocation])
+
+        self.say("\n[bold]7. The friend tries again[/]:")
+        txns, _ = self.tap("friend after revocation", "friend", friend, ["standard"])
+        if txns[0].granted:
+            raise CarkeyError("the revoked friend was let in: the demo found a bug")
+
+        self.timing_table()
+        self.audit_table()
+
+    def timing_table(self):
+        table = Table(title="transactions (firmware in the MicroPython Unix port on this computer)")
+        for col in ("step", "phone", "kind", "result", "ms"):
+            table.add_column(col, justify="right" if col == "ms" else "left")
+        for step, who, kind, granted, ms in self.timings:
+            table.add_row(step, who, kind, "granted" if granted else "refused", f"{ms:.1f}")
+        self.console.print()
+        self.console.print(table)
+        self.say("Timings include the TCP link and the key-store commit; see `make bench` for ESP32 estimates.")
+
+    def audit_table(self):
+        self.console.print()
+        self.console.rule("the car's audit log (read from its flash by the firmware)")
+        for rec in self.car.log():
+            self.console.print("  " + format_record(rec), highlight=False)
+
+
+def run(workdir=None, console=None):
+    if console is None:
+        console = Console()
+        if console.width < 110:
+            console = Console(width=110)  # audit lines and tables stay one line each
+    if workdir is not None:
+        path = Path(workdir)
+        if path.exists() and any(path.iterdir()):
+            raise CarkeyError(f"{path} is not empty: the demo starts from a new car")
+        path.mkdir(parents=True, exist_ok=True)
+        Demo(path, console).run()
+        return
+    with tempfile.TemporaryDirectory(prefix="carkey-demo-") as tmp:
+        Demo(Path(tmp), console).run()
