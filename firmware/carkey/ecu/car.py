@@ -156,6 +156,8 @@ class Car:
         granted = error is None and bool(results) and all(r[1] == codes.OK for r in results)
         if error is not None:
             self.log.append(now, slot, transport, log_kind, codes.EVENT_TRANSACTION, error)
+            if error == codes.AUTH_FAILED:
+                self._count_failure(now)
         self._remember(session, pub, granted, dirty)
         if dirty[0]:
             self.keys.commit()
@@ -169,10 +171,14 @@ class Car:
             pass  # the decision stands; the device learns it from the results
         return Outcome(kind, granted, results, error)
 
-    def _failed(self, now, transport, code, counts):
-        if counts and not self.lockout.locked(now):
+    def _count_failure(self, now):
+        if not self.lockout.locked(now):  # failures during a lockout are not counted
             self.lockout.failure(now)
             self._save_lockout()
+
+    def _failed(self, now, transport, code, counts):
+        if counts:
+            self._count_failure(now)
         self.log.append(now, None, transport, KIND_STANDARD, codes.EVENT_TRANSACTION, code)
         self.door.feedback(False)
         return Outcome(None, False, [], code)
