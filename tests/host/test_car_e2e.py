@@ -10,6 +10,7 @@ and the `carkey reader` CLI contract.
 Run: .venv/bin/pytest -q tests/host/test_car_e2e.py
 """
 
+import binascii
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ import pytest
 from carkey_host import documents, paths
 from carkey_host import envelope as env
 from carkey_host.documents import Window
+from carkey_host.errors import CarkeyError
 from carkey_host.keydir import KeyDir
 from carkey_host.phone import Phone
 from carkey_host.tcp_link import FramedSocket, listen
@@ -170,6 +172,24 @@ def test_unlock_moves_the_lock_and_state_reaches_the_phone(world):
     (first, status) = server.transactions[0].results
     assert first.ok and not first.state.locked and status.ok
     assert txns[0].state[:2] == "00"  # unlocked, all doors shut
+
+
+def test_profile_reaches_the_car_bus_after_an_unlock(world):
+    world.car.enroll(world.owner_pub, "owner", profile=b"seat=3;mirror=left;radio=88.5 FM")
+    world.run(world.owner, ["standard"], commands=[(env.COMMANDS["lock"], b"")])
+    assert not (world.car.state_dir / "carbus.log").exists() or \
+        (world.car.state_dir / "carbus.log").read_bytes() == b""  # a lock sends no profile
+    world.run(world.owner, ["fast"])
+    (line,) = (world.car.state_dir / "carbus.log").read_bytes().splitlines()
+    slot = documents.key_slot(world.owner_pub).hex().upper()
+    body = f"CK1 PROFILE seq=0 slot={slot} seat=3 mirror=left radio=88.5%20FM ".encode()
+    assert line == body + b"*%04X" % binascii.crc_hqx(body, 0xFFFF)  # CRC-16/CCITT-FALSE
+
+
+def test_bad_profile_is_refused_at_enrolment(world):
+    with pytest.raises(CarkeyError, match="profile"):
+        world.car.enroll(world.owner_pub, "owner", profile=b"seat")
+    assert world.car.keys()["keys"][0]["role"] == "owner"
 
 
 def test_drive_enable_needs_a_standard_transaction(world):

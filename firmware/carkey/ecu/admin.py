@@ -56,6 +56,13 @@ def enroll(dir, pub, role, entitlements=None, not_before=0, not_after=0, use_lim
         entitlements = defaults
     elif entitlements & ~defaults:
         raise AdminError("entitlements 0x%04x exceed the %s role (0x%04x)" % (entitlements, ROLE_NAMES[role], defaults))
+    if profile:
+        from carkey.ecu.carbus import ProfileError, profile_items
+
+        try:
+            profile_items(profile)
+        except ProfileError as e:
+            raise AdminError("bad profile: %s" % e)
     keys = KeyStore(dir)
     try:
         cred = Credential(pub, role, entitlements, not_before, not_after, use_limit=use_limit, profile=profile)
@@ -63,6 +70,8 @@ def enroll(dir, pub, role, entitlements=None, not_before=0, not_after=0, use_lim
         if old is not None:
             cred.kpersistent = old.kpersistent
             cred.serial_floor = old.serial_floor
+            cred.uses = old.uses
+            cred.last_use = old.last_use
         keys.add(cred)
     except ValueError as e:  # KeyStoreError is a ValueError
         raise AdminError("cannot enroll: %s" % e)

@@ -29,7 +29,7 @@ def do_identity(args):
 
 def do_enroll(args):
     pub = load_public_key_pem(args.credential)
-    key = VirtualCar(args.state).enroll(pub, args.role)
+    key = VirtualCar(args.state).enroll(pub, args.role, profile=args.profile.encode("ascii", "replace"))
     if args.json:
         out(json.dumps(key))
     else:
@@ -76,6 +76,9 @@ def register(sub):
     p.add_argument("--state", required=True, metavar="DIR")
     p.add_argument("--credential", required=True, metavar="FILE.pem", help="SubjectPublicKeyInfo PEM (P-256)")
     p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--profile", default="", metavar="K=V;...",
+                   help="driver profile sent on the car bus after this key unlocks, e.g. 'seat=3;mirror=left' "
+                   "(at most 128 ASCII bytes, docs/CARBUS.md)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=do_enroll)
 
