@@ -10,6 +10,8 @@
 #   {"op": "enroll", "state": DIR, "public_key": HEX65, "role": "owner", ...}
 #   {"op": "keys" | "log", "state": DIR}
 #   {"op": "set_clock", "state": DIR, "time": UNIX}
+#   {"op": "provision", "state": DIR, "public_key": HEX65, "time": UNIX}
+#   {"op": "submit", "state": DIR, "document": HEX}   (owner-signed share, revocation or admin request)
 #   {"op": "connect", "state": DIR, "host": H, "port": P, "framing": "raw"|"lp",
 #    "sequence": ["standard", "fast", ...]}
 # connect prints {"txn": N, "kind", "granted", "ms", "results", "error", "state"}
@@ -125,6 +127,10 @@ def handle(req):
         return {"records": admin.log(dir, req.get("since", 0))}
     if op == "set_clock":
         return admin.set_clock(dir, req.get("time"))
+    if op == "provision":
+        return admin.provision(dir, _unhex(req.get("public_key"), "public key"), req.get("time", 0))
+    if op == "submit":
+        return admin.submit(dir, _unhex(req.get("document"), "document"), int(time.time()))
     if op == "connect":
         return asyncio.run(_connect(req))
     raise admin.AdminError("unknown operation %r" % op)

@@ -28,6 +28,9 @@ SHARE_TAG = 0xE2
 REVOCATION_TAG = 0xE3
 SHARE_CONTEXT = b"carkey/share/v1\x00"
 REVOCATION_CONTEXT = b"carkey/revoke/v1\x00"
+ADMIN_TAG = 0xE4
+ADMIN_CONTEXT = b"carkey/admin/v1\x00"
+ADMIN_OPERATIONS = {"set-clock": 0x01, "export-log": 0x02, "list-keys": 0x03}
 VERSION = 0x01
 
 ROLES = {"owner": 0x01, "driver": 0x02, "guest": 0x03, "valet": 0x04}
@@ -61,6 +64,8 @@ _T_SERIAL = 0x89
 _T_DELEGATION = 0x8A
 _T_TARGET = 0x8B
 _T_ACTION = 0x8C
+_T_OPERATION = 0x8D
+_T_ARGUMENT = 0x8E
 _T_SIGNATURE = 0x9E
 _T_OWNER = 0x5A
 
@@ -202,8 +207,21 @@ def revocation_body(group_id, target, serial, action):
     )
 
 
+def admin_body(group_id, serial, operation, argument=b""):
+    """The signed body of an admin request (§9), values as given."""
+    return tlv.encode_all(
+        [
+            (_T_VERSION, bytes([VERSION])),
+            (_T_GROUP, group_id),
+            (_T_SERIAL, serial.to_bytes(4, "big")),
+            (_T_OPERATION, bytes([operation])),
+            (_T_ARGUMENT, argument),
+        ]
+    )
+
+
 def _context(tag: int) -> bytes:
-    return {SHARE_TAG: SHARE_CONTEXT, REVOCATION_TAG: REVOCATION_CONTEXT}[tag]
+    return {SHARE_TAG: SHARE_CONTEXT, REVOCATION_TAG: REVOCATION_CONTEXT, ADMIN_TAG: ADMIN_CONTEXT}[tag]
 
 
 def signed_data(tag: int, body: bytes) -> bytes:
@@ -304,6 +322,22 @@ def make_revocation(owner_key, group_id: bytes, target, *, serial: int, action="
         raise DocumentError("serial is 1..2^32-1")
     body = revocation_body(group_id, slot, serial, action_id)
     return assemble(REVOCATION_TAG, body, sign_body(owner_key, REVOCATION_TAG, body), owner_pub)
+
+
+def make_admin(owner_key, group_id: bytes, operation, argument: bytes = b"", *, serial: int) -> bytes:
+    """A signed admin request (§9): set-clock (argument: Unix seconds, 4 bytes),
+    export-log (argument: since sequence number, 4 bytes) or list-keys."""
+    op = ADMIN_OPERATIONS.get(operation, operation) if isinstance(operation, str) else operation
+    if op not in ADMIN_OPERATIONS.values():
+        raise DocumentError(f"unknown admin operation {operation!r}")
+    if len(group_id) != 16:
+        raise DocumentError("a reader group id is 16 bytes")
+    if not 0 < serial <= 0xFFFFFFFF:
+        raise DocumentError("serial is 1..2^32-1")
+    if len(argument) > 64:
+        raise DocumentError("admin argument is at most 64 bytes")
+    body = admin_body(group_id, serial, op, argument)
+    return assemble(ADMIN_TAG, body, sign_body(owner_key, ADMIN_TAG, body), public_key_bytes(owner_key))
 
 
 # --- strict parsing -----------------------------------------------------------------

@@ -129,6 +129,16 @@ class VirtualCar:
         self._require_state()
         return self._strip(self._run({"op": "set_clock", "time": int(unix)}))
 
+    def provision(self, owner_public_key: bytes, unix_time: int = 0) -> dict:
+        """Factory state: identity (if none), the first owner, the clock."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return self._strip(self._run({"op": "provision", "public_key": owner_public_key.hex(), "time": int(unix_time)}))
+
+    def submit(self, document: bytes) -> dict:
+        """An owner-signed share, revocation or admin request, as over USB."""
+        self._require_state()
+        return self._strip(self._run({"op": "submit", "document": document.hex()}))
+
     def connect(self, host, port, framing, sequence, on_txn=None) -> tuple[list, list]:
         """One connection per transaction; returns ([Txn], [(output role, ms) pulses])."""
         self._require_state()

@@ -34,10 +34,10 @@ from carkey.ecu.codes import (
     STATUS_REVOKED,
     STATUS_SUSPENDED,
 )
-from carkey.ecu.documents import DocumentError
+from carkey.ecu.documents import DocumentError, apply_revocation, apply_share
 from carkey.ecu.keystore import Credential, key_slot
 from carkey.protocol import tlv
-from fakekeystore import apply_revocation, apply_share, memory_store, owner
+from fakekeystore import memory_store, owner
 
 GROUP = bytes(range(0x10, 0x20))
 NOW = 1750000000

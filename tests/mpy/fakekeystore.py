@@ -24,22 +24,6 @@ def owner(pub, serial_floor=0, status=STATUS_ACTIVE):
     return Credential(pub, ROLE_OWNER, 0x7F, status=status, serial_floor=serial_floor)
 
 
-def apply_share(ks, detail):
-    # What the orchestrator does with an accepted share (docs/PROTOCOL.md §5).
-    return ks.add(Credential(**detail["credential"]))
-
-
-def apply_revocation(ks, detail):
-    # What the orchestrator does with an accepted revocation (docs/PROTOCOL.md §6).
-    ks.find(detail["owner"]).serial_floor = detail["serial"]
-    action = detail["action"]
-    status = STATUS_REVOKED if action == ACTION_REVOKE else STATUS_SUSPENDED if action == ACTION_SUSPEND else STATUS_ACTIVE
-    target = ks.set_status(detail["target"], status)
-    if target is not None:
-        target.serial_floor = detail["serial"]
-    return target
-
-
 def store_from(owners, others=(), revoked=()):
     """owners: [pub, serial_floor, status]; others: [pub, role, status, serial_floor]."""
     creds = [owner(o[0], o[1], o[2]) for o in owners]

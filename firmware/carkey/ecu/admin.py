@@ -1,8 +1,12 @@
-# carkey — the reader's admin operations: first-boot identity, enrolment, clock, log export.
+# carkey — the reader's admin operations: first boot, provisioning, owner-signed requests.
 # SPDX-License-Identifier: MIT
 #
 # These are the only ways to change the reader's state besides a tap, so every
-# host path (the Unix-port car, provisioning over USB) goes through them. They
+# host path (the Unix-port car, USB) goes through them. In factory state (no
+# owner) provision() may enroll the first owner; after that, changes arrive as
+# owner-signed documents (submit(): share, revocation, admin request, §9), so a
+# board whose REPL is closed keeps the same host tools. enroll() is the bench
+# path for a state directory the host holds directly (the virtual car). They
 # take the state directory and return plain values; nothing here prints or
 # returns a private key.
 
@@ -63,19 +67,19 @@ def enroll(dir, pub, role, entitlements=None, not_before=0, not_after=0, use_lim
             profile_items(profile)
         except ProfileError as e:
             raise AdminError("bad profile: %s" % e)
-    keys = KeyStore(dir)
+    store = KeyStore(dir)
     try:
         cred = Credential(pub, role, entitlements, not_before, not_after, use_limit=use_limit, profile=profile)
-        old = keys.get(pub)
+        old = store.get(pub)
         if old is not None:
             cred.kpersistent = old.kpersistent
             cred.serial_floor = old.serial_floor
             cred.uses = old.uses
             cred.last_use = old.last_use
-        keys.add(cred)
+        store.add(cred)
     except ValueError as e:  # KeyStoreError is a ValueError
         raise AdminError("cannot enroll: %s" % e)
-    keys.commit()
+    store.commit()
     AuditLog(dir).append(when, cred.slot, TRANSPORT_USB, KIND_ADMIN, codes.EVENT_ENROLL, codes.OK)
     return describe(cred)
 
@@ -119,3 +123,92 @@ def set_clock(dir, unix, clock=None):
         raise AdminError(str(e))
     AuditLog(dir).append(unix, None, TRANSPORT_USB, KIND_ADMIN, codes.EVENT_CLOCK, codes.OK)
     return {"time": unix}
+
+
+def provision(dir, owner_pub, unix_time=0):
+    """Factory state → a reader with its first owner: makes the identity if there is
+    none, enrolls owner_pub as owner and sets the clock (when unix_time > 0).
+    Refused once any owner is enrolled: from then on only owner-signed requests."""
+    store = KeyStore(dir) if has_identity(dir) else None
+    if store is not None and store.owners():
+        raise AdminError("already provisioned: changes now need a request signed by an owner")
+    ident = identity(dir) if store is not None else init(dir)
+    key = enroll(dir, owner_pub, codes.ROLE_OWNER, when=unix_time)
+    if unix_time:
+        set_clock(dir, unix_time)
+    ident["owner"] = key
+    return ident
+
+
+def submit(dir, doc, now=0):
+    """Apply one owner-signed document arriving over USB: a share document enrolls or
+    updates the key it names, a revocation document revokes, suspends or resumes,
+    an admin request runs its operation. Returns {"result": code, ...}; a refused
+    document changes nothing."""
+    from carkey.ecu import documents
+
+    ident = load_identity(dir)
+    store = KeyStore(dir)
+    audit = AuditLog(dir)
+    tag = doc[0] if doc else 0
+    try:
+        if tag == documents.SHARE_TAG:
+            friend = documents.parse_share(doc)["friend_pub"]
+            # Over USB the owner's signature alone vouches for the key: no device presents it.
+            code, detail = documents.accept_share(doc, store, ident.group_id, friend, now, _clock_trusted(dir))
+            event = codes.EVENT_SHARE
+        elif tag == documents.REVOCATION_TAG:
+            code, detail = documents.accept_revocation(doc, store, ident.group_id)
+            event = codes.EVENT_REVOCATION
+        elif tag == documents.ADMIN_TAG:
+            code, detail = documents.accept_admin(doc, store, ident.group_id)
+            event = codes.EVENT_ADMIN
+            if code == codes.OK and not _valid_operation(detail["operation"], detail["argument"]):
+                code, detail = codes.BAD_REQUEST, "unknown operation or bad argument"
+        else:
+            raise AdminError("not a carkey document (tag %02X)" % tag)
+    except documents.DocumentError as e:
+        raise AdminError("malformed document: %s" % e)
+    out = {"result": code}
+    if code != codes.OK:
+        out["reason"] = detail
+        audit.append(now, None, TRANSPORT_USB, KIND_ADMIN, event, code)
+        return out
+    if tag == documents.SHARE_TAG:
+        cred = documents.apply_share(store, detail)
+        out["key"] = describe(cred)
+        slot = cred.slot
+    elif tag == documents.REVOCATION_TAG:
+        documents.apply_revocation(store, detail)
+        slot = detail["target"]
+    else:
+        owner = store.get(detail["owner"])
+        owner.serial_floor = detail["serial"]  # the request cannot be replayed
+        slot = owner.slot
+    store.commit()
+    audit.append(now, slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
+    if tag == documents.ADMIN_TAG:
+        out.update(_operation(dir, detail["operation"], detail["argument"]))
+    return out
+
+
+def _clock_trusted(dir):
+    from carkey.clock import Clock
+
+    return Clock(dir).trusted()
+
+
+def _valid_operation(op, arg):
+    if op == codes.ADMIN_SET_CLOCK:
+        return len(arg) == 4 and int.from_bytes(arg, "big") > 0
+    if op == codes.ADMIN_EXPORT_LOG:
+        return len(arg) == 4
+    return op == codes.ADMIN_LIST_KEYS and not arg
+
+
+def _operation(dir, op, arg):
+    if op == codes.ADMIN_SET_CLOCK:
+        return set_clock(dir, int.from_bytes(arg, "big"))
+    if op == codes.ADMIN_EXPORT_LOG:
+        return {"records": log(dir, int.from_bytes(arg, "big"))}
+    return keys(dir)

@@ -14,7 +14,7 @@ from carkey import storage
 from carkey.clock import Clock
 from carkey.ecu import codes, envelope, policy
 from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_STANDARD, AuditLog
-from carkey.ecu.keystore import Credential, KeyStore, key_slot
+from carkey.ecu.keystore import KeyStore, key_slot
 from carkey.protocol import tlv
 from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
 from carkey.protocol.identity import ReaderIdentity
@@ -25,7 +25,6 @@ IDENTITY_RECORD = "identity"
 _LOCKOUT_RECORD = "lockout"
 MAX_COMMANDS = const(4)  # command requests answered per transaction
 _STATUS_ACTIVE = const(0)
-_STATUS_REVOKED = const(2)
 
 
 class NotProvisioned(Exception):
@@ -233,17 +232,8 @@ class Car:
         except documents.DocumentError:
             code, detail = codes.DOCUMENT_REFUSED, None
         if code == codes.OK:
-            fields = detail["credential"]
-            old = self.keys.get(pub)
-            new = Credential(
-                fields["pub"], fields["role"], fields["entitlements"], fields["not_before"], fields["not_after"],
-                fields["schedule"], fields["use_limit"], serial_floor=fields["serial_floor"],
-            )
-            if old is not None:
-                new.kpersistent = old.kpersistent  # the device's cached key stays valid
-            self.keys.add(new)
+            cred = documents.apply_share(self.keys, detail)
             dirty[0] = True
-            cred = new
         self.log.append(now, slot, transport, log_kind, codes.EVENT_SHARE, code)
         return cred, (0 if code == codes.OK else code)
 
@@ -256,15 +246,7 @@ class Car:
         except documents.DocumentError:
             code, detail = codes.DOCUMENT_REFUSED, None
         if code == codes.OK:
-            serial = detail["serial"]
-            self.keys.get(detail["owner"]).serial_floor = serial
-            action = detail["action"]
-            status = {codes.ACTION_REVOKE: _STATUS_REVOKED, codes.ACTION_SUSPEND: codes.STATUS_SUSPENDED}.get(
-                action, _STATUS_ACTIVE
-            )
-            target = self.keys.set_status(detail["target"], status)
-            if target is not None:
-                target.serial_floor = serial
+            documents.apply_revocation(self.keys, detail)
             dirty[0] = True
         self.log.append(now, slot, transport, log_kind, codes.EVENT_REVOCATION, code)
         return code

@@ -53,6 +53,11 @@ STATUS_REVOKED = const(2)
 KIND_STANDARD = const(0x00)
 KIND_FAST = const(0x01)
 
+# Admin request operations (§9 tag 8D).
+ADMIN_SET_CLOCK = const(0x01)  # argument: Unix seconds, 4 bytes
+ADMIN_EXPORT_LOG = const(0x02)  # argument: records after this sequence number, 4 bytes
+ADMIN_LIST_KEYS = const(0x03)  # no argument
+
 # Revocation document actions (§6 tag 8C).
 ACTION_REVOKE = const(0x01)
 ACTION_SUSPEND = const(0x02)
@@ -63,6 +68,7 @@ ACTION_RESUME = const(0x03)
 EVENT_TRANSACTION = const(0x00)  # a transaction that ended before any command
 EVENT_SHARE = const(0xE2)  # a share document was judged
 EVENT_REVOCATION = const(0xE3)  # a revocation document was judged
+EVENT_ADMIN = const(0xE4)  # an owner-signed admin request was judged
 EVENT_ENROLL = const(0xF1)  # a key enrolled or changed through the admin interface
 EVENT_CLOCK = const(0xF2)  # the clock was set
 AUTH_FAILED = const(0x80)  # the device did not prove its key (signature, cryptogram, MAC)

@@ -1,10 +1,11 @@
-# carkey — owner-signed share and revocation documents: strict parsing, signatures, acceptance.
+# carkey — owner-signed documents: share, revocation, admin request; parsing, signatures, acceptance.
 # SPDX-License-Identifier: MIT
 #
-# docs/PROTOCOL.md §5 and §6. Parsing accepts exactly one encoding of each document:
-# every tag in its place, every length exact and in its shortest form, nothing after
-# the end. Acceptance returns a §4.2 result code and, on success, what the caller
-# must store; nothing here writes to the key store.
+# docs/PROTOCOL.md §5, §6 and §9. Parsing accepts exactly one encoding of each
+# document: every tag in its place, every length exact and in its shortest form,
+# nothing after the end. Acceptance returns a §4.2 result code and, on success,
+# what to store; apply_share() and apply_revocation() store it in a key store, and
+# committing is the caller's.
 
 import hashlib
 from micropython import const
@@ -16,10 +17,13 @@ from carkey.protocol import tlv
 
 SHARE_TAG = const(0xE2)
 REVOCATION_TAG = const(0xE3)
+ADMIN_TAG = const(0xE4)
 # Signature contexts: neither is a prefix of the other nor of an Aliro signed-data
 # string (which starts with tag 4D), so no signature made for one verifies for another.
 _SHARE_CONTEXT = b"carkey/share/v1\x00"
 _REVOCATION_CONTEXT = b"carkey/revoke/v1\x00"
+_ADMIN_CONTEXT = b"carkey/admin/v1\x00"
+_MAX_ADMIN_ARGUMENT = const(64)
 
 _VERSION = const(0x01)
 _DELEGATION_NONE = const(0x00)
@@ -41,6 +45,8 @@ _T_SERIAL = const(0x89)
 _T_DELEGATION = const(0x8A)
 _T_TARGET = const(0x8B)
 _T_ACTION = const(0x8C)
+_T_OPERATION = const(0x8D)
+_T_ARGUMENT = const(0x8E)
 _T_SIGNATURE = const(0x9E)
 _T_OWNER = const(0x5A)
 
@@ -87,11 +93,26 @@ def revocation_body(group_id, target_slot, serial, action):
     )
 
 
+def admin_body(group_id, serial, operation, argument=b""):
+    """The signed body of an admin request (§9), unchecked."""
+    return b"".join(
+        (
+            tlv.encode(_T_VERSION, bytes((_VERSION,))),
+            tlv.encode(_T_GROUP, group_id),
+            tlv.encode(_T_SERIAL, serial.to_bytes(4, "big")),
+            tlv.encode(_T_OPERATION, bytes((operation,))),
+            tlv.encode(_T_ARGUMENT, argument),
+        )
+    )
+
+
 def _context(tag):
     if tag == SHARE_TAG:
         return _SHARE_CONTEXT
     if tag == REVOCATION_TAG:
         return _REVOCATION_CONTEXT
+    if tag == ADMIN_TAG:
+        return _ADMIN_CONTEXT
     raise ValueError("unknown document tag")
 
 
@@ -233,6 +254,24 @@ def parse_revocation(doc):
     return _signature_and_owner(r, f, body_start)
 
 
+def parse_admin(doc):
+    """Fields of a well-formed admin request (§9) as a dict; raises DocumentError.
+
+    Keys: group_id, serial, operation, argument, body, signature, owner.
+    """
+    r = _open(doc, ADMIN_TAG, "admin")
+    body_start = r.pos
+    _version(r)
+    f = {}
+    f["group_id"] = r.field(_T_GROUP, _GROUP_ID_LEN)
+    f["serial"] = r.uint(_T_SERIAL, 4)
+    f["operation"] = r.uint(_T_OPERATION, 1)
+    f["argument"] = r.field(_T_ARGUMENT)
+    if len(f["argument"]) > _MAX_ADMIN_ARGUMENT:
+        raise DocumentError("admin argument longer than %d bytes" % _MAX_ADMIN_ARGUMENT)
+    return _signature_and_owner(r, f, body_start)
+
+
 # --- acceptance -------------------------------------------------------------------
 
 
@@ -361,3 +400,62 @@ def accept_revocation(doc, keystore, group_id):
     Otherwise detail is the reason. Raises DocumentError for a malformed document.
     """
     return p256.finish(accept_revocation_steps(doc, keystore, group_id))
+
+
+def accept_admin_steps(doc, keystore, group_id):
+    """Sliced accept_admin: the cheap checks now (DocumentError raised here), then a
+    generator whose result is (code, detail)."""
+    f = parse_admin(doc)
+    owner, reason = _owner(keystore, f, group_id)
+    if owner is None:
+        return _refused(codes.DOCUMENT_REFUSED, reason)
+    return _admin_steps(f)
+
+
+def _admin_steps(f):
+    if not (yield from p256.verify_steps(f["owner"], digest(ADMIN_TAG, f["body"]), f["signature"])):
+        return codes.DOCUMENT_REFUSED, "bad signature"
+    return codes.OK, {"operation": f["operation"], "argument": f["argument"], "owner": f["owner"], "serial": f["serial"]}
+
+
+def accept_admin(doc, keystore, group_id):
+    """Judge an owner-signed admin request (§9): (code, detail). On OK detail holds
+    "operation", "argument", "owner" and "serial"; the caller raises the owner's
+    floor to the serial (so the request cannot be replayed) and runs the operation."""
+    return p256.finish(accept_admin_steps(doc, keystore, group_id))
+
+
+# --- applying what was accepted --------------------------------------------------------
+
+
+def apply_share(keystore, detail, old=None):
+    """Store the friend's record from an accepted share, replacing any record of that
+    key (a newer share updates a friend or resumes a suspended one). Returns it."""
+    from carkey.ecu.keystore import Credential
+
+    f = detail["credential"]
+    cred = Credential(f["pub"], f["role"], f["entitlements"], f["not_before"], f["not_after"], f["schedule"],
+                      f["use_limit"], serial_floor=f["serial_floor"])
+    old = keystore.find(f["pub"])
+    if old is not None:
+        cred.kpersistent = old.kpersistent  # the device's cached key stays valid
+    keystore.add(cred)
+    return cred
+
+
+def apply_revocation(keystore, detail):
+    """Raise the owner's and the target's floors and apply the action (§6). Returns the
+    target's record, or None for a revoked slot never enrolled."""
+    serial = detail["serial"]
+    keystore.find(detail["owner"]).serial_floor = serial
+    action = detail["action"]
+    if action == codes.ACTION_REVOKE:
+        status = codes.STATUS_REVOKED
+    elif action == codes.ACTION_SUSPEND:
+        status = codes.STATUS_SUSPENDED
+    else:
+        status = codes.STATUS_ACTIVE
+    target = keystore.set_status(detail["target"], status)
+    if target is not None:
+        target.serial_floor = serial
+    return target
