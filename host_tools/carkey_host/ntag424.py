@@ -19,6 +19,7 @@ import hmac
 import os
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
@@ -355,6 +356,36 @@ def provision(link, master_key, uid, factory_key=FACTORY_KEY, version=1):
     finally:
         check.wipe()
     return ProvisionResult(bytes(uid), key_check_value(ckey), key_check_value(akey))
+
+
+def read_master_key(path):
+    """A card master key file: 32 hexadecimal digits (whitespace ignored)."""
+    try:
+        text = Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CardError(f"cannot read card master key file {path}: {e}") from None
+    try:
+        key = bytes.fromhex("".join(text.split()))
+    except ValueError:
+        raise CardError(f"card master key file {path}: not hexadecimal") from None
+    if len(key) != KEY_LEN:
+        raise CardError(f"card master key file {path}: {len(key)} bytes, expected 16")
+    return key
+
+
+def new_master_key_file(path, key=None):
+    """Create a card master key file (0600, never overwritten); returns the key."""
+    key = os.urandom(KEY_LEN) if key is None else key
+    _check_key(key, "card master key")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CardError(f"{path} exists; a new card master key would orphan every card made with it") from None
+    except OSError as e:
+        raise CardError(f"cannot create {path}: {e}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+    return key
 
 
 def verify_card(link, master_key, uid):
