@@ -6,7 +6,7 @@
 #   AN12196 §5.6 Table 14   AuthenticateEV2First with key 0x00 (RndA, RndB, APDUs, TI, session keys)
 #   AN12196 §5.10 Table 19 [§6.10 Table 20]  AuthenticateEV2First with key 0x03
 #   AN12196 §6.3 Table 28 [§7.3 Table 29]    GetCardUID, response in CommMode.Full
-#   AN10922 §2.2.1 (rev. 2.0) AES-128 key diversification example
+#   AN10922 §2.2.1  AES-128 key diversification example
 # The scripted link checks every C-APDU byte for byte.
 #
 # Run: .venv/bin/pytest -q tests/firmware/test_ntag424.py
