@@ -328,12 +328,22 @@ class ProvisionResult:
     admin_key_kcv: bytes
 
 
+def _holds(link, key, key_no):
+    """Whether the card's key key_no is key (an authentication attempt, then dropped)."""
+    try:
+        authenticate(link, key, key_no).wipe()
+    except CardAuthError:
+        return False
+    return True
+
+
 def provision(link, master_key, uid, factory_key=FACTORY_KEY, version=1):
     """Turn a factory NTAG 424 DNA (key 0 = factory_key, key 2 = factory_key) into a carkey card.
 
     1. select the application, AuthenticateEV2First with key 0 and factory_key;
     2. GetCardUID must equal uid (the anticollision UID the keys are diversified for);
-    3. ChangeKey 2 -> card_key(master, uid, 2) (the key every reader tap uses);
+    3. ChangeKey 2 -> card_key(master, uid, 2) (the key every reader tap uses), unless
+       key 2 already is that key (a provisioning interrupted after this step);
     4. ChangeKey 0 -> card_key(master, uid, 0) (locks the card's keys to the owner);
     5. authenticate again with the new key 2 and read the UID back.
     Returns check values (never the keys). Raises CardError on any failure."""
@@ -343,11 +353,16 @@ def provision(link, master_key, uid, factory_key=FACTORY_KEY, version=1):
     ckey = card_key(master_key, uid, CARD_KEY_NO)
     akey = card_key(master_key, uid, ADMIN_KEY_NO)
     select(link)
-    session = authenticate(link, factory_key, ADMIN_KEY_NO)
+    key2_done = _holds(link, ckey, CARD_KEY_NO)
+    try:
+        session = authenticate(link, factory_key, ADMIN_KEY_NO)
+    except CardAuthError:
+        raise CardAuthError("card key 0 is not the factory key: the card is provisioned already or not new") from None
     real = get_card_uid(link, session)
     if not _equal(real, uid):
         raise CardUidMismatch(f"card UID {real.hex()} differs from the anticollision UID {bytes(uid).hex()}")
-    change_key(link, session, CARD_KEY_NO, ckey, factory_key, version)
+    if not key2_done:
+        change_key(link, session, CARD_KEY_NO, ckey, factory_key, version)
     change_key(link, session, ADMIN_KEY_NO, akey, None, version)
     check = authenticate(link, ckey, CARD_KEY_NO)
     try:

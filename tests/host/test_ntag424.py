@@ -252,9 +252,18 @@ def test_provision_sets_diversified_keys_and_reports_check_values():
 def test_provisioned_card_no_longer_opens_with_factory_key():
     card = n.EmulatedCard(UID)
     n.provision(n.CardLink(card), MASTER, UID)
-    with pytest.raises(n.CardAuthError):
-        n.provision(n.CardLink(card), MASTER, UID)
-    assert card.keys[2] == n.card_key(MASTER, UID, 2)
+    keys = list(card.keys)
+    with pytest.raises(n.CardAuthError, match="provisioned already"):
+        n.provision(n.CardLink(card), bytes(16), UID)
+    assert card.keys == keys
+
+
+def test_provisioning_interrupted_after_key_2_can_be_finished():
+    card = n.EmulatedCard(UID)
+    card.keys[2] = n.card_key(MASTER, UID, 2)  # the card left the field before ChangeKey 0
+    n.provision(n.CardLink(card), MASTER, UID)
+    assert card.keys[0] == n.card_key(MASTER, UID, 0)
+    assert n.verify_card(n.CardLink(card), MASTER, UID) == UID
 
 
 def test_provision_refuses_a_uid_that_is_not_the_cards():
