@@ -65,10 +65,12 @@ class FakeLink:
     def __init__(self, script):
         self.script = script
         self.sent = []
+        self.timeouts = []
 
     async def transceive(self, capdu, timeout_ms):
         capdu = bytes(capdu)
         self.sent.append(capdu)
+        self.timeouts.append(timeout_ms)
         if not self.script:
             raise LinkError("script exhausted")
         expected, answer = self.script.pop(0)
@@ -117,6 +119,7 @@ class AuthenticateTest(unittest.TestCase):
     def test_table14_apdus_ti_and_session_keys(self):
         link, s = auth([(T14_CMD1, T14_RSP1), (T14_CMD2, T14_RSP2)])
         self.assertEqual(link.sent, [T14_CMD1, T14_CMD2])
+        self.assertEqual(link.timeouts, [T, T])
         self.assertEqual(s.ti, T14_TI)
         self.assertEqual(bytes(s.enc_key), T14_ENC)
         self.assertEqual(bytes(s.mac_key), T14_MAC)
