@@ -24,6 +24,9 @@ MAX_PROFILE = const(128)
 MAX_SCHEDULE = const(255)
 PUB_LEN = const(65)
 SLOT_LEN = const(8)
+UID_LEN = const(7)
+_PHONE = const(0x04)  # identifier 04 || X || Y: a P-256 credential public key
+_CARD = const(0x00)  # identifier 00 || UID(7) || 57 zeros: an NTAG 424 DNA card key
 KPERSISTENT_LEN = const(32)
 
 _OWNER = const(1)
@@ -67,8 +70,27 @@ def _bad(field):
 
 
 def key_slot(pub):
-    """carkey's key slot: the first 8 bytes of SHA-1 of the 65-byte public key."""
+    """carkey's key slot: the first 8 bytes of SHA-1 of the 65-byte identifier."""
     return hashlib.sha1(pub).digest()[:SLOT_LEN]
+
+
+def card_identifier(uid):
+    """The 65-byte identifier of the card with this 7-byte UID: 00 || UID || zeros."""
+    if len(uid) != UID_LEN:
+        _bad("card uid")
+    return bytes(1) + bytes(uid) + bytes(PUB_LEN - 1 - UID_LEN)
+
+
+def _identifier_ok(r):
+    # The first 65 bytes of r: a phone's public key, or a card's UID and zeros.
+    if r[0] == _PHONE:
+        return True
+    if r[0] != _CARD:
+        return False
+    for i in range(1 + UID_LEN, PUB_LEN):
+        if r[i]:
+            return False
+    return True
 
 
 def _int_field(offset, fmt, low, high, name):
@@ -113,8 +135,10 @@ class Credential:
         profile=b"",
         serial_floor=0,
     ):
-        if len(pub) != PUB_LEN or pub[0] != 0x04:
+        if len(pub) != PUB_LEN or not _identifier_ok(pub):
             _bad("pub")
+        if pub[0] == _CARD and role == _OWNER:
+            _bad("role: a card cannot be an owner")
         self._r = bytearray(_FIXED)
         self._r[:PUB_LEN] = pub
         self.slot = key_slot(pub)
@@ -132,6 +156,12 @@ class Credential:
     @property
     def pub(self):
         return bytes(self._r[:PUB_LEN])
+
+    @property
+    def card_uid(self):
+        """The card's 7-byte UID for a card key, None for a phone's key."""
+        r = self._r
+        return bytes(r[1 : 1 + UID_LEN]) if r[0] == _CARD else None
 
     def _parts(self):
         """Offsets of Kpersistent, schedule and profile, and the record's end."""
@@ -261,7 +291,9 @@ class KeyStore:
         for _ in range(ncred):
             if f.readinto(fixed) != _FIXED:
                 raise KeyStoreError("truncated")
-            if not (_OWNER <= fixed[_ROLE] <= _VALET and fixed[_STATUS] <= _REVOKED and fixed[0] == 0x04):
+            if not (_OWNER <= fixed[_ROLE] <= _VALET and fixed[_STATUS] <= _REVOKED and _identifier_ok(fixed)):
+                raise KeyStoreError("malformed credential")
+            if fixed[0] == _CARD and fixed[_ROLE] == _OWNER:
                 raise KeyStoreError("malformed credential")
             size = _FIXED + fixed[_SCHEDULE_LEN] + fixed[_PROFILE_LEN]
             if fixed[_FLAGS] & _FLAG_KPERSISTENT:
