@@ -10,7 +10,8 @@ import json
 import time
 
 from carkey.hw.nfc_link import NfcLink, poll as _poll
-from carkey.hw.pn532 import Pn532, UartTransport
+from carkey.hw.pn532 import Pn532
+from carkey.hw.pn532_hsu import UartTransport
 from virtual_hw.uart import PtyUART
 
 _state = {}

@@ -1,4 +1,4 @@
-# carkey — PN532 NFC front end: frames, transports (HSU UART, I2C, SPI) and the reader commands.
+# carkey — PN532 NFC front end: frames, errors and the reader commands over any transport.
 # SPDX-License-Identifier: MIT
 #
 # Pn532(transport) speaks the PN532 host protocol (NXP UM0701-02): normal frames
@@ -6,6 +6,11 @@
 # TFI PD.. DCS 00, ACK 00 00 FF 00 FF 00, NACK 00 00 FF FF 00 00. Every command
 # is acknowledged by an ACK before its answer; an answer with a bad checksum is
 # asked for again with a NACK; the chip's syntax-error frame (TFI 7F) raises.
+#
+# Transports live in their own modules so a board loads only its bus:
+# pn532_hsu.UartTransport, pn532_i2c.I2cTransport, pn532_spi.SpiTransport. Each
+# has wake(), write(frame), flush() and async receive(deadline) -> one frame view
+# from its start code 00 FF.
 #
 # Everything is async and never blocks: transports only read what is already
 # there (UART any(), the I2C ready byte, the SPI status read) and the driver
@@ -21,7 +26,6 @@ import time
 from micropython import const
 
 _ticks_ms = time.ticks_ms
-_ticks_diff = time.ticks_diff
 _ticks_add = time.ticks_add
 
 # Frame identifiers
@@ -57,24 +61,13 @@ _ST_RELEASED = const(0x29)  # target released
 _ST_VANISHED = const(0x2B)  # a previously activated card has disappeared
 
 _MAX_DATA = const(262)  # DataOut/DataIn of one InDataExchange (user manual §7.3.8)
-_MAX_FRAME = const(8 + 2 + 3 + _MAX_DATA)  # extended header + TFI/CMD/Tg + data + DCS/postamble
+MAX_FRAME = const(8 + 2 + 3 + _MAX_DATA)  # extended header + TFI/CMD/Tg + data + DCS/postamble
 _ACK_TIMEOUT_MS = const(50)  # the ACK comes within ~1 ms of a command's last byte
-_POLL_MS = const(1)
+POLL_MS = const(1)  # how long a transport sleeps between looks at the bus
 _NACK_RETRIES = const(2)
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
 NACK = b"\x00\x00\xff\xff\x00\x00"
-
-# HSU wake-up (user manual §7.2.11 / §6.2.2): after power-down the chip needs a
-# long preamble on RX before the first frame; 0x55 edges, then zeros.
-_HSU_WAKE = b"\x55\x55" + bytes(14)
-
-# I2C: the chip's 7-bit address; every read starts with the ready byte (bit 0).
-I2C_ADDRESS = const(0x24)
-# SPI prefixes; the chip clocks LSB first on the wire.
-_SPI_DW = const(0x01)  # data write
-_SPI_SR = const(0x02)  # status read: bit 0 = an answer is ready
-_SPI_DR = const(0x03)  # data read
 
 
 class Pn532Error(Exception):
@@ -137,255 +130,6 @@ def find_start(buf, start, end):
     return -1
 
 
-class UartTransport:
-    """PN532 over HSU (115200 8N1): a machine.UART-like object with any/readinto/write.
-
-    Bytes arrive in pieces; what follows a frame (an answer right behind its ACK)
-    is kept for the next receive.
-    """
-
-    def __init__(self, uart, bufsize=_MAX_FRAME + 32):
-        self._uart = uart
-        self._buf = bytearray(bufsize)
-        self._mv = memoryview(self._buf)
-        self._n = 0
-        self._used = 0
-
-    def wake(self):
-        self._uart.write(_HSU_WAKE)
-
-    def write(self, frame):
-        self._uart.write(frame)
-
-    def flush(self):
-        # Drop whatever is buffered or pending: used before resynchronising.
-        self._n = self._used = 0
-        uart = self._uart
-        while uart.any():
-            if not uart.readinto(self._mv):
-                break
-
-    async def receive(self, deadline):
-        buf = self._buf
-        mv = self._mv
-        if self._used:
-            rest = self._n - self._used
-            buf[:rest] = buf[self._used : self._n]
-            self._n = rest
-            self._used = 0
-        while True:
-            n = self._n
-            i = find_start(buf, 0, n)
-            if i < 0:
-                # Keep a trailing 00 (it may start a start code); drop the rest.
-                keep = 1 if n and buf[n - 1] == 0 else 0
-                buf[0] = 0
-                self._n = n = keep
-            elif i:
-                buf[: n - i] = buf[i:n]
-                self._n = n = n - i
-            if n:
-                try:
-                    size = frame_size(buf, 0, n)
-                except FrameError:
-                    self._used = 2  # skip this start code next time
-                    raise
-                if size > len(buf):
-                    self._used = 2
-                    raise FrameError("frame too long")
-                if size and size <= n:
-                    self._used = size
-                    return mv[:size]
-            got = 0
-            if self._uart.any():
-                got = self._uart.readinto(mv[n:]) or 0
-            if got:
-                self._n = n + got
-                continue
-            if _ticks_diff(deadline, _ticks_ms()) <= 0:
-                raise Pn532Timeout("no frame from the PN532")
-            await asyncio.sleep_ms(_POLL_MS)
-
-
-class I2cTransport:
-    """PN532 over I2C (up to 400 kHz, address 0x24) with its ready byte.
-
-    Every read transaction starts with the ready byte; the frame follows. A first
-    read of `peek` bytes covers ACKs and short answers; a longer answer is asked
-    for again with a NACK (the chip then sends the same frame) and read whole.
-    """
-
-    def __init__(self, i2c, address=I2C_ADDRESS, peek=24):
-        self._i2c = i2c
-        self._addr = address
-        self._buf = bytearray(1 + 1 + _MAX_FRAME)  # ready byte, preamble, frame
-        self._mv = memoryview(self._buf)
-        self._peek = peek
-        self._status = bytearray(1)
-
-    def wake(self):
-        # An I2C address match wakes the chip from power-down; a ready-byte read
-        # is the cheapest such transaction.
-        try:
-            self._i2c.readfrom_into(self._addr, self._status)
-        except OSError:
-            pass
-
-    def write(self, frame):
-        try:
-            self._i2c.writeto(self._addr, frame)
-        except OSError:
-            # The chip NAKs its address while busy or asleep: the caller's
-            # ACK wait turns this into a timeout and recovery.
-            pass
-
-    def flush(self):
-        pass
-
-    async def _ready(self, deadline):
-        st = self._status
-        while True:
-            try:
-                self._i2c.readfrom_into(self._addr, st)
-                if st[0] & 1:
-                    return
-            except OSError:
-                pass
-            if _ticks_diff(deadline, _ticks_ms()) <= 0:
-                raise Pn532Timeout("PN532 not ready")
-            await asyncio.sleep_ms(_POLL_MS)
-
-    async def receive(self, deadline):
-        buf = self._buf
-        want = self._peek
-        for _ in range(2):
-            await self._ready(deadline)
-            try:
-                self._i2c.readfrom_into(self._addr, self._mv[:want])
-            except OSError:
-                raise Pn532Timeout("PN532 I2C read failed") from None
-            i = find_start(buf, 1, want)
-            if i < 0:
-                raise FrameError("no start code")
-            size = frame_size(buf, i, want)
-            if size and i + size <= want:
-                return self._mv[i : i + size]
-            if i + (size or 9) > len(buf):
-                raise FrameError("frame too long")
-            # Longer than the peek: the NACK makes the chip send it again.
-            want = i + size if size else len(buf)
-            self.write(NACK)
-        raise FrameError("frame incomplete")
-
-
-def _reverse_table():
-    t = bytearray(256)
-    for i in range(256):
-        r = 0
-        v = i
-        for _ in range(8):
-            r = (r << 1) | (v & 1)
-            v >>= 1
-        t[i] = r
-    return bytes(t)
-
-
-class SpiTransport:
-    """PN532 over SPI (mode 0, up to 5 MHz, LSB first) with its DW/SR/DR prefixes.
-
-    `cs` is an output pin (1 = idle). On a bus that can only shift MSB first
-    (SoftSPI), pass lsb_first=False: bytes are then bit-reversed in software.
-    """
-
-    def __init__(self, spi, cs, lsb_first=True):
-        self._spi = spi
-        self._cs = cs
-        self._rev = None if lsb_first else _reverse_table()
-        self._buf = bytearray(_MAX_FRAME + 8)
-        self._mv = memoryview(self._buf)
-        self._out = bytearray(1 + _MAX_FRAME)
-        self._one = bytearray(1)
-        cs.value(1)
-
-    def _fix(self, mv):
-        rev = self._rev
-        if rev is not None:
-            for i in range(len(mv)):
-                mv[i] = rev[mv[i]]
-
-    def _prefix(self, code):
-        one = self._one
-        one[0] = code
-        self._fix(one)
-        self._spi.write(one)
-
-    def wake(self):
-        # CS low wakes the chip; it needs ~2 ms before it listens.
-        self._cs.value(0)
-        time.sleep_ms(2)
-        self._cs.value(1)
-
-    def write(self, frame):
-        n = len(frame)
-        out = self._out
-        out[0] = _SPI_DW
-        out[1 : 1 + n] = frame
-        mv = memoryview(out)[: 1 + n]
-        self._fix(mv)
-        self._cs.value(0)
-        try:
-            self._spi.write(mv)
-        finally:
-            self._cs.value(1)
-
-    def flush(self):
-        pass
-
-    def _read(self, mv):
-        self._spi.readinto(mv)
-        self._fix(mv)
-
-    async def receive(self, deadline):
-        one = self._one
-        while True:
-            self._cs.value(0)
-            try:
-                self._prefix(_SPI_SR)
-                self._read(one)
-            finally:
-                self._cs.value(1)
-            if one[0] & 1:
-                break
-            if _ticks_diff(deadline, _ticks_ms()) <= 0:
-                raise Pn532Timeout("PN532 not ready")
-            await asyncio.sleep_ms(_POLL_MS)
-        buf = self._buf
-        mv = self._mv
-        self._cs.value(0)
-        try:
-            self._prefix(_SPI_DR)
-            # Preamble 00, start code 00 FF, then LEN LCS (or FF FF LENM LENL LCS).
-            self._read(mv[:5])
-            i = find_start(buf, 0, 5)
-            if i < 0:
-                raise FrameError("no start code")
-            have = 5
-            if i:  # no preamble: read the byte that completes the header
-                self._read(mv[5:6])
-                have = 6
-            if buf[i + 2] == 0xFF and buf[i + 3] == 0xFF:
-                self._read(mv[have : i + 7])
-                have = i + 7
-            size = frame_size(buf, i, have)
-            if i + size > len(buf):
-                raise FrameError("frame too long")
-            if i + size > have:
-                self._read(mv[have : i + size])
-        finally:
-            self._cs.value(1)
-        return mv[i : i + size]
-
-
 class Target:
     """One ISO 14443-A target as InListPassiveTarget reported it."""
 
@@ -423,7 +167,7 @@ class Pn532:
         self._t = transport
         self._reset = reset
         self._ack_ms = ack_timeout_ms
-        self._tx = bytearray(_MAX_FRAME)
+        self._tx = bytearray(MAX_FRAME)
         self._txmv = memoryview(self._tx)
         self._extra = bytearray(3)
         self.firmware = None
@@ -436,7 +180,7 @@ class Pn532:
         tx = self._tx
         n = 2 + len(head) + len(data)  # TFI + cmd + ...
         if n > 255:
-            if n > _MAX_FRAME - 10:
+            if n > MAX_FRAME - 10:
                 raise ValueError("command too long")
             tx[0:5] = b"\x00\x00\xff\xff\xff"
             tx[5] = n >> 8
