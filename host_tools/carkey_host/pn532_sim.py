@@ -115,6 +115,7 @@ class Pn532Sim:
         self.apdus = []  # (capdu, rapdu) of whole APDUs exchanged with a target
         self.ecp_frames = []
         self.wakeups = 0
+        self.empty_polls = 0  # InListPassiveTarget answered with no target
         self.nacks = 0
         self.aborts = 0
         self._last_answer = None
@@ -256,7 +257,7 @@ class Pn532Sim:
                 del rx[:5]
                 self.nacks += 1
                 if self._last_answer is not None:
-                    self._write(self._last_answer)
+                    self._send_answer(self._last_answer)
                 continue
             if a == 0xFF and b == 0xFF:
                 if len(rx) < 7:
@@ -357,6 +358,7 @@ class Pn532Sim:
         self.field_on = True
         t = self.target
         if params[1] != 0x00 or t is None or (getattr(t, "requires_ecp", False) and not self._ecp_seen):
+            self.empty_polls += 1
             return b"\x00"
         self._deactivate()
         if hasattr(t, "activate"):
