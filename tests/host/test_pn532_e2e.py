@@ -1,0 +1,100 @@
+"""End to end over NFC: the firmware Reader, the PN532 driver and its UART path, the pty
+stand-in, and the CPython Aliro user device on the antenna.
+
+The firmware side runs in MicroPython (tests/mpy/pn532_probe.reader_taps): for each tap
+it lists the target, runs Reader.transact over NfcLink, the carkey EXCHANGE round
+(hello, command request, result), CONTROL FLOW, then InRelease. A standard tap then a
+fast one must succeed, and the APDU lengths of both are the transcripts the NFC timing
+model uses (carkey_host.nfc_timing.STANDARD_TRANSCRIPT / FAST_TRANSCRIPT).
+
+Run: .venv/bin/pytest -q tests/host/test_pn532_e2e.py
+"""
+
+import json
+import os
+
+import pytest
+
+from carkey_host import nfc_timing, paths
+from carkey_host.aliro import crypto
+from carkey_host.aliro.kpersistent_cache import KpersistentCache
+from carkey_host.aliro.user_device import UserDevice
+from carkey_host.mpy_bridge import MicroPython
+from carkey_host.pn532_sim import PhoneTarget, Pn532Sim
+
+MPY_SUPPORT = paths.REPO_ROOT / "tests" / "mpy"
+HELLO = "e108c00101c103010000"  # E1 [C0 01 01][C1 03 locked, doors closed, 0 min]
+RESULT = "97020101e107c4050200000000"  # granted; E1 [C4 05 unlock ok, unlocked]
+UNLOCK_REQUEST = b"\xc2\x01\x02"
+
+
+class Reader:
+    def __init__(self):
+        key = crypto.generate_private_key()
+        self.group_id = os.urandom(16)
+        self.sub_id = os.urandom(16)
+        self.public_key = crypto.public_key_bytes(key)
+        self.identifier = self.group_id + self.sub_id
+        self.blob = b"CKRI\x01" + self.group_id + self.sub_id + crypto.private_key_to_bytes(key) + self.public_key
+
+
+def phone_on_antenna(reader):
+    # Like the carkey app: asks for an unlock when the reader says hello, then just acknowledges.
+    def handler(items):
+        hello = any(t.tag == 0xE1 and t.value[:1] == b"\xc0" for t in items)
+        return [(0xE1, UNLOCK_REQUEST)] if hello else []
+
+    device = UserDevice(crypto.generate_private_key(), {reader.group_id: reader.public_key},
+                        kpersistent_cache=KpersistentCache(), exchange_handler=handler)
+    return device
+
+
+def split_taps(apdus):
+    taps = []
+    for capdu, rapdu in apdus:
+        if capdu[:2] == b"\x00\xa4":
+            taps.append([])
+        taps[-1].append((len(capdu), len(rapdu)))
+    return taps
+
+
+@pytest.fixture(scope="module")
+def mp():
+    with MicroPython(extra_paths=[MPY_SUPPORT, paths.REPO_ROOT / "boards"]) as bridge:
+        yield bridge
+
+
+def test_standard_then_fast_over_the_pn532(mp):
+    reader = Reader()
+    device = phone_on_antenna(reader)
+    spec = {
+        "identity": reader.blob.hex(),
+        "credentials": [{"pub": device.credential_public_key.hex()}],
+        "taps": [{"exchange": [HELLO, RESULT]}, {"exchange": [HELLO, RESULT]}],
+    }
+    with Pn532Sim() as sim:
+        sim.place(PhoneTarget(device))
+        first, second = mp.call("pn532_probe", "reader_taps", sim.path, json.dumps(spec))
+        apdus = list(sim.apdus)
+    assert first["kind"] == "standard" and first["known"] is True, first
+    assert second["kind"] == "fast" and second["known"] is True, second
+    assert first["replies"] == second["replies"] == ["e103c20102", ""]
+    assert device.last_control_flow == (1, 0)
+    assert device.last_reader_status == bytes.fromhex("0101")
+    std, fast = split_taps(apdus)
+    assert [c for c, _ in std][:3] == [15, 135, 75]  # SELECT, AUTH0, AUTH1
+    assert not any(c == 75 for c, _ in fast)  # a fast tap sends no AUTH1
+    # The transcripts the timing model and the bench use are this run's.
+    assert std == nfc_timing.STANDARD_TRANSCRIPT
+    assert fast == nfc_timing.FAST_TRANSCRIPT
+
+
+def test_phone_that_does_not_trust_the_reader_goes_silent(mp):
+    reader = Reader()
+    device = UserDevice(crypto.generate_private_key(), {}, kpersistent_cache=KpersistentCache())
+    spec = {"identity": reader.blob.hex(), "credentials": [], "taps": [{}]}
+    with Pn532Sim() as sim:
+        sim.place(PhoneTarget(device))
+        (result,) = mp.call("pn532_probe", "reader_taps", sim.path, json.dumps(spec))
+    assert result["error"] == "LinkError"
+    assert result["message"] == "target lost (status 01)"
