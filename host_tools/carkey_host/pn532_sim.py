@@ -60,37 +60,55 @@ class PhoneTarget:
     """An Aliro user device on the antenna: a phone emulating an ISO-DEP card.
 
     `device` is a `UserDevice` or a `Phone` (its `.device` is used, and its
-    transaction bookkeeping runs as for a TCP connection).
+    transaction bookkeeping runs as for a TCP connection). `on_end(transaction)` is
+    called when a presentation that exchanged APDUs ends (InRelease, field off, a new
+    activation) with a `phone.Transaction` (for a bare UserDevice: None).
     """
 
     def __init__(self, device, uid=b"\x08\x12\x34\x56", atqa=b"\x00\x04", sak=0x20, ats=PHONE_ATS,
-                 requires_ecp=False):
+                 requires_ecp=False, on_end=None):
         self.phone = device if hasattr(device, "device") else None
         self.device = device.device if self.phone is not None else device
         self.uid, self.atqa, self.sak, self.ats = bytes(uid), bytes(atqa), sak, bytes(ats)
         self.requires_ecp = requires_ecp
+        self.on_end = on_end
         self.apdus = []
+        self.presentations = 0
+        self._mark = 0
 
     def activate(self):
         self.device.reset()
+        self.device.last_reader_status = self.device.last_control_flow = None
+        self.presentations += 1
+        self._mark = len(self.apdus)
         if self.phone is not None:
             from .phone import Transaction
 
-            self.phone.transaction = Transaction(len(self.apdus))
+            self.phone.transaction = Transaction(self.presentations)
             self.phone._pending = []
 
     def process(self, capdu):
         try:
             rapdu = self.device.process(capdu)
         except LinkDropped:
+            if self.phone is not None and self.phone.transaction is not None:
+                self.phone.transaction.dropped = True
             raise TargetGone("the device dropped the link") from None
         self.apdus.append((capdu, rapdu))
         return rapdu
 
     def deactivate(self):
+        txn = None
         if self.phone is not None:
+            txn = self.phone.transaction
+            if txn is not None:
+                txn.reader_status = self.device.last_reader_status
+                txn.control_flow = self.device.last_control_flow
             self.phone.keydir.save_kpersistent_cache(self.device.kpersistent_cache)
         self.device.reset()
+        if self.on_end is not None and len(self.apdus) > self._mark:
+            self._mark = len(self.apdus)
+            self.on_end(txn)
 
 
 class Pn532Sim:
@@ -426,3 +444,29 @@ _HANDLERS = {
     0x4A: Pn532Sim._in_list_passive_target,
     0x52: Pn532Sim._in_release,
 }
+
+
+def serve_phone(phone, link=None, requires_ecp=False, taps=None, on_ready=None, on_tap=None, stop=None):
+    """Put `phone` (a carkey_host.phone.Phone) on the antenna of a new stand-in and serve
+    presentations until `taps` transactions ended or `stop` (a threading.Event) is set.
+
+    on_ready(sim) runs once the pty exists; on_tap(number, transaction) after each.
+    Returns the transactions.
+    """
+    done = []
+
+    def ended(txn):
+        done.append(txn)
+        if on_tap is not None:
+            on_tap(len(done), txn)
+
+    with Pn532Sim(link=link) as sim:
+        sim.place(PhoneTarget(phone, requires_ecp=requires_ecp, on_end=ended))
+        if on_ready is not None:
+            on_ready(sim)
+        with sim._cond:
+            while taps is None or len(done) < taps:
+                if stop is not None and stop.is_set():
+                    break
+                sim._cond.wait(0.1)
+    return done

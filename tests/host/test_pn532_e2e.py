@@ -12,6 +12,8 @@ Run: .venv/bin/pytest -q tests/host/test_pn532_e2e.py
 
 import json
 import os
+import threading
+import time
 
 import pytest
 
@@ -19,6 +21,8 @@ from carkey_host import nfc_timing, paths
 from carkey_host.aliro import crypto
 from carkey_host.aliro.kpersistent_cache import KpersistentCache
 from carkey_host.aliro.user_device import UserDevice
+from carkey_host.cli import main
+from carkey_host.keydir import KeyDir
 from carkey_host.mpy_bridge import MicroPython
 from carkey_host.pn532_sim import PhoneTarget, Pn532Sim
 
@@ -98,3 +102,51 @@ def test_phone_that_does_not_trust_the_reader_goes_silent(mp):
         (result,) = mp.call("pn532_probe", "reader_taps", sim.path, json.dumps(spec))
     assert result["error"] == "LinkError"
     assert result["message"] == "target lost (status 01)"
+
+
+# --- the CLI stand-in --------------------------------------------------------------
+
+
+def test_cli_nfc_sim_serves_the_firmware_reader(mp, tmp_path, capsys):
+    reader = Reader()
+    keys = KeyDir(tmp_path / "phone")
+    pub = keys.init()
+    keys.trust(reader.group_id, reader.public_key)
+    link = tmp_path / "pn532"
+    codes = []
+    cli = threading.Thread(target=lambda: codes.append(
+        main(["nfc-sim", "--keys", str(keys.path), "--link", str(link), "--taps", "1", "--command", "unlock"])))
+    cli.start()
+    try:
+        for _ in range(200):
+            if link.exists():
+                break
+            time.sleep(0.01)  # the CLI creates the link from its own thread; nothing to await
+        spec = {"identity": reader.blob.hex(), "credentials": [{"pub": pub.hex()}],
+                "taps": [{"exchange": [HELLO, RESULT]}]}
+        (result,) = mp.call("pn532_probe", "reader_taps", str(link), json.dumps(spec))
+    finally:
+        cli.join(timeout=10)
+    assert result["kind"] == "standard" and result["replies"][0] == "e103c20102"
+    assert codes == [0]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("PN532 stand-in on /dev/pts/") and lines[0].endswith(f"(link {link}); phone on the antenna")
+    assert lines[1].startswith("tap 1: granted: ")
+    assert not link.exists()  # removed when the stand-in closed
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["nfc-sim", "--keys", "/nonexistent/phone", "--taps", "1"], 1, "carkey: /nonexistent/phone: no credential"),
+    (["nfc-sim", "--keys", "KEYS", "--taps", "0"], 2, "--taps: not a positive number: '0'"),
+    (["nfc-sim", "--keys", "KEYS", "--command", "fly"], 1, "unknown command 'fly'"),
+])
+def test_cli_nfc_sim_bad_input(tmp_path, capsys, argv, code, message):
+    if "KEYS" in argv:
+        KeyDir(tmp_path / "k").init()
+        argv = [str(tmp_path / "k") if a == "KEYS" else a for a in argv]
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    assert rc == code
+    assert message in capsys.readouterr().err
