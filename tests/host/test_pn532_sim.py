@@ -51,7 +51,7 @@ def mp():
 @pytest.fixture
 def sim(mp):
     s = Pn532Sim()
-    mp.call("pn532_probe", "open", s.path)
+    mp.call("pn532_probe", "attach", s.path)
     yield s
     mp.call("pn532_probe", "close")
     s.close()

@@ -1,7 +1,7 @@
 # carkey — drives the firmware PN532 driver over a pty (virtual board UART) for host tests.
 # SPDX-License-Identifier: MIT
 #
-# Called through carkey_host.mpy_bridge: open(path) makes one driver on the tty the
+# Called through carkey_host.mpy_bridge: attach(path) makes one driver on the tty the
 # PN532 stand-in offers; the other functions run one driver or link operation each
 # with asyncio.run and return plain values (exceptions travel back by class name).
 
@@ -17,7 +17,7 @@ from virtual_hw.uart import PtyUART
 _state = {}
 
 
-def open(path, ack_timeout_ms=50):
+def attach(path, ack_timeout_ms=50):
     close()
     uart = PtyUART(path)
     _state["uart"] = uart
@@ -116,7 +116,7 @@ def reader_taps(path, spec_json):
     import gc
 
     spec = json.loads(spec_json)
-    open(path)
+    attach(path)
     pn532 = _state["pn532"]
     identity = ReaderIdentity.from_bytes(bytes.fromhex(spec["identity"]))
     creds = FakeCredentials([Cred(bytes.fromhex(c["pub"]), None) for c in spec["credentials"]])

@@ -294,8 +294,9 @@ class Pn532:
         if len(fw) != 4 or fw[0] != 0x32:
             raise Pn532Error("not a PN532")
         self.firmware = (fw[0], fw[1], fw[2], fw[3])
-        # One passive activation try per InListPassiveTarget (returns at once when the
-        # field is empty), ATR retries unchanged, no PSL retries.
+        # MxRtyATR FF (default), MxRtyPSL 01, MxRtyPassiveActivation 01: two activation
+        # tries, so InListPassiveTarget returns at once on an empty field instead of
+        # waiting for a target forever (FF, the chip's default).
         await self.call(_CMD_RF_CONFIGURATION, b"\x05\xff\x01\x01", timeout_ms=timeout_ms)
         # Retry timeout 0x07 (6.4 ms): how long InCommunicateThru waits for an answer
         # (the ECP frame gets none).
