@@ -115,6 +115,10 @@ class Pn532Sim:
     def __init__(self, link=None, firmware=FIRMWARE, chunk=16, awake=False):
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
+        # Like a UART with nobody reading: bytes the host does not take are lost,
+        # the stand-in never blocks on them.
+        os.set_blocking(self._master, False)
+        self.dropped_bytes = 0
         self.path = os.ttyname(self._slave)
         self.link = link
         if link is not None:
@@ -215,7 +219,14 @@ class Pn532Sim:
     def _write(self, data):
         # In pieces, as a UART delivers them.
         for i in range(0, len(data), self.chunk):
-            os.write(self._master, data[i : i + self.chunk])
+            piece = data[i : i + self.chunk]
+            try:
+                n = os.write(self._master, piece)
+            except BlockingIOError:
+                n = 0
+            except OSError:  # the host side is gone
+                n = 0
+            self.dropped_bytes += len(piece) - n
 
     def _run(self):
         while not self._stop:
@@ -227,8 +238,11 @@ class Pn532Sim:
             if ready:
                 try:
                     data = os.read(self._master, 4096)
-                except OSError:
+                except BlockingIOError:
                     data = b""
+                except OSError:  # EIO: nobody has the pty open right now
+                    data = b""
+                    time.sleep(0.01)
                 if data:
                     with self._cond:
                         self._feed(data)

@@ -5,7 +5,9 @@ The firmware side runs in MicroPython (tests/mpy/pn532_probe.reader_taps): for e
 it lists the target, runs Reader.transact over NfcLink, the carkey EXCHANGE round
 (hello, command request, result), CONTROL FLOW, then InRelease. A standard tap then a
 fast one must succeed, and the APDU lengths of both are the transcripts the NFC timing
-model uses (carkey_host.nfc_timing.STANDARD_TRANSCRIPT / FAST_TRANSCRIPT).
+model uses (carkey_host.nfc_timing.STANDARD_TRANSCRIPT / FAST_TRANSCRIPT). The same
+two taps run again through the poll loop with an express-mode phone (ECP first), and
+through `carkey nfc-sim`.
 
 Run: .venv/bin/pytest -q tests/host/test_pn532_e2e.py
 """
@@ -150,3 +152,34 @@ def test_cli_nfc_sim_bad_input(tmp_path, capsys, argv, code, message):
         rc = e.code
     assert rc == code
     assert message in capsys.readouterr().err
+
+
+# --- the poll loop as the ECU runs it ---------------------------------------------------
+
+
+def test_express_phone_found_by_polling_standard_then_fast(mp):
+    reader = Reader()
+    device = phone_on_antenna(reader)
+    target = PhoneTarget(device, requires_ecp=True)
+    spec = {"identity": reader.blob.hex(), "credentials": [{"pub": device.credential_public_key.hex()}],
+            "tci": "aabbcc", "exchange": [HELLO, RESULT], "taps": [{}, {}]}
+    with Pn532Sim() as sim:
+        sim.place(target)
+
+        def lift_and_tap_again():
+            # The phone stays until the reader has seen it after its tap, then leaves and comes back.
+            sim.wait_for(lambda s: target.presentations == 2)
+            sim.remove()
+            empty = sim.empty_polls
+            sim.wait_for(lambda s: s.empty_polls > empty)
+            sim.place(target)
+
+        helper = threading.Thread(target=lift_and_tap_again)
+        helper.start()
+        result = mp.call("pn532_probe", "reader_poll", sim.path, json.dumps(spec))
+        helper.join(timeout=10)
+        ecp_frames = set(sim.ecp_frames)
+    assert [t["kind"] for t in result["taps"]] == ["standard", "fast"], result
+    assert result["errors"] == 0 and result["skipped"] >= 1
+    assert ecp_frames == {bytes.fromhex("6a02cb0206aabbcc") + reader.group_id[:8]}
+    assert device.last_control_flow == (1, 0)

@@ -154,3 +154,40 @@ def reader_taps(path, spec_json):
         out.append(asyncio.run(tap(t)))
     close()
     return out
+
+
+def reader_poll(path, spec_json):
+    # The ECU's shape: poll() with ECP finds the phone and runs Reader.transact in
+    # on_target for spec["taps"] taps; returns one entry per tap and the poll stats.
+    from carkey.hw.pn532 import ecp_access_frame
+    from carkey.protocol.errors import TransactionError
+    from carkey.protocol.reader import PrecomputePool, Reader, ReaderIdentity
+    from fakelink import Cred, FakeCredentials
+
+    spec = json.loads(spec_json)
+    attach(path)
+    pn532 = _state["pn532"]
+    identity = ReaderIdentity.from_bytes(bytes.fromhex(spec["identity"]))
+    creds = FakeCredentials([Cred(bytes.fromhex(c["pub"]), None) for c in spec["credentials"]])
+    pool = PrecomputePool(ephemerals=1, nonces=1)
+    reader = Reader(identity, pool, timeout_ms=3000)
+    taps = []
+
+    async def on_target(link, target):
+        pool.fill_now()
+        try:
+            session = await reader.transact(link, creds)
+            for text in spec.get("exchange", ()):
+                await session.exchange(bytes.fromhex(text))
+            await session.end(True)
+        except TransactionError as e:
+            taps.append({"error": type(e).__name__, "message": str(e)})
+            raise
+        if session.known and session.kpersistent is not None:
+            session.credential.kpersistent = session.kpersistent
+        taps.append({"kind": session.kind, "uid": target.uid.hex()})
+
+    ecp = ecp_access_frame(bytes.fromhex(spec["tci"]), bytes.fromhex(spec["identity"])[5:13])
+    st = asyncio.run(_poll(pn532, on_target, ecp=ecp, idle_ms=5, max_taps=len(spec["taps"])))
+    close()
+    return {"taps": taps, "polls": st.polls, "skipped": st.skipped, "errors": st.errors}
