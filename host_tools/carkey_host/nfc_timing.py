@@ -115,6 +115,18 @@ def rf_apdu_s(c, r, p):
     return t
 
 
+def activation_s(p=None):
+    """Air time of REQA -> ATQA, ANTICOLLISION -> UID+BCC, SELECT -> SAK, RATS -> ATS (one cascade level)."""
+    p = p or Params()
+    uid_bcc = 5  # 4 UID bytes + BCC, or CT + 3 bytes + BCC on the first level of a longer UID
+    return (
+        SHORT_FRAME_BITS * ETU_S + FDT_PICC_S + rf_frame_s(2) + FDT_PCD_S  # REQA -> ATQA
+        + rf_frame_s(2) + FDT_PICC_S + rf_frame_s(uid_bcc) + FDT_PCD_S  # ANTICOLLISION -> UID BCC
+        + rf_frame_s(2 + 5 + CRC_A) + FDT_PICC_S + rf_frame_s(1 + CRC_A) + FDT_PCD_S  # SELECT -> SAK
+        + rf_frame_s(2 + CRC_A) + FDT_PICC_S + rf_frame_s(p.ats_len + CRC_A)  # RATS -> ATS
+    )
+
+
 def host_command_s(cmd_payload, answer_payload, iface, p):
     """Host-interface time of one command: frame out, ACK back, answer back, as carkey's driver reads them."""
     out = host_frame_bytes(cmd_payload)
@@ -178,13 +190,7 @@ def link_ms(transcript, interface="hsu", params=None, activation=True, ecp=True)
     if activation:
         # InListPassiveTarget: D4 4A 01 00 -> D5 4B NbTg Tg ATQA(2) SAK UIDlen UID ATS
         host += host_command_s(4, 2 + 1 + 1 + 2 + 1 + 1 + p.uid_len + p.ats_len, iface, p)
-        uid_bcc = p.uid_len + 1 if p.uid_len == 4 else 5
-        act = (
-            SHORT_FRAME_BITS * ETU_S + FDT_PICC_S + rf_frame_s(2) + FDT_PCD_S  # REQA -> ATQA
-            + rf_frame_s(2) + FDT_PICC_S + rf_frame_s(uid_bcc) + FDT_PCD_S  # ANTICOLLISION -> UID BCC
-            + rf_frame_s(2 + 5 + CRC_A) + FDT_PICC_S + rf_frame_s(1 + CRC_A) + FDT_PCD_S  # SELECT -> SAK
-            + rf_frame_s(2 + CRC_A) + FDT_PICC_S + rf_frame_s(p.ats_len + CRC_A)  # RATS -> ATS
-        )
+        act = activation_s(p)
         commands += 1
     chip = commands * p.chip_ms / 1000
     polling = commands * p.poll_ms / 1000  # two waits a command, half a period each

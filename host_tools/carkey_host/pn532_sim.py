@@ -22,6 +22,7 @@ import threading
 import time
 import tty
 
+from . import nfc_timing
 from .aliro.user_device import LinkDropped
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
@@ -112,7 +113,7 @@ class PhoneTarget:
 
 
 class Pn532Sim:
-    def __init__(self, link=None, firmware=FIRMWARE, chunk=16, awake=False):
+    def __init__(self, link=None, firmware=FIRMWARE, chunk=16, awake=False, realtime=False, baud=115200):
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         # Like a UART with nobody reading: bytes the host does not take are lost,
@@ -128,6 +129,12 @@ class Pn532Sim:
         self.firmware = firmware
         self.chunk = chunk
         self.awake = awake  # HSU: after power-up the chip waits for the wake-up preamble
+        # realtime: ACKs and answers leave when a real PN532 on HSU would have them ready:
+        # frame bytes at `baud`, the chip's time per command, air time (carkey_host.nfc_timing).
+        self.realtime = realtime
+        self._byte_s = 10 / baud
+        self._params = nfc_timing.Params()
+        self._rf_s = 0.0
         self.target = None
         self._active = False
         self._muted = False  # the target stopped answering (dropped the link)
@@ -141,7 +148,7 @@ class Pn532Sim:
         self.nacks = 0
         self.aborts = 0
         self._last_answer = None
-        self._pending = None  # a delayed answer: (due time, bytes)
+        self._pending = []  # frames waiting for their time: [due, bytes, is_answer]
         self._chain = bytearray()  # host-side MI chaining of one C-APDU
         self._answer_rest = b""  # the rest of an R-APDU still to be fetched (MI)
         self._faults = {}
@@ -189,7 +196,7 @@ class Pn532Sim:
         """Stop answering anything until the host sends the wake-up preamble."""
         with self._cond:
             self._hung = True
-            self._pending = None
+            self._pending = []
 
     def wait_for(self, predicate, timeout=10.0):
         """Block until predicate(sim) is true (checked after every command)."""
@@ -232,8 +239,8 @@ class Pn532Sim:
         while not self._stop:
             timeout = 0.05
             with self._cond:
-                if self._pending is not None:
-                    timeout = max(0.0, min(timeout, self._pending[0] - time.monotonic()))
+                if self._pending:
+                    timeout = max(0.0, min(timeout, self._pending[0][0] - time.monotonic()))
             ready, _, _ = select.select([self._master], [], [], timeout)
             if ready:
                 try:
@@ -248,10 +255,21 @@ class Pn532Sim:
                         self._feed(data)
                         self._cond.notify_all()
             with self._cond:
-                if self._pending is not None and time.monotonic() >= self._pending[0]:
-                    answer = self._pending[1]
-                    self._pending = None
-                    self._send_answer(answer)
+                self._flush_due()
+
+    def _flush_due(self):
+        now = time.monotonic()
+        while self._pending and self._pending[0][0] <= now:
+            _, data, is_answer = self._pending.pop(0)
+            if is_answer:
+                self._send_answer(data)
+            else:
+                self._write(data)
+
+    def _out_at(self, due, data, is_answer):
+        self._pending.append([due, data, is_answer])
+        self._pending.sort(key=lambda item: item[0])  # stable: an ACK stays before its answer
+        self._flush_due()
 
     def _feed(self, data):
         rx = self._rx
@@ -279,8 +297,9 @@ class Pn532Sim:
                 if len(rx) < 5:
                     return
                 del rx[:5]
-                if self._pending is not None:
-                    self._pending = None
+                answers = [p for p in self._pending if p[2]]
+                if answers:
+                    self._pending = [p for p in self._pending if not p[2]]
                     self.aborts += 1
                 continue
             if a == 0xFF and b == 0x00:  # NACK: send the last answer again
@@ -312,28 +331,24 @@ class Pn532Sim:
             del rx[: start + n + 2]
             if (sum(payload) + dcs) & 0xFF or n < 2 or payload[0] != 0xD4:
                 continue  # damaged or not for us: no ACK, the host times out
-            self._command(payload[1], payload[2:])
+            self._command(payload[1], payload[2:], 1 + start + n + 2)
 
-    def _command(self, cmd, params):
+    def _command(self, cmd, params, frame_bytes):
         self.commands.append((cmd, params))
+        rt = self.realtime
+        due = time.monotonic() + (frame_bytes + len(ACK)) * self._byte_s * rt
         if self._faults.pop("drop_ack", None) is None:
-            self._write(ACK)
+            self._out_at(due, ACK, False)
+        self._rf_s = 0.0
         if self._faults.pop("error_frame", None):
-            self._queue(ERROR_FRAME)
-            return
-        handler = _HANDLERS.get(cmd)
-        answer = handler(self, params) if handler else None
-        if answer is None:
-            self._queue(ERROR_FRAME)
+            answer = ERROR_FRAME
         else:
-            self._queue(frame(bytes([0xD5, cmd + 1]) + answer))
-
-    def _queue(self, data):
-        delay = self._faults.pop("delay", None)
-        if delay:
-            self._pending = (time.monotonic() + delay, data)
-        else:
-            self._send_answer(data)
+            handler = _HANDLERS.get(cmd)
+            data = handler(self, params) if handler else None
+            answer = ERROR_FRAME if data is None else frame(bytes([0xD5, cmd + 1]) + data)
+        if rt:
+            due += self._params.chip_ms / 1000 + self._rf_s + len(answer) * self._byte_s
+        self._out_at(due + self._faults.pop("delay", 0), answer, True)
 
     def _send_answer(self, data):
         self._last_answer = data
@@ -382,6 +397,7 @@ class Pn532Sim:
         if params[0] == 0x6A:
             self.ecp_frames.append(bytes(params))
             self._ecp_seen = True
+        self._rf_s = nfc_timing.rf_frame_s(len(params) + nfc_timing.CRC_A) + self._params.ecp_wait_ms / 1000
         return bytes([ST_TIMEOUT])  # nobody answers a polling frame
 
     def _in_list_passive_target(self, params):
@@ -397,6 +413,7 @@ class Pn532Sim:
             t.activate()
         self._active = True
         self._muted = False
+        self._rf_s = nfc_timing.activation_s(self._params)
         return b"\x01\x01" + t.atqa + bytes([t.sak, len(t.uid)]) + t.uid + t.ats
 
     def _in_data_exchange(self, params):
@@ -425,6 +442,7 @@ class Pn532Sim:
             self._muted = True
             return bytes([ST_TIMEOUT])
         self.apdus.append((capdu, rapdu))
+        self._rf_s = nfc_timing.rf_apdu_s(len(capdu), len(rapdu), self._params)
         self._answer_rest = rapdu
         return self._answer_part()
 

@@ -183,3 +183,24 @@ def test_express_phone_found_by_polling_standard_then_fast(mp):
     assert result["errors"] == 0 and result["skipped"] >= 1
     assert ecp_frames == {bytes.fromhex("6a02cb0206aabbcc") + reader.group_id[:8]}
     assert device.last_control_flow == (1, 0)
+
+
+# --- the timing model against a paced stand-in -----------------------------------------
+
+
+def test_paced_stand_in_matches_the_timing_model(mp):
+    # With realtime=True the stand-in holds each ACK and answer until a PN532 on HSU at
+    # 115200 would have it (frame bytes, 1 ms chip time, air time from the model), so a
+    # tap can never be faster than the model's wire, air and chip time; the rest is the
+    # reader's compute and the driver's 1 ms polling.
+    reader = Reader()
+    device = phone_on_antenna(reader)
+    spec = {"identity": reader.blob.hex(), "credentials": [{"pub": device.credential_public_key.hex()}],
+            "taps": [{"exchange": [HELLO, RESULT]}, {"exchange": [HELLO, RESULT]}]}
+    with Pn532Sim(realtime=True) as sim:
+        sim.place(PhoneTarget(device))
+        std, fast = mp.call("pn532_probe", "reader_taps", sim.path, json.dumps(spec))
+    assert (std["kind"], fast["kind"]) == ("standard", "fast")
+    model = nfc_timing.link_ms(nfc_timing.FAST_TRANSCRIPT, "hsu", activation=False, ecp=False)
+    floor = model.breakdown["host_interface"] + model.breakdown["rf"] + model.breakdown["chip"]
+    assert floor <= fast["ms"] <= 2 * model.total_ms + 50, (fast["ms"], model)
