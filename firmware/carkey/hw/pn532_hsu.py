@@ -50,7 +50,7 @@ class UartTransport:
         mv = self._mv
         if self._used:
             rest = self._n - self._used
-            buf[:rest] = buf[self._used : self._n]
+            mv[:rest] = mv[self._used : self._n]  # memmove, no copy allocated
             self._n = rest
             self._used = 0
         while True:
@@ -62,7 +62,7 @@ class UartTransport:
                 buf[0] = 0
                 self._n = n = keep
             elif i:
-                buf[: n - i] = buf[i:n]
+                mv[: n - i] = mv[i:n]
                 self._n = n = n - i
             if n:
                 try:
