@@ -14,6 +14,7 @@ Run: .venv/bin/pytest -q tests/host/test_pn532_e2e.py
 
 import json
 import os
+import subprocess
 import threading
 import time
 
@@ -25,7 +26,7 @@ from carkey_host.aliro.kpersistent_cache import KpersistentCache
 from carkey_host.aliro.user_device import UserDevice
 from carkey_host.cli import main
 from carkey_host.keydir import KeyDir
-from carkey_host.mpy_bridge import MicroPython
+from carkey_host.mpy_bridge import MicroPython, micropython_env
 from carkey_host.pn532_sim import PhoneTarget, Pn532Sim
 
 MPY_SUPPORT = paths.REPO_ROOT / "tests" / "mpy"
@@ -204,3 +205,33 @@ def test_paced_stand_in_matches_the_timing_model(mp):
     model = nfc_timing.link_ms(nfc_timing.FAST_TRANSCRIPT, "hsu", activation=False, ecp=False)
     floor = model.breakdown["host_interface"] + model.breakdown["rf"] + model.breakdown["chip"]
     assert floor <= fast["ms"] <= 2 * model.total_ms + 50, (fast["ms"], model)
+
+
+# --- heap ------------------------------------------------------------------------------
+
+# As for the TCP link (tests/host/test_reader_e2e.py): the compiled reader with its crypto
+# needs ~120 KiB over repeated taps; the NFC path (driver, HSU transport, link, buffers,
+# ~17 KiB) fits the same budget.
+HEAP_BUDGET = "128k"
+
+
+def test_heap_budget_reader_over_nfc():
+    build = paths.BUILD_DIR / "test-mpy"  # compiled by tests/conftest.py at session start
+    reader = Reader()
+    device = phone_on_antenna(reader)
+    spec = {"identity": reader.blob.hex(), "credentials": [{"pub": device.credential_public_key.hex()}],
+            "taps": [{"exchange": [HELLO, RESULT]}] * 4}
+    code = ("import sys, json, pn532_probe\n"
+            "a = json.loads(sys.stdin.read())\n"
+            "print(json.dumps(pn532_probe.reader_taps(a['path'], json.dumps(a['spec']))))")
+    with Pn532Sim() as sim:
+        sim.place(PhoneTarget(device))
+        proc = subprocess.run(
+            [paths.micropython_executable(), "-X", f"heapsize={HEAP_BUDGET}", "-c", code],
+            input=json.dumps({"path": sim.path, "spec": spec}), capture_output=True, text=True, timeout=60,
+            env=micropython_env(extra_paths=[build / "support", paths.REPO_ROOT / "boards"],
+                                firmware_dir=build / "firmware"),
+        )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout.splitlines()[-1])
+    assert [r.get("kind", r.get("error")) for r in results] == ["standard", "fast", "fast", "fast"]
