@@ -4,12 +4,15 @@ Each test opens a fresh `Pn532Sim`; the firmware side runs in one MicroPython pr
 through the bridge (tests/mpy/pn532_probe.py opens the pty with the virtual board's
 PtyUART). Covers the firmware version, listing a target, APDUs, chaining of long APDUs
 both ways, corrupted frames (NACK), a lost ACK, error frames, timeouts, removal
-mid-transaction, hung-chip recovery, the ECP frame and the poll loop.
+mid-transaction, hung-chip recovery, the ECP frame, the poll loop, and the virtual
+board's PtyUART itself (pieces, timeout, write).
 
 Run: .venv/bin/pytest -q tests/host/test_pn532_sim.py
 """
 
+import os
 import threading
+import tty
 
 import pytest
 
@@ -242,3 +245,43 @@ def test_poll_loop_serves_one_tap_per_presentation(mp, sim):
     assert result["skipped"] >= 1
     assert card.seen == [SELECT, SELECT]
     assert all(f == ECP for f in sim.ecp_frames)
+
+
+# --- the virtual board's UART ---------------------------------------------------------
+
+
+@pytest.fixture
+def pty(mp):
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    yield master, os.ttyname(slave)
+    mp.call("pn532_probe", "close")
+    os.close(master)
+    os.close(slave)
+
+
+def test_pty_uart_returns_what_arrived(mp, pty):
+    master, path = pty
+    probe(mp, "uart_open", path)
+    assert probe(mp, "uart", "any") == 0
+    assert probe(mp, "uart", "readinto", 8) == [None, 0]
+    os.write(master, b"\x00\x00\xff\x00\xff\x00abcdef")
+    assert probe(mp, "uart", "any") == 1
+    assert probe(mp, "uart", "readinto", 8)[0] == b"\x00\x00\xff\x00\xff\x00ab"  # at most the buffer
+    assert probe(mp, "uart", "read", 16) == b"cdef"
+    assert probe(mp, "uart", "read", 16) is None
+
+
+def test_pty_uart_write_and_timeout(mp, pty):
+    master, path = pty
+    probe(mp, "uart_open", path, 115200, 40)
+    data, waited_ms = probe(mp, "uart", "readinto", 4)
+    assert data is None and 40 <= waited_ms < 1000  # waited for the first byte, then gave up
+    assert probe(mp, "uart", "write", b"\x55\x55\x00") == 3
+    assert os.read(master, 16) == b"\x55\x55\x00"
+
+
+def test_pty_uart_refuses_an_unknown_baud_rate(mp, pty):
+    with pytest.raises(MicroPythonError) as e:
+        probe(mp, "uart_open", pty[1], 12345)
+    assert (e.value.type, e.value.message) == ("ValueError", "unsupported baud rate 12345")

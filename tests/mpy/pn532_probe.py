@@ -191,3 +191,20 @@ def reader_poll(path, spec_json):
     st = asyncio.run(_poll(pn532, on_target, ecp=ecp, idle_ms=5, max_taps=len(spec["taps"])))
     close()
     return {"taps": taps, "polls": st.polls, "skipped": st.skipped, "errors": st.errors}
+
+
+def uart_open(path, baudrate=115200, timeout=0):
+    close()
+    _state["uart"] = PtyUART(path, baudrate, timeout)
+    return True
+
+
+def uart(method, *args):
+    # One PtyUART method call; read/readinto results come back as bytes or None.
+    u = _state["uart"]
+    if method == "readinto":
+        buf = bytearray(args[0])
+        t0 = time.ticks_ms()
+        n = u.readinto(buf)
+        return [None if n is None else bytes(buf[:n]), time.ticks_diff(time.ticks_ms(), t0)]
+    return getattr(u, method)(*args)
