@@ -14,7 +14,10 @@
 #   {"op": "submit", "state": DIR, "document": HEX}   (owner-signed share, revocation or admin request)
 #   {"op": "connect", "state": DIR, "host": H, "port": P, "framing": "raw"|"lp",
 #    "sequence": ["standard", "fast", ...]}
-# connect prints {"txn": N, "kind", "granted", "ms", "results", "error", "state"}
+#   {"op": "nfc", "state": DIR, "pty": PATH, "taps": N, "place": "door"|"cabin"}  (PN532 on a pty)
+#   {"op": "enroll_card", "state": DIR, "uid": HEX7, "role": "driver", ...}
+#   {"op": "card_master_key", "state": DIR, "key": HEX16}
+# connect and nfc print {"txn": N, "kind", "granted", "ms", "results", "error", "state"}
 # per transaction. The car's lock, doors and ignition persist in DIR/car_body.json
 # and the car bus stream is appended to DIR/carbus.log.
 
@@ -36,7 +39,7 @@ def _out(obj):
     sys.stdout.write("\n")
 
 
-def _build_car(dir, body):
+def _build_car(dir, body, place="door"):
     import virtual
 
     from carkey.ecu.car import Car
@@ -47,7 +50,7 @@ def _build_car(dir, body):
     board = Board(virtual, body.pin, lambda name, spec: None)
     door = DoorController(board.outputs, board.inputs)
     bus = open(dir + "/carbus.log", "ab")
-    return Car(dir, door, CarBus(bus)), bus
+    return Car(dir, door, CarBus(bus), place=place), bus
 
 
 async def _settle(door, ms):
@@ -96,6 +99,44 @@ async def _connect(req):
     return {"ok": True, "all_granted": all_granted, "pulses": body.pulses()}
 
 
+async def _nfc(req):
+    # Poll the PN532 (its stand-in on a pty) and run each presented phone or card.
+    from carkey.ecu.auditlog import TRANSPORT_NFC
+    from carkey.hw.nfc_link import poll
+    from carkey.hw.pn532 import Pn532
+    from carkey.hw.pn532_hsu import UartTransport
+    from virtual_hw.uart import PtyUART
+
+    dir = req["state"]
+    body = CarBody.load(dir + "/car_body.json")
+    car, bus = _build_car(dir, body, req.get("place", "door"))
+    ticker = asyncio.create_task(car.door.run())
+    uart = PtyUART(req["pty"])
+    pn532 = Pn532(UartTransport(uart))
+    count = [0]
+    all_granted = [True]
+
+    async def on_target(link, target):
+        count[0] += 1
+        car.reader.pool.fill_now()
+        start = time.ticks_us()
+        outcome = await car.handle(link, TRANSPORT_NFC, card_uid=bytes(target.uid))
+        ms = time.ticks_diff(time.ticks_us(), start) / 1000
+        all_granted[0] = all_granted[0] and outcome.granted
+        _out({"txn": count[0], "kind": outcome.kind, "granted": outcome.granted, "ms": ms,
+              "results": outcome.results, "error": outcome.error, "state": bytes(car.door.car_state()).hex()})
+
+    try:
+        await poll(pn532, on_target, idle_ms=req.get("idle_ms", 20), max_taps=req["taps"])
+        await _settle(car.door, 3000)
+    finally:
+        ticker.cancel()
+        uart.deinit()
+        bus.close()
+        body.save(dir + "/car_body.json")
+    return {"ok": True, "all_granted": all_granted[0], "pulses": body.pulses()}
+
+
 def _unhex(value, what):
     try:
         return bytes.fromhex(value)
@@ -133,6 +174,16 @@ def handle(req):
         return admin.submit(dir, _unhex(req.get("document"), "document"), int(time.time()))
     if op == "connect":
         return asyncio.run(_connect(req))
+    if op == "nfc":
+        return asyncio.run(_nfc(req))
+    if op == "enroll_card":
+        role = admin.ROLES.get(req.get("role"))
+        if role is None:
+            raise admin.AdminError("role must be one of %s" % ", ".join(admin.ROLES))
+        return admin.enroll_card(dir, _unhex(req.get("uid"), "card UID"), role, req.get("entitlements"),
+                                 when=int(time.time()))
+    if op == "card_master_key":
+        return admin.set_card_master_key(dir, _unhex(req.get("key"), "card master key"))
     raise admin.AdminError("unknown operation %r" % op)
 
 

@@ -468,6 +468,8 @@ class EmulatedCard:
         self._pending = None  # (key_no, RndB) between the two authentication parts
         self._replayed = 0
 
+    activate = reset  # the PN532 stand-in's target interface: called on each activation
+
     def process(self, capdu):
         capdu = bytes(capdu)
         if self.replay is not None:

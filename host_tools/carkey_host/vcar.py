@@ -39,6 +39,19 @@ class Txn:
         return f"txn {self.number} kind={self.kind or 'none'} result={'granted' if self.granted else 'refused'} ms={self.ms:.1f}"
 
 
+def _collector(txns, on_txn):
+    """A line handler that turns the car's per-transaction JSON into Txn objects."""
+
+    def line(obj):
+        txn = Txn(obj["txn"], obj["kind"], obj["granted"], obj["ms"], [tuple(r) for r in obj["results"]],
+                  obj.get("error"), obj.get("state"))
+        txns.append(txn)
+        if on_txn:
+            on_txn(txn)
+
+    return line
+
+
 def firmware_build():
     """The firmware as .mpy, rebuilt where sources changed."""
     try:
@@ -147,16 +160,28 @@ class VirtualCar:
             raise CarkeyError(f"--sequence takes {' or '.join(SEQUENCE_KINDS)}, comma-separated"
                               + (f"; not {', '.join(bad)}" if bad else ""))
         txns = []
-
-        def line(obj):
-            txn = Txn(obj["txn"], obj["kind"], obj["granted"], obj["ms"], [tuple(r) for r in obj["results"]],
-                      obj.get("error"), obj.get("state"))
-            txns.append(txn)
-            if on_txn:
-                on_txn(txn)
-
         done = self._run({"op": "connect", "host": host, "port": port, "framing": framing,
-                          "sequence": list(sequence)}, line)
+                          "sequence": list(sequence)}, _collector(txns, on_txn))
+        return txns, [tuple(p) for p in done["pulses"]]
+
+    def enroll_card(self, uid: bytes, role: str, entitlements=None) -> dict:
+        self._require_state()
+        if role not in ROLES or role == "owner":
+            raise CarkeyError("a card's role is driver, guest or valet")
+        req = {"op": "enroll_card", "uid": bytes(uid).hex(), "role": role}
+        if entitlements is not None:
+            req["entitlements"] = entitlements
+        return self._strip(self._run(req))
+
+    def set_card_master_key(self, key: bytes) -> dict:
+        self._require_state()
+        return self._strip(self._run({"op": "card_master_key", "key": bytes(key).hex()}))
+
+    def nfc(self, pty, taps, place="door", on_txn=None) -> tuple[list, list]:
+        """Poll the PN532 at `pty` (the stand-in) until `taps` presentations were served."""
+        self._require_state()
+        txns = []
+        done = self._run({"op": "nfc", "pty": str(pty), "taps": taps, "place": place}, _collector(txns, on_txn))
         return txns, [tuple(p) for p in done["pulses"]]
 
     def _require_state(self):

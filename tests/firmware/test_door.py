@@ -52,6 +52,27 @@ class Rig:
         return ms
 
 
+class TestLockedState(unittest.TestCase):
+    # What a card's toggle reads: the direction a running motor drives, else the feedback.
+    def test_feedback_when_no_motor_runs(self):
+        rig = Rig()
+        self.assertFalse(rig.door.locked)
+        rig.pins.set("lock_feedback", LOCKED)
+        self.assertTrue(rig.door.locked)
+
+    def test_running_motor_wins_over_stale_feedback(self):
+        rig = Rig()
+        rig.door.lock()
+        self.assertTrue(rig.door.locked)  # feedback still says unlocked
+        rig.run_to(1000)
+        self.assertFalse(rig.door.locked)  # the fake lock never moved: feedback rules again
+        rig.pins.set("lock_feedback", LOCKED)
+        rig.door.unlock()
+        self.assertFalse(rig.door.locked)
+        rig.door.lock()  # reverses during the unlock pulse: waits out the dead time
+        self.assertTrue(rig.door.locked)
+
+
 class TestBoot(unittest.TestCase):
     def test_outputs_start_inactive_then_safe_state_reasserts_each(self):
         rig = Rig()

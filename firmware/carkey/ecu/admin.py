@@ -84,9 +84,37 @@ def enroll(dir, pub, role, entitlements=None, not_before=0, not_after=0, use_lim
     return describe(cred)
 
 
+def enroll_card(dir, uid, role, entitlements=None, not_before=0, not_after=0, use_limit=0, when=0):
+    """Enroll (or update) the NTAG 424 DNA card with this 7-byte UID (never as owner)."""
+    from carkey.ecu.keystore import card_identifier
+
+    if role == codes.ROLE_OWNER:
+        raise AdminError("a card cannot be an owner: it cannot sign")
+    try:
+        ident = card_identifier(bytes(uid))
+    except ValueError:
+        raise AdminError("a card UID is 7 bytes")
+    return enroll(dir, ident, role, entitlements, not_before, not_after, use_limit, b"", when)
+
+
+def set_card_master_key(dir, key):
+    """Install the card master key the owner's tool provisions cards with (16 bytes)."""
+    from carkey.ecu import cardkey
+
+    load_identity(dir)
+    try:
+        cardkey.restore(dir, key)
+    except cardkey.CardKeyError as e:
+        raise AdminError(str(e))
+    return {"card_master_key": "installed"}
+
+
 def describe(cred):
+    uid = cred.card_uid
     return {
         "slot": cred.slot.hex(),
+        "kind": "card" if uid is not None else "phone",
+        "card_uid": uid.hex() if uid is not None else None,
         "public_key": cred.pub.hex(),
         "role": ROLE_NAMES[cred.role],
         "status": STATUS_NAMES[cred.status],

@@ -22,6 +22,9 @@ from carkey.protocol.reader import Reader
 from carkey.protocol.session import FALLBACK, FAST
 
 IDENTITY_RECORD = "identity"
+PLACE_DOOR = "door"  # at the door handle: phones default to unlock, cards toggle the lock
+PLACE_CABIN = "cabin"  # inside the car: cards enable driving (docs/PROTOCOL.md §8)
+_SW_NOT_FOUND = const(0x6A82)  # the answer of a card without the Aliro application
 _LOCKOUT_RECORD = "lockout"
 MAX_COMMANDS = const(4)  # command requests answered per transaction
 _STATUS_ACTIVE = const(0)
@@ -66,7 +69,8 @@ class Car:
     lockout, audit log). door: a DoorController. carbus: a CarBus for per-key
     profiles, or None. pool: the reader's PrecomputePool (default: a fresh one)."""
 
-    def __init__(self, dir, door, carbus=None, clock=None, pool=None, default_command=codes.CMD_UNLOCK):
+    def __init__(self, dir, door, carbus=None, clock=None, pool=None, default_command=codes.CMD_UNLOCK,
+                 place=PLACE_DOOR, card_drive_minutes=30):
         self.dir = dir
         self.identity = load_identity(dir)
         self.keys = KeyStore(dir)
@@ -76,6 +80,8 @@ class Car:
         self.carbus = carbus
         self.reader = Reader(self.identity, pool)
         self.default_command = default_command
+        self.place = place
+        self.card_drive_minutes = card_drive_minutes
         self.lockout = self._load_lockout()
 
     def _load_lockout(self):
@@ -92,15 +98,18 @@ class Car:
 
     # --- one transaction -------------------------------------------------------
 
-    async def handle(self, link, transport, fast=None):
+    async def handle(self, link, transport, fast=None, card_uid=None):
         """Run one transaction on link; returns an Outcome. Never raises for what a
-        device sends: every failure ends as a refused, logged Outcome."""
+        device sends: every failure ends as a refused, logged Outcome. card_uid: the
+        anticollision UID of an NFC target, which may be a card key instead of a phone."""
         now = self.clock.now()
         try:
             session = await self.reader.transact(link, self.keys, fast)
         except AuthenticationFailed:
             return self._failed(now, transport, codes.AUTH_FAILED, True)
-        except ProtocolError:
+        except ProtocolError as e:
+            if e.sw == _SW_NOT_FOUND and card_uid is not None:
+                return await self._card(link, card_uid, transport, now)
             return self._failed(now, transport, codes.PROTOCOL_ERROR, False)
         except LinkError:
             return self._failed(now, transport, codes.LINK_LOST, False)
@@ -174,6 +183,48 @@ class Car:
         if not self.lockout.locked(now):  # failures during a lockout are not counted
             self.lockout.failure(now)
             self._save_lockout()
+
+    async def _card(self, link, uid, transport, now):
+        # An NTAG 424 DNA card key (docs/PROTOCOL.md §8): it proves its diversified
+        # key and its UID, then gets the action of this reader's place.
+        from carkey.ecu import cardkey
+        from carkey.ecu.keystore import card_identifier
+        from carkey.protocol import ntag424
+
+        master = cardkey.load(self.dir)
+        if master is None:
+            return self._failed(now, transport, codes.PROTOCOL_ERROR, False)  # cards not set up here
+        try:
+            uid = await ntag424.authenticate_card(link, master, uid, self.reader.timeout_ms)
+        except AuthenticationFailed:
+            return self._failed(now, transport, codes.AUTH_FAILED, True)
+        except ProtocolError:
+            return self._failed(now, transport, codes.PROTOCOL_ERROR, False)
+        except LinkError:
+            return self._failed(now, transport, codes.LINK_LOST, False)
+        finally:
+            for i in range(len(master)):
+                master[i] = 0
+        cred = self.keys.get(card_identifier(uid))
+        if self.place == PLACE_CABIN:
+            command, argument = codes.CMD_DRIVE_ENABLE, bytes((self.card_drive_minutes,))
+        elif self.door.locked:
+            command, argument = codes.CMD_UNLOCK, b""
+        else:
+            command, argument = codes.CMD_LOCK, b""
+        dirty = [False]
+        # Every card tap authenticates afresh with new challenges: a standard transaction.
+        code = self._decide(cred, command, argument, codes.KIND_STANDARD, now, dirty)
+        slot = cred.slot if cred is not None else key_slot(card_identifier(uid))
+        self.log.append(now, slot, transport, KIND_STANDARD, command, code)
+        if dirty[0]:
+            self.keys.commit()
+        granted = code == codes.OK
+        if granted and (self.lockout.k or self.lockout.until):
+            self.lockout.granted_standard()
+            self._save_lockout()
+        self.door.feedback(granted)
+        return Outcome("card", granted, [(command, code)])
 
     def _failed(self, now, transport, code, counts):
         if counts:

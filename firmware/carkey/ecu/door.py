@@ -385,6 +385,18 @@ class DoorController:
         return self._drive.active
 
     @property
+    def locked(self):
+        """Whether the car is locked or being locked: while a motor runs (or waits out
+        its dead time) the direction it drives counts, not the feedback still
+        showing where it started."""
+        if self._lock.busy:
+            return True
+        for motor in self._motors:
+            if motor.busy:
+                return False
+        return bool(self._lock_state.value())
+
+    @property
     def busy(self):
         """An actuator, LED or buzzer pulse is under way."""
         for p in self._pulsers:
