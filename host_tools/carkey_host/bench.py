@@ -28,7 +28,8 @@ MPY_DIR = paths.BUILD_DIR / "mpy"
 
 ESP32_FACTOR = 100
 ESP32_RANGE = (65, 130)
-TARGETS_ESP32_MS = {"std_txn": 1000, "fast_txn": 10, "reader_std_txn": 1000, "reader_fast_txn": 15}
+TARGETS_ESP32_MS = {"std_txn": 1000, "fast_txn": 10, "reader_std_txn": 1000, "reader_fast_txn": 15,
+                    "nfc_fast_tap_est_ms": 120}
 HEAP_STEP = 1024
 HEADROOM = 16 * 1024  # what a 64 KiB heap leaves the crypto rows above their peaks, roughly
 HEAP_LIMIT = 512 * 1024
@@ -271,7 +272,35 @@ def run(names=None, runs=15, heap=True, progress=print):
                 row["esp32_est_ms"] = round(tight_ms * ESP32_FACTOR, 1)
                 row["esp32_est_basis"] = f"mpy at {heapsize // 1024} KiB (peak + {HEADROOM // 1024} KiB): fails in 64 KiB"
         results[name] = row
+    if "reader_std_txn" in results and "reader_fast_txn" in results:
+        results.update(nfc_rows(results))
     return results
+
+
+NFC_INTERFACE = "i2c"  # the ESP32 DevKitC board's PN532 bus (boards/esp32_devkitc.py)
+
+
+def nfc_rows(results, fixture_path=FIXTURE):
+    """Tap-to-unlock over NFC = the reader's own ESP32 estimate + the PN532/ISO-DEP link
+    time of the very APDUs the benchmark replayed (carkey_host.nfc_timing, docs/NFC.md)."""
+    from . import nfc_timing
+
+    fixture = json.loads(fixture_path.read_text())
+    rows = {}
+    for kind, reader_row, out in (("fast", "reader_fast_txn", "nfc_fast_tap_est_ms"),
+                                  ("standard", "reader_std_txn", "nfc_std_tap_est_ms")):
+        transcript = [(len(c) // 2, len(r) // 2) for c, r in fixture[kind]]
+        link = nfc_timing.link_ms(transcript, NFC_INTERFACE)
+        reader_ms = results[reader_row]["esp32_est_ms"]
+        rows[out] = {
+            "esp32_est_ms": None if reader_ms is None else round(reader_ms + link.total_ms, 1),
+            "reader_ms": reader_ms,
+            "link_ms": round(link.total_ms, 1),
+            "interface": NFC_INTERFACE,
+            "apdus": len(transcript),
+            "breakdown": link.breakdown,
+        }
+    return rows
 
 
 def print_table(results):
@@ -284,6 +313,8 @@ def print_table(results):
                 "target", "peak heap", "alloc/run"):
         table.add_column(col, justify="right" if col != "operation" else "left")
     for name, r in results.items():
+        if "link_ms" in r:
+            continue  # the NFC rows: printed below
         est = r["esp32_est_ms"]
         target = TARGETS_ESP32_MS.get(name)
         base_ms = r["mpy_64k_ms"] if r["mpy_64k_ms"] is not None else r.get("mpy_tight_heap_ms")
@@ -305,7 +336,15 @@ def print_table(results):
             "-" if r["peak_heap_bytes"] is None else f"{r['peak_heap_bytes'] // 1024} KiB",
             "-" if r["alloc_bytes"] < 0 else f"{r['alloc_bytes']} B",
         )
-    Console(width=160).print(table)
+    console = Console(width=160)
+    console.print(table)
+    for name, r in results.items():
+        if "link_ms" not in r or r["esp32_est_ms"] is None:
+            continue
+        target = TARGETS_ESP32_MS.get(name)
+        verdict = "" if target is None else f" (target <= {target}: {'met' if r['esp32_est_ms'] <= target else 'MISSED'})"
+        console.print(f"{name}: {r['esp32_est_ms']:.1f} ms = reader {r['reader_ms']:.1f} + PN532 link "
+                      f"{r['link_ms']:.1f} over {r['interface']} ({r['apdus']} APDUs){verdict}")
 
 
 def main(argv=None):
