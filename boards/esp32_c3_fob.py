@@ -8,6 +8,9 @@ BOARD = "esp32_c3_fob"
 CHIP = "esp32c3"
 KIND = "fob"
 
+# Held low at start-up (the BOOT button): main.py skips the application (recovery, deploys).
+SAFE_BOOT_PIN = 9
+
 # role: (gpio, active_low)
 OUTPUTS = {
     "led": (4, False),

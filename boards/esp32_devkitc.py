@@ -12,6 +12,9 @@ BOARD = "esp32_devkitc"
 CHIP = "esp32"
 KIND = "car"
 
+# Held low at start-up (the BOOT button): main.py skips the application (recovery, deploys).
+SAFE_BOOT_PIN = 0
+
 # role: (gpio, active_low). The relay module's inputs are active low and pulled up
 # on the module, so a pin in reset (high impedance) leaves every relay off.
 OUTPUTS = {

@@ -8,6 +8,9 @@ BOARD = "esp32_s3"
 CHIP = "esp32s3"
 KIND = "car"
 
+# Held low at start-up (the BOOT button): main.py skips the application (recovery, deploys).
+SAFE_BOOT_PIN = 0
+
 # role: (gpio, active_low). The drivers' gates have pull-down resistors, so a pin in
 # reset (high impedance) leaves every relay off.
 OUTPUTS = {

@@ -1,0 +1,61 @@
+# carkey — the virtual board's hardware for the ECU application: car body, PN532 pty, virtual radio.
+# SPDX-License-Identifier: MIT
+#
+# carkey.ecu.app asks its platform for pins, UARTs, the PN532 and the radio; on
+# the virtual board they come from here. Environment (set by whoever starts the
+# board, e.g. `carkey vboard`):
+#   CARKEY_PN532   path of the PN532 stand-in's pty (no NFC without it)
+# The car body (lock, doors, ignition) persists in car_body.json in the board's
+# flash directory, and the car-bus stream goes to carbus.log there.
+
+import os
+
+from virtual_hw.car_body import CarBody
+
+_BODY = "car_body.json"
+
+
+class _FileUART:
+    # The car bus on the virtual board: every line appended to a file.
+    def __init__(self, path):
+        self._path = path
+
+    def write(self, buf):
+        with open(self._path, "ab") as f:
+            return f.write(buf)
+
+
+class VirtualPlatform:
+    def __init__(self, flash_dir="."):
+        self.flash_dir = flash_dir
+        self.body = CarBody.load(flash_dir + "/" + _BODY)
+
+    def save(self):
+        self.body.save(self.flash_dir + "/" + _BODY)
+
+    def pin_factory(self):
+        return self.body.pin
+
+    def uart_factory(self):
+        flash_dir = self.flash_dir
+
+        def make(name, spec):
+            return _FileUART(flash_dir + "/" + name + ".log")
+
+        return make
+
+    def pn532(self, spec):
+        path = os.getenv("CARKEY_PN532")
+        if not path:
+            return None
+        from carkey.hw.pn532 import Pn532
+        from carkey.hw.pn532_hsu import UartTransport
+        from virtual_hw.uart import PtyUART
+
+        return Pn532(UartTransport(PtyUART(path)))
+
+    def ble(self):
+        return None
+
+    def watchdog(self):
+        return None

@@ -1,0 +1,177 @@
+# carkey — the car ECU application: every task on one asyncio loop (radios, door, idle work, watchdog).
+# SPDX-License-Identifier: MIT
+#
+# main.py calls run(). The order of start-up matters for safety and for secrets:
+#   1. the door controller is built first, so every relay is at its safe level
+#      before anything slow happens (the board's pull resistors hold them until then);
+#   2. the radios come up before a first boot makes the reader identity, because
+#      an ESP32's os.urandom is truly random only with a radio on;
+#   3. the watchdog starts last, once the loop runs, and is fed by its own task:
+#      a stalled loop (a crypto step that never yields) resets the board, and the
+#      door controller puts every output back to safe on the way up.
+# Each tap runs to its end before the next on the same radio; a failure anywhere in
+# a tap is logged by the Car and never stops a radio's task.
+
+import asyncio
+from micropython import const
+
+from carkey.ecu.auditlog import TRANSPORT_BLE, TRANSPORT_NFC
+from carkey.protocol.errors import TransactionError
+
+STATE_DIR = "/state"
+_WDT_TIMEOUT_MS = const(8000)
+_WDT_FEED_MS = const(1000)
+_IDLE_MS = const(500)
+_CHECKPOINT_MS = const(60000)
+
+
+class Platform:
+    """Where the hardware comes from: machine on a board. The virtual board passes
+    its own (boards/virtual_hw/platform.py) with the same methods."""
+
+    def pin_factory(self):
+        from carkey.hw.pins import machine_pin
+
+        return machine_pin
+
+    def uart_factory(self):
+        from carkey.hw.pins import machine_uart
+
+        return machine_uart
+
+    def pn532(self, spec):
+        from carkey.hw.pn532_board import pn532_from_spec
+
+        return pn532_from_spec(spec)
+
+    def ble(self):
+        try:
+            import bluetooth
+        except ImportError:
+            return None
+        return bluetooth.BLE()
+
+    def watchdog(self):
+        try:
+            from machine import WDT
+        except ImportError:
+            return None  # the Unix port has no watchdog
+        return WDT(timeout=_WDT_TIMEOUT_MS)
+
+
+class App:
+    def __init__(self, board, platform=None, state_dir=STATE_DIR, place="door"):
+        from carkey.ecu.door import DoorController
+        from carkey.hw.pins import Board
+
+        self.platform = platform or Platform()
+        self.board = Board(board, self.platform.pin_factory(), self.platform.uart_factory())
+        self.door = DoorController(self.board.outputs, self.board.inputs)  # safe outputs first
+        self.state_dir = state_dir
+        self.place = place
+        self.car = None
+        self.taps = 0
+        self.stop = asyncio.Event()
+
+    def _start_car(self):
+        from carkey.ecu import admin
+        from carkey.ecu.car import Car
+
+        if not admin.has_identity(self.state_dir):
+            admin.init(self.state_dir)  # first boot, with the radio already on
+        carbus = None
+        if "carbus" in self.board.buses:
+            from carkey.ecu.carbus import CarBus
+
+            carbus = CarBus(self.board.uart("carbus"))
+        self.car = Car(self.state_dir, self.door, carbus, place=self.place)
+
+    async def _on_tap(self, link, transport, card_uid=None):
+        self.taps += 1
+        await self.car.handle(link, transport, card_uid=card_uid)
+
+    async def _nfc(self):
+        from carkey.hw.nfc_link import poll
+
+        pn532 = self.platform.pn532(self.board.bus("pn532"))
+        if pn532 is None:
+            return  # no reader front end on this (virtual) board
+
+        async def on_target(link, target):
+            await self._on_tap(link, TRANSPORT_NFC, bytes(target.uid))
+
+        await poll(pn532, on_target, stop=self.stop)
+
+    async def _ble(self, ble):
+        from carkey.hw.ble_gatt import CarkeyPeripheral
+
+        peripheral = CarkeyPeripheral(ble, self.car.identity.group_id)
+        await peripheral.serve(self._ble_tap, stop=self.stop)
+
+    async def _ble_tap(self, link):
+        # A failed authentication drops the phone's connection (docs/PROTOCOL.md §2b).
+        try:
+            outcome = await self.car.handle(link, TRANSPORT_BLE)
+        except TransactionError:
+            outcome = None
+        self.taps += 1
+        if outcome is None or outcome.error is not None:
+            link.close()
+
+    async def _idle(self):
+        # Precompute ephemeral keys and nonces between taps; the pool pauses itself
+        # whenever a tap holds it. Raise the clock floor now and then.
+        import time
+
+        last = time.ticks_ms()
+        while not self.stop.is_set():
+            await self.car.reader.pool.fill()
+            if time.ticks_diff(time.ticks_ms(), last) > _CHECKPOINT_MS:
+                self.car.clock.checkpoint()
+                last = time.ticks_ms()
+            await asyncio.sleep_ms(_IDLE_MS)
+
+    async def _watchdog(self, wdt):
+        while not self.stop.is_set():
+            wdt.feed()
+            await asyncio.sleep_ms(_WDT_FEED_MS)
+
+    async def run(self):
+        tasks = [asyncio.create_task(self.door.run())]
+        ble = self.platform.ble()
+        self._start_car()
+        if "pn532" in self.board.buses:
+            tasks.append(asyncio.create_task(self._nfc()))
+        if ble is not None:
+            tasks.append(asyncio.create_task(self._ble(ble)))
+        tasks.append(asyncio.create_task(self._idle()))
+        wdt = self.platform.watchdog()
+        if wdt is not None:
+            tasks.append(asyncio.create_task(self._watchdog(wdt)))
+        await self.stop.wait()
+        for t in tasks:
+            t.cancel()
+        self.door.safe_state()
+
+
+def safe_boot(board):
+    """Whether the board's SAFE_BOOT_PIN (if it names one) is held low right now."""
+    pin = getattr(board, "SAFE_BOOT_PIN", None)
+    if pin is None:
+        return False
+    try:
+        from machine import Pin
+    except ImportError:
+        return False
+    return Pin(pin, Pin.IN, Pin.PULL_UP).value() == 0
+
+
+def run(board=None, platform=None, state_dir=STATE_DIR):
+    if board is None:
+        import board  # the board description deploy installed as /board.py
+    if platform is None and getattr(board, "CHIP", None) == "virtual":
+        from virtual_hw.platform import VirtualPlatform
+
+        platform = VirtualPlatform()
+    app = App(board, platform, state_dir)
+    asyncio.run(app.run())

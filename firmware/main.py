@@ -1,0 +1,16 @@
+# carkey — board entry point: run the ECU application unless safe boot is asked for.
+# SPDX-License-Identifier: MIT
+#
+# Holding the board's SAFE_BOOT_PIN low while it starts (the BOOT button on ESP32
+# dev boards) skips the application: the REPL stays free for recovery and deploys
+# and no output is driven. The relays stay off: the board's pull resistors hold
+# them until the application builds its door controller.
+
+import board
+
+from carkey.ecu import app
+
+if app.safe_boot(board):
+    print("carkey: safe boot (SAFE_BOOT_PIN held low): application not started")
+else:
+    app.run(board)

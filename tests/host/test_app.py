@@ -1,0 +1,91 @@
+"""The ECU application (firmware/main.py → carkey.ecu.app) on the virtual board.
+
+The whole application runs in the MicroPython Unix port as a board would run it:
+first boot makes the reader identity, the owner is provisioned while it is stopped
+(as over USB, where the REPL interrupts main and a soft reset restarts it), then the
+application polls the PN532 stand-in and a phone on the antenna unlocks the car.
+
+Run: .venv/bin/pytest -q tests/host/test_app.py
+"""
+
+import subprocess
+import time
+
+import pytest
+
+from carkey_host import paths
+from carkey_host.keydir import KeyDir
+from carkey_host.mpy_bridge import micropython_env
+from carkey_host.phone import Phone
+from carkey_host.pn532_sim import PhoneTarget, Pn532Sim
+from carkey_host.vcar import BOARDS_DIR, VirtualCar, firmware_build
+
+START = "import virtual\nfrom carkey.ecu import app\napp.run(virtual, state_dir={state!r})\n"
+
+
+class Board:
+    """The application in a MicroPython process, its flash a directory."""
+
+    def __init__(self, flash, pn532=None):
+        env = micropython_env(extra_paths=[BOARDS_DIR], firmware_dir=firmware_build())
+        if pn532:
+            env["CARKEY_PN532"] = pn532
+        self.proc = subprocess.Popen([paths.micropython_executable(), "-c", START.format(state=str(flash / "state"))],
+                                     cwd=flash, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out
+
+
+def wait_until(predicate, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def flash(tmp_path):
+    return tmp_path / "flash"
+
+
+def test_first_boot_provision_and_unlock_over_nfc(flash, tmp_path):
+    flash.mkdir()
+    state = flash / "state"
+    # First boot: the application makes the reader identity itself.
+    board = Board(flash)
+    wait_until(lambda: (state / "identity.a").exists(), "the first-boot identity")
+    out = board.stop()
+    car = VirtualCar(state)
+    ident = car.identity()
+    # Provisioning (the application is stopped, as the USB REPL stops it).
+    phone_keys = KeyDir(tmp_path / "phone")
+    owner = phone_keys.init()
+    phone_keys.trust(bytes.fromhex(ident["group_id"]), bytes.fromhex(ident["reader_public_key"]))
+    car.provision(owner, int(time.time()))
+    # The application again, now with the PN532 stand-in and the phone on the antenna.
+    ended = []
+    with Pn532Sim() as sim:
+        sim.place(PhoneTarget(Phone(phone_keys), on_end=ended.append))
+        board = Board(flash, sim.path)
+        try:
+            wait_until(lambda: len(ended) == 1, "the first tap")
+            sim.remove()
+            empty = sim.empty_polls
+            sim.wait_for(lambda s: s.empty_polls > empty)
+            sim.place(PhoneTarget(Phone(phone_keys), on_end=ended.append))
+            wait_until(lambda: len(ended) == 2, "the second tap")
+            wait_until(lambda: len([r for r in car.log() if r["command"] == 0x02]) == 2, "the audit records")
+        finally:
+            out += board.stop()
+    assert [t.control_flow for t in ended] == [(1, 0), (1, 0)], out
+    taps = [(r["transport"], r["kind"], r["result"]) for r in car.log() if r["command"] == 0x02]
+    assert taps == [(1, 0, 0), (1, 1, 0)]  # NFC, standard then fast, both granted
+    assert "Traceback" not in out, out
