@@ -41,6 +41,7 @@ MAX_CONNECTIONS = const(4)  # CONFIG_BT_NIMBLE_MAX_CONNECTIONS of MicroPython's 
 _DEFAULT_MTU = const(23)
 _MAX_MTU = const(517)
 _DEFAULT_BUFFER = const(20)
+_RX_BUFFER = const(1024)  # the longest air message: an ATT PDU at MTU 517 and its header
 _STATUS_NOT_CONNECTED = const(7)  # BLE_HS_ENOTCONN, as NimBLE reports an indication cut by a disconnect
 
 # Virtual air messages (docs/VIRTUAL-RADIO.md): [length 2 BE][type][fields].
@@ -159,6 +160,7 @@ class BLE:
         self._active = False
         self._sock = None
         self._task = None
+        self._rx = None
         self._handler = None
         self._name = "MPY NIMBLE"
         self._mtu = _DEFAULT_MTU
@@ -340,6 +342,8 @@ class BLE:
             sock.close()
             raise OSError(errno.ENODEV)  # no radio to bring up
         self._addr = bytes(b | 0xC0 if i == 5 else b for i, b in enumerate(os.urandom(6)))  # random static
+        if self._rx is None:
+            self._rx = bytearray(_RX_BUFFER)  # made once, like the stack's own buffers
         sock.setblocking(False)
         self._sock = sock
         self._poll = select.poll()
@@ -381,23 +385,30 @@ class BLE:
         return None
 
     async def _pump(self):
+        # Messages land in one buffer made once; each is handled in place.
         stream = asyncio.StreamReader(self._sock)
-        buf = b""
+        buf = self._rx
+        mv = memoryview(buf)
+        fill = 0
         while self._active:
-            chunk = await stream.read(1024)
-            if not chunk:
+            n = await stream.readinto(mv[fill:])
+            if not n:
                 # The air went away: every connection is lost.
                 for h in list(self._conns):
                     self._lost(h, 0x08)
                 self._active = False
                 return
-            buf += chunk
-            while len(buf) >= 2:
-                n = (buf[0] << 8) | buf[1]
-                if len(buf) < 2 + n:
+            fill += n
+            start = 0
+            while fill - start >= 2:
+                n = (buf[start] << 8) | buf[start + 1]
+                if fill - start < 2 + n:
                     break
-                msg, buf = buf[2 : 2 + n], buf[2 + n :]
-                self._dispatch(msg)
+                self._dispatch(mv[start + 2 : start + 2 + n])
+                start += 2 + n
+            if start:
+                mv[: fill - start] = mv[start:fill]
+                fill -= start
 
     def _lost(self, h, reason):
         conn = self._conns.pop(h, None)
@@ -413,7 +424,7 @@ class BLE:
             h = (msg[1] << 8) | msg[2]
             conn = self._conns.get(h)
             if conn is not None and len(msg) > 3:
-                self._on_att(conn, memoryview(msg)[3:])
+                self._on_att(conn, msg[3:])
         elif kind == _M_CONNECTED:
             h = (msg[1] << 8) | msg[2]
             addr = bytes(msg[4:10])

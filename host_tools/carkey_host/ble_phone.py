@@ -43,6 +43,7 @@ ATT_WRITE_RSP = 0x13
 ATT_INDICATION = 0x1D
 ATT_CONFIRM = 0x1E
 CCCD_INDICATE = b"\x02\x00"
+READY = b"\x00\x00"  # the empty frame: subscribed, the car may send its first command
 
 
 class BleError(CarkeyError):
@@ -276,9 +277,10 @@ class AirCentral:
             time.sleep(0.01)
         raise BleError(f"no car advertising as {name!r}")
 
-    def connect(self, addr: bytes, timeout=None) -> int:
-        self._send(air.CONNECT, addr)
-        msg = self._next(lambda m: m[0] in (air.CONNECTED, air.CONNECT_FAILED), timeout)
+    def connect(self, addr: bytes, wait_ms: int = 2000) -> int:
+        """Connect, waiting up to wait_ms for the car to advertise (gap_connect's scan_duration_ms)."""
+        self._send(air.CONNECT, addr + struct.pack(">H", wait_ms))
+        msg = self._next(lambda m: m[0] in (air.CONNECTED, air.CONNECT_FAILED), wait_ms / 1000 + self.timeout)
         if msg[0] == air.CONNECT_FAILED:
             raise BleError(f"connection to {addr.hex()} failed (HCI reason {msg[7]:#04x})")
         self.conn = struct.unpack(">H", msg[1:3])[0]
@@ -365,7 +367,7 @@ def connect_air(address, name: str, mtu: int = PHONE_MTU, timeout: float = 5.0):
     central = AirCentral(address, timeout=timeout)
     try:
         ad = central.find(name, timeout)
-        central.connect(ad.addr)
+        central.connect(ad.addr, int(timeout * 1000))
         central.exchange_mtu(mtu)
         table = central.discover()
         if uuid_le(SERVICE_UUID) not in table:
@@ -375,6 +377,7 @@ def connect_air(address, name: str, mtu: int = PHONE_MTU, timeout: float = 5.0):
         if write_handle is None or indicate_handle is None:
             raise BleError("the carkey service lacks its characteristics")
         central.write(indicate_handle + 1, CCCD_INDICATE)  # CCCD right after the value, as NimBLE lays it out
+        central.write(write_handle, READY)
         return central, write_handle, indicate_handle
     except BaseException:
         central.close()
@@ -442,6 +445,7 @@ async def run_bleak(name_or_address: str, process, timeout: float = 20.0) -> Lin
         # BlueZ reports 23 whatever was agreed: chunks then stay small but valid.
         link = PhoneLink(process, client.mtu_size)
         await client.start_notify(INDICATE_UUID, lambda _char, data: chunks.put_nowait(bytes(data)))
+        await client.write_gatt_char(WRITE_UUID, READY, response=True)
         while not gone.is_set():
             getter = asyncio.ensure_future(chunks.get())
             waiter = asyncio.ensure_future(gone.wait())

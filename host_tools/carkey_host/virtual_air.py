@@ -23,7 +23,7 @@ HELLO = 0x01  # role (0 peripheral, 1 central) | address (6)
 ADVERTISE = 0x02  # connectable (1) | adv length (1) | adv data | scan response data
 ADV_STOP = 0x03
 SCAN = 0x04  # answered by ADV_REPORT for each advertiser, then SCAN_DONE
-CONNECT = 0x05  # peripheral address (6)
+CONNECT = 0x05  # peripheral address (6) | optional wait in ms (2): how long to wait for it to advertise
 DISCONNECT = 0x06  # conn (2) | HCI reason (1)
 DISCOVER = 0x07  # conn (2): forwarded to the peripheral
 TABLE = 0x08  # conn (2) | entries: forwarded to the central
@@ -115,6 +115,7 @@ class VirtualAir:
         self._conns: dict[int, tuple[_Node, _Node]] = {}  # conn -> (peripheral, central)
         self._next_conn = 1
         self._timers: list[tuple[float, _Node, bytes]] = []
+        self._pending: list[tuple[float, _Node, bytes]] = []  # (deadline, central, address) awaiting an advertiser
         self._lock = threading.Lock()
         self._stop = False
         self._wake_r, self._wake_w = socket.socketpair()
@@ -174,8 +175,9 @@ class VirtualAir:
     def _run(self):
         while not self._stop:
             timeout = None
-            if self._timers:
-                timeout = max(0.0, min(t for t, _, _ in self._timers) - time.monotonic())
+            deadlines = [t for t, _, _ in self._timers] + [t for t, _, _ in self._pending]
+            if deadlines:
+                timeout = max(0.0, min(deadlines) - time.monotonic())
             for key, _ in self._sel.select(timeout):
                 sock = key.fileobj
                 if sock is self._listener:
@@ -204,6 +206,18 @@ class VirtualAir:
         self._timers = [t for t in self._timers if t[0] > now]
         for _, node, msg in due:
             self._send(node, msg)
+        expired = [p for p in self._pending if p[0] <= now]
+        self._pending = [p for p in self._pending if p[0] > now]
+        for _, central, addr in expired:
+            self._send(central, frame(CONNECT_FAILED, addr + bytes((REASON_CONNECTION_FAILED,))))
+
+    def _serve_pending(self, peripheral):
+        # An advertiser appeared: the first central waiting for it connects.
+        for i, (_, central, addr) in enumerate(self._pending):
+            if addr == peripheral.addr and central.sock.fileno() >= 0:
+                del self._pending[i]
+                self._connect(central, addr, 0)
+                return
 
     def _send(self, node, msg):
         if node.sock.fileno() < 0:
@@ -239,6 +253,7 @@ class VirtualAir:
 
     def _leave(self, node):
         # A vanished node: its peers hear of the lost link after the supervision timeout.
+        self._pending = [p for p in self._pending if p[1] is not node]
         self._sel.unregister(node.sock)
         node.sock.close()
         with self._lock:
@@ -267,6 +282,8 @@ class VirtualAir:
                 node.adv = bytes(body[2 : 2 + body[1]])
                 node.resp = bytes(body[2 + body[1] :])
                 node.advertising = True
+            if node.connectable:
+                self._serve_pending(node)
         elif kind == ADV_STOP:
             node.advertising = False
         elif kind == SCAN:
@@ -278,7 +295,10 @@ class VirtualAir:
                                            + other.adv + other.resp))
             self._send(node, frame(SCAN_DONE))
         elif kind == CONNECT:
-            self._connect(node, bytes(body[:6]))
+            if len(body) not in (6, 8):
+                raise WireError("CONNECT wants an address and an optional wait")
+            wait_ms = struct.unpack(">H", body[6:8])[0] if len(body) == 8 else 0
+            self._connect(node, bytes(body[:6]), wait_ms)
         elif kind == DISCONNECT:
             conn, reason = struct.unpack(">HB", body[:3])
             self._disconnect(node, conn, reason)
@@ -295,7 +315,7 @@ class VirtualAir:
         else:
             raise WireError(f"unknown message type {kind:#04x}")
 
-    def _connect(self, central, addr):
+    def _connect(self, central, addr, wait_ms):
         if central.role != CENTRAL:
             raise WireError("only a central connects")
         with self._lock:
@@ -311,7 +331,11 @@ class VirtualAir:
                 target.conns.add(conn)
                 central.conns.add(conn)
         if failed:
-            self._send(central, frame(CONNECT_FAILED, addr + bytes((REASON_CONNECTION_FAILED,))))
+            if wait_ms:
+                # As a real initiator does: keep listening for the advertiser until the wait ends.
+                self._pending.append((time.monotonic() + wait_ms / 1000, central, addr))
+            else:
+                self._send(central, frame(CONNECT_FAILED, addr + bytes((REASON_CONNECTION_FAILED,))))
             return
         self._send(target, frame(CONNECTED, struct.pack(">HB", conn, ADDR_RANDOM) + central.addr))
         self._send(central, frame(CONNECTED, struct.pack(">HB", conn, ADDR_RANDOM) + target.addr))

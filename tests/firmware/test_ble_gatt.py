@@ -64,15 +64,18 @@ class BleCase(unittest.TestCase):
         return server
 
     async def phone(self, server, conn=C1, mtu=None):
+        # Connect, optionally exchange the MTU, then say "ready" (the empty frame).
+        more = server.free_slots() > 1
+        task = asyncio.create_task(server.accept())
         self.hub.connect(conn)
-        link = await server.accept()
-        if server.free_slots():
+        if more:
             await self.hub.expect(ADVERTISE)  # advertising again for the next phone
         if mtu:
             self.hub.att(conn, struct.pack("<BH", 0x02, mtu))
             self.assertEqual(await self.hub.expect_att(conn), struct.pack("<BH", 0x03, server.mtu))
-            await until(lambda: link.mtu != 23)
-        return link
+        self.hub.att(conn, struct.pack("<BH", 0x12, WR) + b"\x00\x00")
+        self.assertEqual(await self.hub.expect_att(conn), b"\x13")
+        return await task
 
     async def confirm_all(self, conn, n):
         # Confirm n indications as the phone's stack does; their values joined.
@@ -120,11 +123,8 @@ class TestAdvertising(BleCase):
     def test_readvertises_after_connect_while_slots_remain(self):
         async def go():
             server = await self.start(max_connections=2)
-            self.hub.connect(1)
-            await server.accept()
-            await self.hub.expect(ADVERTISE)  # one slot left
-            self.hub.connect(2)
-            await server.accept()
+            await self.phone(server, 1)  # expects the ADVERTISE for the slot left
+            await self.phone(server, 2)
             self.assertEqual(server.free_slots(), 0)
             self.assertFalse(server.advertising)
             self.hub.disconnect(1)
@@ -255,7 +255,7 @@ class TestTransceive(BleCase):
             answer = bytes(range(100, 145)) + b"\x90\x00"
             self.answer(C1, b"\x00\x2f" + answer, 20)
             self.assertEqual(await task, answer)
-            self.assertEqual((link.indications, link.writes, link.bytes_out, link.bytes_in), (3, 3, 42, 49))
+            self.assertEqual((link.indications, link.writes, link.bytes_out, link.bytes_in), (3, 4, 42, 51))  # writes include the ready frame
         run(go())
 
     def test_larger_mtu_one_chunk_each_way(self):
@@ -267,7 +267,7 @@ class TestTransceive(BleCase):
             self.assertEqual(await self.confirm_all(C1, 1), b"\x00\x64" + bytes(100))
             self.answer(C1, b"\x00\x82" + bytes(128) + b"\x90\x00", 182)
             self.assertEqual(len(await task), 130)
-            self.assertEqual(link.writes, 1)
+            self.assertEqual(link.writes, 2)  # ready, then the answer in one chunk
         run(go())
 
     def expect_failure(self, exc_type, script, timeout_ms=1000, chunk_timeout_ms=1000, text=None):
@@ -373,6 +373,39 @@ class TestTransceive(BleCase):
             await link.close()
             with self.assertRaises(LinkError):
                 await link.transceive(b"\x00\xa4\x04\x00", 100)
+        run(go())
+
+
+class TestReady(BleCase):
+    def test_phone_not_ready_in_time_is_dropped(self):
+        async def go():
+            server = await self.start(ready_timeout_ms=100)
+            task = asyncio.create_task(server.accept())
+            self.hub.connect(C1)
+            await self.hub.expect(ADVERTISE)
+            self.assertEqual(bytes(await self.hub.expect(DISCONNECT)), bytes((DISCONNECT,)) + struct.pack(">HB", C1, 0x13))
+            self.hub.disconnect(C1, 0x16)
+            await self.hub.expect(ADVERTISE)  # the slot is offered again
+            self.assertEqual(server.free_slots(), ble_gatt.MAX_CONNECTIONS)
+            self.assertFalse(task.done())  # nothing was handed out
+            task.cancel()
+            link = await self.phone(server, 2)  # the next phone is served
+            self.assertEqual(link.conn, 2)
+        run(go())
+
+    def test_writes_before_ready_are_not_commands(self):
+        async def go():
+            server = await self.start()
+            task = asyncio.create_task(server.accept())
+            self.hub.connect(C1)
+            await self.hub.expect(ADVERTISE)
+            self.hub.att(C1, struct.pack("<BH", 0x12, WR) + b"\x00\x02\x90\x00")
+            self.assertEqual(await self.hub.expect_att(C1), b"\x13")
+            self.assertFalse(task.done())
+            self.hub.att(C1, struct.pack("<BH", 0x12, WR) + b"\x00\x00")
+            await self.hub.expect_att(C1)
+            link = await task
+            self.assertEqual((link.ready, link.stray_writes), (True, 1))
         run(go())
 
 

@@ -149,3 +149,22 @@ def test_unknown_type_drops_the_node(air):
     n.send(0x7F)
     assert n.recv() is None
     assert "unknown message type 0x7f" in air.errors[0]
+
+
+def test_connect_waits_for_the_advertiser(air):
+    p = Node(air, va.PERIPHERAL, P_ADDR)
+    c = Node(air, va.CENTRAL, C_ADDR)
+    c.send(va.CONNECT, P_ADDR + struct.pack(">H", 3000))
+    assert air.wait_for(lambda: air._pending)
+    advertise(p)  # e.g. the car re-advertising after another phone took its slot
+    assert p.recv() == bytes((va.CONNECTED,)) + b"\x00\x01\x01" + C_ADDR
+    assert c.recv() == bytes((va.CONNECTED,)) + b"\x00\x01\x01" + P_ADDR
+
+
+def test_connect_wait_expires(air):
+    Node(air, va.PERIPHERAL, P_ADDR)
+    c = Node(air, va.CENTRAL, C_ADDR)
+    start = time.monotonic()
+    c.send(va.CONNECT, P_ADDR + struct.pack(">H", 100))
+    assert c.recv() == bytes((va.CONNECT_FAILED,)) + P_ADDR + b"\x3e"
+    assert time.monotonic() - start >= 0.1

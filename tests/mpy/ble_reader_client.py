@@ -11,8 +11,8 @@
 # Prints {"ready": name} once advertising, then per transaction {"conn", "kind",
 # "known", "replies", "mtu", "indications", "writes", "bytes_out", "bytes_in", "ms"}
 # or {"conn", "error", "message"}, and {"done": ..} after N transactions.
-# hold_until_full_ms: a handler first waits until every slot is taken, then
-# holds that long, so a test can knock on a full car.
+# hold_until_full_ms: the first max_connections handlers wait until every slot
+# is taken, then hold that long, so a test can knock on a full car.
 
 import asyncio
 import json
@@ -41,13 +41,14 @@ async def main(spec):
     server.start()
     print(json.dumps({"ready": server.name}))
     total = spec["transactions"]
-    state = {"n": 0}
+    state = {"n": 0, "started": 0}
     done = asyncio.Event()
     busy = asyncio.Lock()  # one transaction's crypto at a time, as on one core
 
     async def handler(link):
         hold = spec.get("hold_until_full_ms", 0)
-        if hold:
+        state["started"] += 1
+        if hold and state["started"] <= len(server.links):  # the first full house only
             while server.free_slots() and link.connected:
                 await asyncio.sleep_ms(5)
             await asyncio.sleep_ms(hold)
@@ -75,8 +76,11 @@ async def main(spec):
 
     task = asyncio.create_task(server.serve(handler))
     await done.wait()
-    # Let the last close reach the stack, and the re-advertising happen.
-    await asyncio.sleep_ms(50)
+    # Let the last disconnect reach the stack and the slot be offered again.
+    for _ in range(200):
+        if server.free_slots() == len(server.links) and server.advertising:
+            break
+        await asyncio.sleep_ms(5)
     print(json.dumps({"done": state["n"], "refused": server.refused, "free": server.free_slots(),
                       "advertising": server.advertising}))
     task.cancel()

@@ -36,6 +36,7 @@ _MAX_COMMAND = const(261)  # header 4 + Lc + 255 data + Le: the reader chains lo
 _MAX_ANSWER = const(512)  # as the TCP link: longer answers come in 61xx parts
 _ADV_INTERVAL_US = const(200_000)
 _CHUNK_TIMEOUT_MS = const(1000)  # an indication's confirmation, or the gap between answer chunks
+_READY_TIMEOUT_MS = const(5000)  # connect to "ready": MTU exchange, discovery, subscription
 
 SERVICE_UUID = "7f1e0001-6c2b-4b8e-9f3a-2d5c1ac0a201"
 WRITE_UUID = "7f1e0002-6c2b-4b8e-9f3a-2d5c1ac0a201"  # phone → car: answer chunks
@@ -83,6 +84,8 @@ class BleLink:
 
     def _reset(self):
         self.mtu = 23
+        self.ready = False  # the phone wrote the empty frame: subscribed, commands may go
+        self.since = 0  # ticks_ms of the connection
         self._waiting = False
         self._ind_done = False
         self._ind_status = 0
@@ -99,6 +102,7 @@ class BleLink:
         self._reset()
         self.conn = conn
         self.connected = True
+        self.since = time.ticks_ms()
         self.addr[:] = addr
 
     def _irq_disconnect(self):
@@ -109,6 +113,14 @@ class BleLink:
     def _irq_write(self, data):
         self.writes += 1
         self.bytes_in += len(data)
+        if not self.ready:
+            # Until it is subscribed a phone sends nothing but the empty frame.
+            if data == b"\x00\x00":
+                self.ready = True
+                self._server._flag.set()
+            else:
+                self.stray_writes += 1
+            return
         if not self._waiting or self._error is not None:
             self.stray_writes += 1
             return
@@ -217,7 +229,8 @@ class BleServer:
     # The GATT service, advertising and the connection slots.
 
     def __init__(self, name, ble=None, max_connections=MAX_CONNECTIONS, mtu=PREFERRED_MTU,
-                 chunk_timeout_ms=_CHUNK_TIMEOUT_MS, adv_interval_us=_ADV_INTERVAL_US):
+                 chunk_timeout_ms=_CHUNK_TIMEOUT_MS, adv_interval_us=_ADV_INTERVAL_US,
+                 ready_timeout_ms=_READY_TIMEOUT_MS):
         if not 1 <= max_connections <= MAX_CONNECTIONS:
             raise ValueError("max_connections outside 1..%d" % MAX_CONNECTIONS)
         chunk_size(mtu)
@@ -225,6 +238,7 @@ class BleServer:
         self.name = name
         self.mtu = mtu
         self.chunk_timeout_ms = chunk_timeout_ms
+        self.ready_timeout_ms = ready_timeout_ms
         self.adv_interval_us = adv_interval_us
         self.links = [BleLink(self) for _ in range(max_connections)]
         self._flag = asyncio.ThreadSafeFlag()
@@ -320,16 +334,35 @@ class BleServer:
             self.advertising = False
 
     async def accept(self):
-        # The next phone that connected; re-advertises as slots free up.
+        # The next phone that connected and said it is ready; re-advertises as
+        # slots free up. A central that holds a slot without getting ready
+        # within ready_timeout_ms is dropped: it must not lock phones out.
         while True:
             if self._adv_due:
                 self._advertise()
+            wait = -1
             for i, link in enumerate(self.links):
-                if not self._accepted[i]:
+                if self._accepted[i]:
+                    continue
+                if not link.connected:
                     self._accepted[i] = True
-                    if link.connected:
-                        return link
-            await self._flag.wait()
+                elif link.ready:
+                    self._accepted[i] = True
+                    return link
+                else:
+                    left = self.ready_timeout_ms - time.ticks_diff(time.ticks_ms(), link.since)
+                    if left <= 0:
+                        self._accepted[i] = True
+                        await link.close()
+                    elif wait < 0 or left < wait:
+                        wait = left
+            if wait < 0:
+                await self._flag.wait()
+            else:
+                try:
+                    await asyncio.wait_for_ms(self._flag.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
 
     async def serve(self, handler):
         # Runs handler(link) in its own task for every phone, forever.
