@@ -495,3 +495,35 @@ def count_exchanges(trace, conn: int) -> dict:
             out["writes"] += 1
             out["phone_to_car_bytes"] += len(r.pdu) - 3
     return out
+
+
+# --- the carkey phone (commands, shares, Kpersistent cache) over the virtual air --------
+
+
+def visit_car(phone, address, name: str, number: int = 1, mtu: int = PHONE_MTU, timeout: float = 5.0):
+    """One visit of a carkey_host.phone.Phone to the car advertising `name`.
+
+    Returns (Transaction, LinkLog); the phone's Kpersistent cache is saved, so the
+    next visit can be fast.
+    """
+    from .phone import Transaction
+
+    phone.transaction = txn = Transaction(number)
+    device = phone.device
+    device.last_reader_status = device.last_control_flow = None
+    try:
+        central, write_handle, _ = connect_air(address, name, mtu, timeout)
+        try:
+            log = serve_air(central, write_handle, device.process)
+            log.mtu = central.mtu
+        finally:
+            central.close()
+        txn.dropped = log.dropped
+        txn.error = log.error
+    finally:
+        txn.reader_status = device.last_reader_status
+        txn.control_flow = device.last_control_flow
+        device.reset()
+        phone._pending = []
+        phone.keydir.save_kpersistent_cache(device.kpersistent_cache)
+    return txn, log
