@@ -168,3 +168,12 @@ def test_connect_wait_expires(air):
     c.send(va.CONNECT, P_ADDR + struct.pack(">H", 100))
     assert c.recv() == bytes((va.CONNECT_FAILED,)) + P_ADDR + b"\x3e"
     assert time.monotonic() - start >= 0.1
+
+
+def test_docs_example_ready_write_bytes(air):
+    """docs/VIRTUAL-RADIO.md's example, byte for byte through the hub."""
+    p, c, _, _ = connected_pair(air)
+    c.sock.sendall(bytes.fromhex("0007100001120C000000"))
+    assert p.recv() == bytes.fromhex("100001120C000000")
+    p.sock.sendall(bytes.fromhex("000410000113"))
+    assert c.recv() == bytes.fromhex("10000113")
