@@ -173,7 +173,7 @@ def test_connect_wait_expires(air):
 def test_docs_example_ready_write_bytes(air):
     """docs/VIRTUAL-RADIO.md's example, byte for byte through the hub."""
     p, c, _, _ = connected_pair(air)
-    c.sock.sendall(bytes.fromhex("0007100001120C000000"))
+    c.sock.sendall(bytes.fromhex("0008100001120C000000"))
     assert p.recv() == bytes.fromhex("100001120C000000")
     p.sock.sendall(bytes.fromhex("000410000113"))
     assert c.recv() == bytes.fromhex("10000113")
