@@ -5,6 +5,8 @@
 # a command APDU goes to the phone as indications on the indicate
 # characteristic, the phone answers with writes (with response) to the write
 # characteristic; both carry frames of carkey.hw.ble_frame in chunks of MTU−3.
+# A phone first writes the empty frame 00 00 ("ready": subscribed); accept()
+# hands out its link only then, and drops a phone that stays silent.
 #
 # The IRQ handler only records (a write's bytes into the link's own buffer,
 # a status, a flag) and sets a ThreadSafeFlag; tasks do the rest. Each
