@@ -123,12 +123,14 @@ class TestAdvertising(BleCase):
     def test_readvertises_after_connect_while_slots_remain(self):
         async def go():
             server = await self.start(max_connections=2)
-            await self.phone(server, 1)  # expects the ADVERTISE for the slot left
+            first = await self.phone(server, 1)  # expects the ADVERTISE for the slot left
             await self.phone(server, 2)
             self.assertEqual(server.free_slots(), 0)
             self.assertFalse(server.advertising)
             self.hub.disconnect(1)
             task = asyncio.create_task(server.accept())
+            await until(lambda: not first.connected)
+            await first.close()  # the transaction lets go of its link
             await self.hub.expect(ADVERTISE)  # the freed slot is offered again
             self.assertEqual(server.free_slots(), 1)
             task.cancel()
@@ -343,7 +345,9 @@ class TestTransceive(BleCase):
             await t.confirm_all(C1, 1)
             t.hub.disconnect(C1, 0x08)
 
-        server, _ = self.expect_failure(LinkError, script, text="disconnected")
+        server, link = self.expect_failure(LinkError, script, text="disconnected")
+        self.assertEqual(server.free_slots(), ble_gatt.MAX_CONNECTIONS - 1)  # held until closed
+        run(link.close())
         self.assertEqual(server.free_slots(), ble_gatt.MAX_CONNECTIONS)
 
     def test_disconnect_while_indicating(self):
@@ -406,6 +410,25 @@ class TestReady(BleCase):
             await self.hub.expect_att(C1)
             link = await task
             self.assertEqual((link.ready, link.stray_writes), (True, 1))
+        run(go())
+
+
+class TestSlotReservation(BleCase):
+    def test_slot_of_a_held_link_is_not_reused(self):
+        async def go():
+            server = await self.start(max_connections=1)
+            link = await self.phone(server, 1)
+            self.hub.disconnect(1)  # walked away; the transaction still holds the link
+            await until(lambda: not link.connected)
+            self.hub.connect(2)  # the controller had room: the car must not hand it this slot
+            self.assertEqual(bytes(await self.hub.expect(DISCONNECT)), bytes((DISCONNECT,)) + struct.pack(">HB", 2, 0x13))
+            self.assertEqual(server.refused, 1)
+            with self.assertRaises(LinkError):
+                await link.transceive(b"\x80\x3c\x00\x00", 100)  # the old transaction's late command
+            task = asyncio.create_task(server.accept())
+            await link.close()
+            await self.hub.expect(ADVERTISE)  # now the slot is offered again
+            task.cancel()
         run(go())
 
 

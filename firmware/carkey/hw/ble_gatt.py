@@ -81,7 +81,10 @@ class BleLink:
         self.addr = bytearray(6)
         self.conn = None
         self.connected = False
-        self.exchanges = 0  # transceive calls, for the ECU's bookkeeping
+        # Handed out by accept() and not yet closed: the slot stays reserved even
+        # after a disconnect, so a late transceive of an old transaction can never
+        # reach the next phone that gets this slot.
+        self.held = False
         self._reset()
 
     def _reset(self):
@@ -155,7 +158,7 @@ class BleLink:
             raise LinkError("phone disconnected")
 
     async def _fail(self, exc):
-        await self.close()
+        self._drop()
         raise exc
 
     async def transceive(self, capdu, timeout_ms):
@@ -170,7 +173,6 @@ class BleLink:
         step = chunk_size(self.mtu)
         deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
         chunk_ms = self._server.chunk_timeout_ms
-        self.exchanges += 1
         self._rx.reset()
         self._error = None
         self._flag.clear()
@@ -216,8 +218,7 @@ class BleLink:
         finally:
             self._waiting = False
 
-    async def close(self):
-        # Drop the phone; the slot frees when the stack reports the disconnect.
+    def _drop(self):
         if self.connected:
             self.connected = False
             try:
@@ -225,6 +226,15 @@ class BleLink:
             except OSError:
                 pass
             self._flag.set()
+
+    async def close(self):
+        # Drop the phone and give the slot back; it is reused once the stack
+        # reports the disconnect.
+        self._drop()
+        if self.held:
+            self.held = False
+            self._server._adv_due = True  # the slot may be free already
+            self._server._flag.set()
 
 
 class BleServer:
@@ -300,7 +310,7 @@ class BleServer:
             conn, _, addr = data
             self.advertising = False  # the controller stops advertising on a connection
             for i, link in enumerate(self.links):
-                if link.conn is None:
+                if link.conn is None and not link.held:
                     link._irq_connect(conn, addr)
                     self._accepted[i] = False
                     break
@@ -319,7 +329,7 @@ class BleServer:
     def free_slots(self):
         n = 0
         for link in self.links:
-            if link.conn is None:
+            if link.conn is None and not link.held:
                 n += 1
         return n
 
@@ -350,6 +360,7 @@ class BleServer:
                     self._accepted[i] = True
                 elif link.ready:
                     self._accepted[i] = True
+                    link.held = True
                     return link
                 else:
                     left = self.ready_timeout_ms - time.ticks_diff(time.ticks_ms(), link.since)
