@@ -6,7 +6,9 @@
 # chunks one at a time, answer reassembly, per-chunk and per-exchange timeouts,
 # bad frames, disconnects, the connection limit, re-advertising and the drop
 # after an authentication failure.
-# Run: MICROPYPATH=firmware:tests/mpy:boards/virtual_hw micropython tests/mpy/mpy_runner.py tests/firmware/test_ble_gatt.py
+# Run: pytest -q tests/firmware/test_ble_gatt.py, or
+#   MICROPYPATH=.frozen:firmware:tests/mpy:tests/firmware .venv/bin/micropython tests/mpy/mpy_runner.py tests/firmware/test_ble_gatt.py
+# (tests/mpy/ble_hub.py puts boards/virtual_hw on the path, as the virtual board does).
 
 import asyncio
 import errno
