@@ -23,6 +23,7 @@ import os
 import select
 import socket
 import struct
+import sys
 from micropython import const
 
 FLAG_READ = const(0x0002)
@@ -161,6 +162,7 @@ class BLE:
         self._sock = None
         self._task = None
         self._rx = None
+        self.bad_messages = 0
         self._handler = None
         self._name = "MPY NIMBLE"
         self._mtu = _DEFAULT_MTU
@@ -380,9 +382,15 @@ class BLE:
         self._send(struct.pack(">BH", _M_ATT, conn_handle) + pdu)
 
     def _irq(self, event, data):
-        if self._handler is not None:
+        # As on a board: an exception in the handler is printed and the stack goes on.
+        if self._handler is None:
+            return None
+        try:
             return self._handler(event, data)
-        return None
+        except Exception as e:
+            print("Unhandled exception in IRQ callback handler")
+            sys.print_exception(e)
+            return None
 
     async def _pump(self):
         # Messages land in one buffer made once; each is handled in place.
@@ -404,7 +412,10 @@ class BLE:
                 n = (buf[start] << 8) | buf[start + 1]
                 if fill - start < 2 + n:
                     break
-                self._dispatch(mv[start + 2 : start + 2 + n])
+                try:
+                    self._dispatch(mv[start + 2 : start + 2 + n])
+                except (IndexError, ValueError):
+                    self.bad_messages += 1  # a malformed message from the hub changes nothing
                 start += 2 + n
             if start:
                 mv[: fill - start] = mv[start:fill]

@@ -458,3 +458,35 @@ class TestAuthenticationFailure(BleCase):
             await self.hub.expect(ADV_STOP)
             await self.hub.expect(DISCONNECT)
         run(go())
+
+
+class TestStandInRobustness(BleCase):
+    def test_handler_exception_printed_and_events_go_on(self):
+        async def go():
+            self.ble.active(True)
+            self.hub.accept()
+            seen = []
+
+            def handler(event, data):
+                seen.append(event)
+                if len(seen) == 1:
+                    raise ValueError("bug in a handler")
+
+            self.ble.irq(handler)
+            await self.hub.expect(HELLO)
+            self.hub.connect(1)
+            self.hub.connect(2)
+            await until(lambda: len(seen) == 2)
+            self.assertEqual(seen, [1, 1])
+        run(go())
+
+    def test_malformed_air_message_changes_nothing(self):
+        async def go():
+            self.ble.active(True)
+            self.hub.accept()
+            await self.hub.expect(HELLO)
+            self.hub.send(0x81, b"\x00")  # CONNECTED cut short
+            self.hub.connect(3)
+            await until(lambda: 3 in self.ble._conns)
+            self.assertEqual((self.ble.bad_messages, list(self.ble._conns)), (1, [3]))
+        run(go())
