@@ -14,8 +14,9 @@
 # read by an asyncio task started by active(True), so the IRQ handler runs inside
 # the event loop between tasks, as the scheduler runs it on a board. The one
 # difference: nothing is delivered while the event loop is not running.
-# Central and observer roles (gap_connect, gap_scan, gattc_*) and L2CAP are not
-# provided: the car does not use them.
+# The observer role (gap_scan) gives RSSI of advertisers for proximity hints: one
+# report per advertiser per scan interval. The central role (gap_connect,
+# gattc_*) and L2CAP are not provided: the car does not use them.
 
 import asyncio
 import errno
@@ -24,6 +25,7 @@ import select
 import socket
 import struct
 import sys
+import time
 from micropython import const
 
 FLAG_READ = const(0x0002)
@@ -37,6 +39,11 @@ _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
 _IRQ_GATTS_INDICATE_DONE = const(20)
 _IRQ_MTU_EXCHANGED = const(21)
+_IRQ_SCAN_RESULT = const(5)
+_IRQ_SCAN_DONE = const(6)
+_ADV_IND = const(0x00)
+_ADV_NONCONN_IND = const(0x03)
+_SCAN_RSP = const(0x04)
 
 MAX_CONNECTIONS = const(4)  # CONFIG_BT_NIMBLE_MAX_CONNECTIONS of MicroPython's ESP32 BLE build
 _DEFAULT_MTU = const(23)
@@ -49,12 +56,15 @@ _STATUS_NOT_CONNECTED = const(7)  # BLE_HS_ENOTCONN, as NimBLE reports an indica
 _M_HELLO = const(0x01)
 _M_ADVERTISE = const(0x02)
 _M_ADV_STOP = const(0x03)
+_M_SCAN = const(0x04)
 _M_DISCONNECT = const(0x06)
 _M_DISCOVER = const(0x07)
 _M_TABLE = const(0x08)
 _M_ATT = const(0x10)
 _M_CONNECTED = const(0x81)
 _M_DISCONNECTED = const(0x82)
+_M_ADV_REPORT = const(0x84)
+_M_SCAN_DONE = const(0x85)
 
 # ATT opcodes (Bluetooth Core, Vol 3 Part F).
 _ATT_ERROR = const(0x01)
@@ -162,6 +172,9 @@ class BLE:
         self._sock = None
         self._task = None
         self._rx = None
+        self._scan_task = None
+        self._scan_active = False
+        self._scan_round = asyncio.Event()
         self.bad_messages = 0
         self._handler = None
         self._name = "MPY NIMBLE"
@@ -236,6 +249,57 @@ class BLE:
             raise OSError(errno.ENOMEM)
         self._advertising = True
         self._send(bytes((_M_ADVERTISE, 1 if connectable else 0, len(self._adv))) + self._adv + self._resp)
+
+    def gap_scan(self, duration_ms, interval_us=1280000, window_us=11250, active=False):
+        self._check()
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            self._scan_task = None
+            if duration_ms is None:
+                self._scan_stopped()
+        if duration_ms is None:
+            return
+        if duration_ms < 0 or interval_us <= 0 or window_us <= 0 or window_us > interval_us:
+            raise OSError(errno.EINVAL)
+        self._scan_active = bool(active)
+        self._scan_task = asyncio.create_task(self._scan(duration_ms, interval_us // 1000))
+
+    def _scan_stopped(self):
+        # _IRQ_SCAN_DONE comes from the event loop, not from inside gap_scan().
+        async def done():
+            self._irq(_IRQ_SCAN_DONE, ())
+
+        asyncio.create_task(done())
+
+    async def _scan(self, duration_ms, interval_ms):
+        start = time.ticks_ms()
+        try:
+            while True:
+                self._scan_round.clear()
+                self._send(bytes((_M_SCAN,)))
+                await self._scan_round.wait()
+                left = duration_ms - time.ticks_diff(time.ticks_ms(), start) if duration_ms else interval_ms
+                if left <= 0:
+                    break
+                await asyncio.sleep_ms(min(left, interval_ms))
+                if duration_ms and time.ticks_diff(time.ticks_ms(), start) >= duration_ms:
+                    break
+        except asyncio.CancelledError:
+            return
+        self._scan_task = None
+        self._irq(_IRQ_SCAN_DONE, ())
+
+    def _on_adv_report(self, msg):
+        # [addr type][addr 6][rssi][connectable][adv len][adv][resp]
+        addr = bytes(msg[2:8])
+        rssi = msg[8] - 256 if msg[8] > 127 else msg[8]
+        n = msg[10]
+        adv = bytes(msg[11 : 11 + n])
+        resp = bytes(msg[11 + n :])
+        kind = _ADV_IND if msg[9] else _ADV_NONCONN_IND
+        self._irq(_IRQ_SCAN_RESULT, (msg[1], memoryview(addr), kind, rssi, memoryview(adv)))
+        if self._scan_active and resp:
+            self._irq(_IRQ_SCAN_RESULT, (msg[1], memoryview(addr), _SCAN_RSP, rssi, memoryview(resp)))
 
     def gap_disconnect(self, conn_handle):
         self._check()
@@ -357,6 +421,9 @@ class BLE:
 
     def _close(self):
         self._active = False
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            self._scan_task = None
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -447,6 +514,11 @@ class BLE:
             self._irq(_IRQ_CENTRAL_CONNECT, (h, msg[3], memoryview(addr)))
         elif kind == _M_DISCONNECTED:
             self._lost((msg[1] << 8) | msg[2], msg[3])
+        elif kind == _M_ADV_REPORT:
+            if self._scan_task is not None:
+                self._on_adv_report(msg)
+        elif kind == _M_SCAN_DONE:
+            self._scan_round.set()
         elif kind == _M_DISCOVER:
             self._send_table((msg[1] << 8) | msg[2])
 

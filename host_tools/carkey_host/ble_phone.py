@@ -331,6 +331,15 @@ class AirCentral:
         self._att(bytes((ATT_CONFIRM,)))
         return struct.unpack("<H", pdu[1:3])[0], bytes(pdu[3:])
 
+    def beacon(self, adv_data: bytes):
+        """Advertise non-connectable (a phone's beacon, for the car's proximity hint); b'' is allowed."""
+        if len(adv_data) > 31:
+            raise BleError("advertising data is at most 31 bytes")
+        self._send(air.ADVERTISE, bytes((0, len(adv_data))) + adv_data)
+
+    def stop_beacon(self):
+        self._send(air.ADV_STOP)
+
     def disconnect(self):
         if self.conn is not None:
             self._send(air.DISCONNECT, struct.pack(">HB", self.conn, air.REASON_REMOTE_USER))

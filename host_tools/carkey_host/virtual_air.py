@@ -155,7 +155,7 @@ class VirtualAir:
 
     def advertisers(self):
         with self._lock:
-            return [n.addr for n in self._nodes.values() if n.role == PERIPHERAL and n.advertising]
+            return [n.addr for n in self._nodes.values() if n.advertising]
 
     def att_trace(self, conn=None):
         with self._lock:
@@ -275,8 +275,8 @@ class VirtualAir:
         if node.role is None:
             raise WireError("first message must be HELLO")
         if kind == ADVERTISE:
-            if node.role != PERIPHERAL or len(body) < 2 or 2 + body[1] > len(body):
-                raise WireError("bad ADVERTISE")
+            if len(body) < 2 or 2 + body[1] > len(body) or (node.role == CENTRAL and body[0]):
+                raise WireError("bad ADVERTISE (a central advertises only non-connectable beacons)")
             with self._lock:
                 node.connectable = bool(body[0])
                 node.adv = bytes(body[2 : 2 + body[1]])
@@ -288,7 +288,7 @@ class VirtualAir:
             node.advertising = False
         elif kind == SCAN:
             for other in list(self._nodes.values()):
-                if other.role == PERIPHERAL and other.advertising:
+                if other is not node and other.advertising:
                     rssi = max(-127, min(20, int(self.rssi(other.addr, node.addr))))
                     self._send(node, frame(ADV_REPORT, bytes((ADDR_RANDOM,)) + other.addr
                                            + struct.pack(">bBB", rssi, other.connectable, len(other.adv))

@@ -4,8 +4,9 @@
 # Covers GATT registration and discovery bytes, advertising payloads, the 20-byte
 # default buffer and gatts_set_buffer, the MTU exchange, indications in MTU−3
 # chunks one at a time, answer reassembly, per-chunk and per-exchange timeouts,
-# bad frames, disconnects, the connection limit, re-advertising and the drop
-# after an authentication failure.
+# bad frames, disconnects, the connection limit, re-advertising, slot
+# reservation, the drop after an authentication failure, and the stand-in's
+# scanning (RSSI for the proximity hint) and error behaviour.
 # Run: pytest -q tests/firmware/test_ble_gatt.py, or
 #   MICROPYPATH=.frozen:firmware:tests/mpy:tests/firmware .venv/bin/micropython tests/mpy/mpy_runner.py tests/firmware/test_ble_gatt.py
 # (tests/mpy/ble_hub.py puts boards/virtual_hw on the path, as the virtual board does).
@@ -490,3 +491,52 @@ class TestStandInRobustness(BleCase):
             await until(lambda: 3 in self.ble._conns)
             self.assertEqual((self.ble.bad_messages, list(self.ble._conns)), (1, [3]))
         run(go())
+
+
+class TestScan(BleCase):
+    # The observer role: RSSI of advertisers (a phone's beacon) for the proximity hint.
+
+    def test_scan_reports_rssi_then_done(self):
+        async def go():
+            self.ble.active(True)
+            self.hub.accept()
+            events = []
+            self.ble.irq(lambda e, d: events.append((e, tuple(bytes(x) if isinstance(x, memoryview) else x for x in d))))
+            await self.hub.expect(HELLO)
+            self.ble.gap_scan(250, 100000, 50000, True)
+            self.assertEqual(bytes(await self.hub.expect(0x04)), b"\x04")
+            phone = b"\x5e\xed\x00\x00\x00\x42"
+            self.hub.send(0x84, b"\x01" + phone + b"\xc3\x00\x03\x02\x01\x06\x03\x03\xaa\xfe")
+            self.hub.send(0x85)
+            rounds = 1
+            while not any(e == 6 for e, _ in events):
+                msg = await self.hub.recv(20)
+                if msg is not None and msg[0] == 0x04:
+                    rounds += 1
+                    self.hub.send(0x85)  # nobody else advertising
+            self.assertEqual(events[0], (5, (1, phone, 3, -61, b"\x02\x01\x06")))
+            self.assertEqual(events[1], (5, (1, phone, 4, -61, b"\x03\x03\xaa\xfe")))  # active scan: the response too
+            self.assertEqual(events[2:], [(6, ())])
+            self.assertIn(rounds, (2, 3, 4))  # one round per 100 ms interval over 250 ms
+        run(go())
+
+    def test_scan_stopped_reports_done(self):
+        async def go():
+            self.ble.active(True)
+            self.hub.accept()
+            events = []
+            self.ble.irq(lambda e, d: events.append(e))
+            await self.hub.expect(HELLO)
+            self.ble.gap_scan(0)
+            await self.hub.expect(0x04)
+            self.ble.gap_scan(None)
+            await until(lambda: events)
+            self.assertEqual(events, [6])
+        run(go())
+
+    def test_scan_arguments_checked(self):
+        self.ble.active(True)
+        self.hub.accept()
+        with self.assertRaises(OSError) as cm:
+            self.ble.gap_scan(100, 10000, 20000)  # window longer than interval
+        self.assertEqual(cm.exception.errno, errno.EINVAL)

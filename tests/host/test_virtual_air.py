@@ -177,3 +177,37 @@ def test_docs_example_ready_write_bytes(air):
     assert p.recv() == bytes.fromhex("100001120C000000")
     p.sock.sendall(bytes.fromhex("000410000113"))
     assert c.recv() == bytes.fromhex("10000113")
+
+
+def test_phone_beacon_seen_with_its_rssi():
+    with va.VirtualAir(rssi=lambda adv, scanner: -40 if adv == C_ADDR else -90) as hub:
+        car = Node(hub, va.PERIPHERAL, P_ADDR)
+        phone = Node(hub, va.CENTRAL, C_ADDR)
+        phone.send(va.ADVERTISE, b"\x00\x03\x02\x01\x06")  # non-connectable beacon
+        assert hub.wait_for(lambda: hub.advertisers() == [C_ADDR])
+        car.send(va.SCAN)
+        assert car.recv() == bytes((va.ADV_REPORT, 1)) + C_ADDR + b"\xd8\x00\x03\x02\x01\x06"
+        assert car.recv() == bytes((va.SCAN_DONE,))
+
+
+def test_central_cannot_advertise_connectable(air):
+    phone = Node(air, va.CENTRAL, C_ADDR)
+    phone.send(va.ADVERTISE, b"\x01\x00")
+    assert phone.recv() is None
+    assert "non-connectable" in air.errors[0]
+
+
+def test_air_central_beacon_and_scan(air):
+    from carkey_host.ble_phone import AirCentral
+
+    phone, car_side = AirCentral(air.address), AirCentral(air.address)
+    try:
+        phone.beacon(b"\x02\x01\x06")
+        assert air.wait_for(lambda: air.advertisers() == [phone.addr])
+        (ad,) = car_side.scan()
+        assert (ad.addr, ad.rssi, ad.connectable, ad.adv, ad.resp) == (phone.addr, -61, False, b"\x02\x01\x06", b"")
+        phone.stop_beacon()
+        assert air.wait_for(lambda: air.advertisers() == [])
+    finally:
+        phone.close()
+        car_side.close()
