@@ -93,6 +93,10 @@ class CarProcess:
             raise AssertionError("the car exited (%s): %s" % (self.proc.returncode, self.proc.stderr.read()[-3000:]))
         return record
 
+    def record(self, timeout=30):
+        """The next record of any kind (e.g. {"action": ..} of passive entry)."""
+        return self._next(timeout)
+
     def transaction(self, timeout=30):
         """The next transaction record the car printed."""
         record = self._next(timeout)

@@ -368,12 +368,12 @@ class Disconnected(BleError):
         self.reason = reason
 
 
-def connect_air(address, name: str, mtu: int = PHONE_MTU, timeout: float = 5.0):
-    """Find the car by name, connect, exchange the MTU, discover and subscribe.
+def connect_air(address, name: str, mtu: int = PHONE_MTU, timeout: float = 5.0, addr: bytes | None = None):
+    """Find the car by name, connect, exchange the MTU, discover, subscribe and say "ready".
 
-    Returns (central, write handle, indicate handle).
+    Returns (central, write handle, indicate handle). addr: this phone's address (random if None).
     """
-    central = AirCentral(address, timeout=timeout)
+    central = AirCentral(address, addr=addr, timeout=timeout)
     try:
         ad = central.find(name, timeout)
         central.connect(ad.addr, int(timeout * 1000))
@@ -423,9 +423,9 @@ def serve_air(central: AirCentral, write_handle: int, process, tamper=None, leav
     return link.log
 
 
-def phone_over_air(address, name, process, mtu=PHONE_MTU, **kw) -> LinkLog:
+def phone_over_air(address, name, process, mtu=PHONE_MTU, addr=None, **kw) -> LinkLog:
     """One whole visit: connect to the car named `name`, answer it, return the log."""
-    central, write_handle, _ = connect_air(address, name, mtu)
+    central, write_handle, _ = connect_air(address, name, mtu, addr=addr)
     try:
         log = serve_air(central, write_handle, process, **kw)
         log.mtu = central.mtu

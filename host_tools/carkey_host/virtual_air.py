@@ -109,6 +109,7 @@ class VirtualAir:
         self.rssi = rssi or (lambda peripheral, central: -50)
         self.trace: list[AttRecord] = []
         self.errors: list[str] = []
+        self.scans: list[int] = []  # the role of each node that asked for a SCAN
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._listener, selectors.EVENT_READ)
         self._nodes: dict[socket.socket, _Node] = {}
@@ -287,6 +288,7 @@ class VirtualAir:
         elif kind == ADV_STOP:
             node.advertising = False
         elif kind == SCAN:
+            self.scans.append(node.role)
             for other in list(self._nodes.values()):
                 if other is not node and other.advertising:
                     rssi = max(-127, min(20, int(self.rssi(other.addr, node.addr))))

@@ -540,3 +540,21 @@ class TestScan(BleCase):
         with self.assertRaises(OSError) as cm:
             self.ble.gap_scan(100, 10000, 20000)  # window longer than interval
         self.assertEqual(cm.exception.errno, errno.EINVAL)
+
+
+class TestProximityWatch(BleCase):
+    def test_only_the_watched_phone_feeds_proximity(self):
+        from carkey.hw.ble_proximity import PassiveEntry, Proximity
+        from carkey.hw.ble_watch import ProximityWatch
+
+        server = ble_gatt.BleServer(NAME)
+        watch = ProximityWatch(server, PassiveEntry(Proximity(weight=1), enabled=True))
+        self.assertIs(server.scan_listener, watch)
+        phone, other = b"\x01\x02\x03\x04\x05\xc6", b"\x0a\x0b\x0c\x0d\x0e\xcf"
+        server._irq(5, (1, memoryview(phone), 3, -40, memoryview(b"")))  # not watched yet
+        self.assertFalse(watch._fresh)
+        watch.watch(phone)
+        server._irq(5, (1, memoryview(other), 3, -30, memoryview(b"")))
+        self.assertFalse(watch._fresh)
+        server._irq(5, (1, memoryview(phone), 3, -42, memoryview(b"")))
+        self.assertEqual((watch._fresh, watch._rssi), (True, -42))

@@ -7,10 +7,13 @@
 #   {"identity": <ReaderIdentity.to_bytes()>, "credentials": [{"pub": .., "kpersistent": ..|null}],
 #    "transactions": N, "exchange": [<plaintext>, ...], "timeout_ms": 3000,
 #    "chunk_timeout_ms": 1000, "max_connections": 4, "mtu": 247,
-#    "hold_until_full_ms": 0}
+#    "hold_until_full_ms": 0, "passive_entry": null|{"interval_ms", "lost_ms"}, "actions": 0}
 # Prints {"ready": name} once advertising, then per transaction {"conn", "kind",
 # "known", "replies", "mtu", "indications", "writes", "bytes_out", "bytes_in", "ms"}
 # or {"conn", "error", "message"}, and {"done": ..} after N transactions.
+# passive_entry: after a granted transaction the car watches that phone's
+# address and prints {"action": 1 lock | 2 unlock, "rssi"}; "done" then also
+# waits for `actions` of them.
 # hold_until_full_ms: the first max_connections handlers wait until every slot
 # is taken, then hold that long, so a test can knock on a full car.
 
@@ -41,8 +44,29 @@ async def main(spec):
     server.start()
     print(json.dumps({"ready": server.name}))
     total = spec["transactions"]
-    state = {"n": 0, "started": 0}
+    state = {"n": 0, "started": 0, "actions": 0}
     done = asyncio.Event()
+    pe = spec.get("passive_entry")
+    watch = None
+
+    def finished():
+        return state["n"] >= total and state["actions"] >= spec.get("actions", 0)
+
+    if pe:
+        # Loaded only when used, as the ECU would: they cost heap.
+        from carkey.hw.ble_proximity import PassiveEntry, Proximity
+        from carkey.hw.ble_watch import ProximityWatch
+
+        watch = ProximityWatch(server, PassiveEntry(Proximity(lost_ms=pe.get("lost_ms", 3000)), enabled=True),
+                               pe.get("interval_ms", 1000))
+
+        async def on_action(action):
+            state["actions"] += 1
+            print(json.dumps({"action": action, "rssi": watch.entry.proximity.rssi()}))
+            if finished():
+                done.set()
+
+        asyncio.create_task(watch.run(on_action))
     busy = asyncio.Lock()  # one transaction's crypto at a time, as on one core
 
     async def handler(link):
@@ -65,13 +89,15 @@ async def main(spec):
                 if session.known and session.kpersistent is not None:
                     session.credential.kpersistent = session.kpersistent
                 out.update(kind=session.kind, known=session.known, replies=replies)
+                if watch is not None and spec.get("granted", True) and session.known:
+                    watch.watch(link.addr)
             except Exception as e:
                 out.update(error=type(e).__name__, message=str(e))
             out.update(mtu=link.mtu, indications=link.indications, writes=link.writes,
                        bytes_out=link.bytes_out, bytes_in=link.bytes_in, ms=time.ticks_diff(time.ticks_ms(), start))
             print(json.dumps(out))
         state["n"] += 1
-        if state["n"] >= total:
+        if finished():
             done.set()
 
     task = asyncio.create_task(server.serve(handler))

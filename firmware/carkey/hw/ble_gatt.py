@@ -27,6 +27,8 @@ _IRQ_CENTRAL_DISCONNECT = const(2)  # (conn_handle, addr_type, addr)
 _IRQ_GATTS_WRITE = const(3)  # (conn_handle, attr_handle)
 _IRQ_GATTS_INDICATE_DONE = const(20)  # (conn_handle, value_handle, status)
 _IRQ_MTU_EXCHANGED = const(21)  # (conn_handle, mtu)
+_IRQ_SCAN_RESULT = const(5)  # (addr_type, addr, adv_type, rssi, adv_data)
+_IRQ_SCAN_DONE = const(6)  # ()
 
 _FLAG_WRITE = const(0x0008)
 _FLAG_INDICATE = const(0x0020)
@@ -258,6 +260,7 @@ class BleServer:
         self._adv_due = False
         self.advertising = False
         self.refused = 0  # connections beyond the slots, dropped at once
+        self.scan_listener = None  # gets scan results (carkey.hw.ble_watch): one IRQ handler per radio
         self.write_handle = self.indicate_handle = None
         self._adv = advertising_payload(name)
         self._resp = scan_response_payload()
@@ -325,6 +328,12 @@ class BleServer:
                 link._irq_disconnect()
             self._adv_due = True
             self._flag.set()
+        elif event == _IRQ_SCAN_RESULT:
+            if self.scan_listener is not None:
+                self.scan_listener._irq_result(data[1], data[3])
+        elif event == _IRQ_SCAN_DONE:
+            if self.scan_listener is not None:
+                self.scan_listener._irq_done()
 
     def free_slots(self):
         n = 0
