@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import virtual_air as air
+from .aliro.tlv import TlvError
 from .aliro.user_device import LinkDropped
 from .errors import CarkeyError
 
@@ -409,6 +410,11 @@ def serve_air(central: AirCentral, write_handle: int, process, tamper=None, leav
                 chunks = link.on_indication(value)
             except LinkDropped:
                 link.log.dropped = True
+                central.disconnect()
+                break
+            except (FramingError, TlvError) as e:
+                # A garbled command frame or envelope: this phone hangs up.
+                link.log.error = str(e)
                 central.disconnect()
                 break
             if leave_when is not None and link.log.commands and leave_when(link.log, bool(chunks)):

@@ -211,3 +211,30 @@ def test_air_central_beacon_and_scan(air):
     finally:
         phone.close()
         car_side.close()
+
+
+def test_phone_hangs_up_on_a_garbled_command_frame(air):
+    """A car that indicates a zero-length frame: the phone names the error and disconnects."""
+    import threading
+
+    from carkey_host import ble_phone as bp
+
+    car = Node(air, va.PERIPHERAL, P_ADDR)
+    advertise(car)
+    assert air.wait_for(lambda: air.advertisers() == [P_ADDR])
+    central = bp.AirCentral(air.address)
+    result = {}
+
+    def phone():
+        central.connect(P_ADDR)
+        result["log"] = bp.serve_air(central, 12, lambda capdu: b"\x90\x00", idle_timeout=3)
+
+    t = threading.Thread(target=phone)
+    t.start()
+    assert car.recv()[0] == va.CONNECTED
+    car.send(va.ATT, b"\x00\x01\x1d\x0e\x00\x00\x00")  # indication of the frame 00 00
+    assert car.recv() == bytes((va.ATT,)) + b"\x00\x01\x1e"  # the stack confirms it
+    assert car.recv() == bytes((va.DISCONNECTED,)) + b"\x00\x01\x13"
+    t.join(5)
+    central.close()
+    assert result["log"].error == "frame length 0 outside 1..261"
