@@ -5,6 +5,7 @@
 # the virtual board they come from here. Environment (set by whoever starts the
 # board, e.g. `carkey vboard`):
 #   CARKEY_PN532   path of the PN532 stand-in's pty (no NFC without it)
+#   CARKEY_AIR     HOST:PORT of the virtual air (no BLE without it; read by bluetooth.py)
 # The car body (lock, doors, ignition) persists in car_body.json in the board's
 # flash directory, and the car-bus stream goes to carbus.log there.
 
@@ -55,7 +56,11 @@ class VirtualPlatform:
         return Pn532(UartTransport(PtyUART(path)))
 
     def ble(self):
-        return None
+        if not os.getenv("CARKEY_AIR"):
+            return None
+        import bluetooth  # the virtual radio (boards/virtual_hw/bluetooth.py)
+
+        return bluetooth.BLE()
 
     def watchdog(self):
         return None

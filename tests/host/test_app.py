@@ -18,7 +18,9 @@ from carkey_host.keydir import KeyDir
 from carkey_host.mpy_bridge import micropython_env
 from carkey_host.phone import Phone
 from carkey_host.pn532_sim import PhoneTarget, Pn532Sim
-from carkey_host.vcar import BOARDS_DIR, VirtualCar, firmware_build
+from carkey_host.ble_phone import device_name, visit_car
+from carkey_host.vcar import BOARDS_DIR, VIRTUAL_HW, VirtualCar, firmware_build
+from carkey_host.virtual_air import VirtualAir
 
 START = "import virtual\nfrom carkey.ecu import app\napp.run(virtual, state_dir={state!r})\n"
 
@@ -26,10 +28,12 @@ START = "import virtual\nfrom carkey.ecu import app\napp.run(virtual, state_dir=
 class Board:
     """The application in a MicroPython process, its flash a directory."""
 
-    def __init__(self, flash, pn532=None):
-        env = micropython_env(extra_paths=[BOARDS_DIR], firmware_dir=firmware_build())
+    def __init__(self, flash, pn532=None, air=None):
+        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
         if pn532:
             env["CARKEY_PN532"] = pn532
+        if air:
+            env["CARKEY_AIR"] = "%s:%d" % air
         self.proc = subprocess.Popen([paths.micropython_executable(), "-c", START.format(state=str(flash / "state"))],
                                      cwd=flash, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -88,4 +92,33 @@ def test_first_boot_provision_and_unlock_over_nfc(flash, tmp_path):
     assert [t.control_flow for t in ended] == [(1, 0), (1, 0)], out
     taps = [(r["transport"], r["kind"], r["result"]) for r in car.log() if r["command"] == 0x02]
     assert taps == [(1, 0, 0), (1, 1, 0)]  # NFC, standard then fast, both granted
+    assert "Traceback" not in out, out
+
+
+def test_unlock_over_ble_then_nfc_on_one_running_car(flash, tmp_path):
+    flash.mkdir()
+    state = flash / "state"
+    car = VirtualCar(state)
+    phone_keys = KeyDir(tmp_path / "phone")
+    owner = phone_keys.init()
+    ident = car.provision(owner, int(time.time()))
+    phone_keys.trust(bytes.fromhex(ident["group_id"]), bytes.fromhex(ident["reader_public_key"]))
+    name = device_name(bytes.fromhex(ident["group_id"]))
+    ended = []
+    with VirtualAir(port=0) as air, Pn532Sim() as sim:
+        board = Board(flash, sim.path, air.address)
+        try:
+            phone = Phone(phone_keys)
+            first, _ = visit_car(phone, air.address, name, 1)
+            second, _ = visit_car(phone, air.address, name, 2)
+            sim.place(PhoneTarget(Phone(phone_keys, commands=[(0x01, b"")]), on_end=ended.append))
+            wait_until(lambda: len(ended) == 1, "the NFC tap")
+            wait_until(lambda: any(r["transport"] == 1 for r in car.log()), "the NFC audit record")
+        finally:
+            out = board.stop()
+    assert first.control_flow == (1, 0) and second.control_flow == (1, 0), out
+    assert [r.describe().split(":")[0] for r in first.results] == ["unlock"]
+    assert ended[0].control_flow == (1, 0) and ended[0].results[0].command == 0x01
+    taps = [(r["transport"], r["kind"], r["command"], r["result"]) for r in car.log() if r["command"] in (1, 2)]
+    assert taps == [(2, 0, 2, 0), (2, 1, 2, 0), (1, 1, 1, 0)]  # BLE standard, BLE fast, NFC fast lock
     assert "Traceback" not in out, out

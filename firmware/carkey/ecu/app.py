@@ -15,8 +15,8 @@
 import asyncio
 from micropython import const
 
+from carkey.ecu import codes
 from carkey.ecu.auditlog import TRANSPORT_BLE, TRANSPORT_NFC
-from carkey.protocol.errors import TransactionError
 
 STATE_DIR = "/state"
 _WDT_TIMEOUT_MS = const(8000)
@@ -72,6 +72,10 @@ class App:
         self.car = None
         self.taps = 0
         self.stop = asyncio.Event()
+        # One tap at a time across every radio: a tap owns the key store, the
+        # precompute pool, the lockout and the door until it ends. A phone that
+        # waits simply gets its first command later (the reader speaks first).
+        self._tap_lock = asyncio.Lock()
 
     def _start_car(self):
         from carkey.ecu import admin
@@ -86,9 +90,10 @@ class App:
             carbus = CarBus(self.board.uart("carbus"))
         self.car = Car(self.state_dir, self.door, carbus, place=self.place)
 
-    async def _on_tap(self, link, transport, card_uid=None):
-        self.taps += 1
-        await self.car.handle(link, transport, card_uid=card_uid)
+    async def _tap(self, link, transport, card_uid=None):
+        async with self._tap_lock:
+            self.taps += 1
+            return await self.car.handle(link, transport, card_uid=card_uid)
 
     async def _nfc(self):
         from carkey.hw.nfc_link import poll
@@ -98,25 +103,17 @@ class App:
             return  # no reader front end on this (virtual) board
 
         async def on_target(link, target):
-            await self._on_tap(link, TRANSPORT_NFC, bytes(target.uid))
+            await self._tap(link, TRANSPORT_NFC, bytes(target.uid))
 
         await poll(pn532, on_target, stop=self.stop)
 
-    async def _ble(self, ble):
-        from carkey.hw.ble_gatt import CarkeyPeripheral
+    async def _ble(self, server):
+        async def on_phone(link):
+            outcome = await self._tap(link, TRANSPORT_BLE)
+            if outcome.error == codes.AUTH_FAILED:
+                await link.close()  # no second try on this connection (docs/PROTOCOL.md §2b)
 
-        peripheral = CarkeyPeripheral(ble, self.car.identity.group_id)
-        await peripheral.serve(self._ble_tap, stop=self.stop)
-
-    async def _ble_tap(self, link):
-        # A failed authentication drops the phone's connection (docs/PROTOCOL.md §2b).
-        try:
-            outcome = await self.car.handle(link, TRANSPORT_BLE)
-        except TransactionError:
-            outcome = None
-        self.taps += 1
-        if outcome is None or outcome.error is not None:
-            link.close()
+        await server.serve(on_phone)
 
     async def _idle(self):
         # Precompute ephemeral keys and nonces between taps; the pool pauses itself
@@ -139,11 +136,17 @@ class App:
     async def run(self):
         tasks = [asyncio.create_task(self.door.run())]
         ble = self.platform.ble()
+        if ble is not None:
+            ble.active(True)  # the radio on before a first boot draws the identity
         self._start_car()
         if "pn532" in self.board.buses:
             tasks.append(asyncio.create_task(self._nfc()))
         if ble is not None:
-            tasks.append(asyncio.create_task(self._ble(ble)))
+            from carkey.hw.ble_gatt import BleServer, device_name
+
+            server = BleServer(device_name(self.car.identity.group_id), ble)
+            server.start()
+            tasks.append(asyncio.create_task(self._ble(server)))
         tasks.append(asyncio.create_task(self._idle()))
         wdt = self.platform.watchdog()
         if wdt is not None:
