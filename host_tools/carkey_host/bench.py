@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 from . import paths
 from .build import compile_firmware
@@ -274,7 +275,44 @@ def run(names=None, runs=15, heap=True, progress=print):
         results[name] = row
     if "reader_std_txn" in results and "reader_fast_txn" in results:
         results.update(nfc_rows(results))
+        progress("BLE: counting connect-to-unlock exchanges of the ECU application on the virtual air...")
+        results["ble_unlock_exchanges"] = ble_unlock_exchanges()
     return results
+
+
+def ble_unlock_exchanges(mtu=None):
+    """Connect-to-unlock over BLE, counted on the virtual air with the whole ECU
+    application (firmware main) on the virtual board: one owner phone visits twice,
+    a standard then a fast transaction, each from connect to the car's disconnect."""
+    import tempfile
+
+    from . import ble_phone
+    from .keydir import KeyDir
+    from .phone import Phone
+    from .vcar import RunningCar, VirtualCar
+    from .virtual_air import VirtualAir
+
+    mtu = mtu or ble_phone.PHONE_MTU
+    out = {"mtu": mtu}
+    with tempfile.TemporaryDirectory() as tmp:
+        flash = Path(tmp) / "flash"
+        keys = KeyDir(Path(tmp) / "phone")
+        owner = keys.init()
+        ident = VirtualCar(flash / "state").provision(owner, int(time.time()))
+        group_id = bytes.fromhex(ident["group_id"])
+        keys.trust(group_id, bytes.fromhex(ident["reader_public_key"]))
+        phone = Phone(keys)
+        with VirtualAir(port=0) as air, RunningCar(flash, air=air.address):
+            for number, kind in enumerate(("standard", "fast"), 1):
+                before = len(air.att_trace())
+                txn, log = ble_phone.visit_car(phone, air.address, ble_phone.device_name(group_id), number, mtu)
+                if txn.control_flow != (1, 0) or log.error:
+                    raise BenchError(f"the {kind} BLE visit was not granted: {log.error or txn.control_flow}")
+                trace = air.att_trace()[before:]
+                counts = ble_phone.count_exchanges(trace, trace[0].conn)
+                counts["apdus"] = len(log.commands)
+                out[kind] = counts
+    return out
 
 
 NFC_INTERFACE = "i2c"  # the ESP32 DevKitC board's PN532 bus (boards/esp32_devkitc.py)
@@ -313,8 +351,8 @@ def print_table(results):
                 "target", "peak heap", "alloc/run"):
         table.add_column(col, justify="right" if col != "operation" else "left")
     for name, r in results.items():
-        if "link_ms" in r:
-            continue  # the NFC rows: printed below
+        if "link_ms" in r or name == "ble_unlock_exchanges":
+            continue  # printed below
         est = r["esp32_est_ms"]
         target = TARGETS_ESP32_MS.get(name)
         base_ms = r["mpy_64k_ms"] if r["mpy_64k_ms"] is not None else r.get("mpy_tight_heap_ms")
@@ -345,6 +383,13 @@ def print_table(results):
         verdict = "" if target is None else f" (target <= {target}: {'met' if r['esp32_est_ms'] <= target else 'MISSED'})"
         console.print(f"{name}: {r['esp32_est_ms']:.1f} ms = reader {r['reader_ms']:.1f} + PN532 link "
                       f"{r['link_ms']:.1f} over {r['interface']} ({r['apdus']} APDUs){verdict}")
+    ble = results.get("ble_unlock_exchanges")
+    if ble:
+        for kind in ("standard", "fast"):
+            c = ble[kind]
+            console.print(f"ble_unlock_exchanges {kind} (MTU {ble['mtu']}): {c['apdus']} APDUs = {c['indications']} "
+                          f"indications + {c['writes']} writes, {c['car_to_phone_bytes']} B car->phone, "
+                          f"{c['phone_to_car_bytes']} B phone->car, {c['att_pdus']} ATT PDUs")
 
 
 def main(argv=None):

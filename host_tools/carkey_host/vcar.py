@@ -8,6 +8,7 @@ log, the simulated car body. Nothing here touches those files: only firmware doe
 
 import json
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,3 +194,54 @@ class VirtualCar:
         result = dict(result)
         result.pop("ok", None)
         return result
+
+
+_APP = "import virtual\nfrom carkey.ecu import app\napp.run(virtual, state_dir={state!r})\n"
+
+
+class RunningCar:
+    """The whole ECU application (firmware/main.py's carkey.ecu.app) on the virtual
+    board, as a process: its flash is `flash_dir` (state in flash_dir/state), its
+    radios the PN532 stand-in at `pn532` (a pty path) and the virtual air at `air`
+    ((host, port)), each optional. Use as a context manager; stop() returns its output."""
+
+    def __init__(self, flash_dir, pn532=None, air=None, heapsize=None):
+        self.flash_dir = Path(flash_dir)
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = self.flash_dir / "state"
+        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+        if pn532:
+            env["CARKEY_PN532"] = str(pn532)
+        if air:
+            env["CARKEY_AIR"] = "%s:%d" % tuple(air)
+        cmd = [paths.micropython_executable()]
+        if heapsize:
+            cmd += ["-X", f"heapsize={heapsize}"]
+        cmd += ["-c", _APP.format(state=str(self.state_dir))]
+        self.proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+
+    def wait_for(self, predicate, what, timeout=30):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.proc.poll() is not None:
+                raise CarkeyError(f"the virtual car stopped while waiting for {what}:\n{self.stop()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise CarkeyError(f"timed out waiting for {what}")
+            time.sleep(0.02)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out or ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.output = self.stop()

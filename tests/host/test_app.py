@@ -8,44 +8,16 @@ application polls the PN532 stand-in and a phone on the antenna unlocks the car.
 Run: .venv/bin/pytest -q tests/host/test_app.py
 """
 
-import subprocess
 import time
 
 import pytest
 
-from carkey_host import paths
 from carkey_host.keydir import KeyDir
-from carkey_host.mpy_bridge import micropython_env
 from carkey_host.phone import Phone
 from carkey_host.pn532_sim import PhoneTarget, Pn532Sim
 from carkey_host.ble_phone import device_name, visit_car
-from carkey_host.vcar import BOARDS_DIR, VIRTUAL_HW, VirtualCar, firmware_build
+from carkey_host.vcar import RunningCar, VirtualCar
 from carkey_host.virtual_air import VirtualAir
-
-START = "import virtual\nfrom carkey.ecu import app\napp.run(virtual, state_dir={state!r})\n"
-
-
-class Board:
-    """The application in a MicroPython process, its flash a directory."""
-
-    def __init__(self, flash, pn532=None, air=None):
-        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
-        if pn532:
-            env["CARKEY_PN532"] = pn532
-        if air:
-            env["CARKEY_AIR"] = "%s:%d" % air
-        self.proc = subprocess.Popen([paths.micropython_executable(), "-c", START.format(state=str(flash / "state"))],
-                                     cwd=flash, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out
-
 
 def wait_until(predicate, what, timeout=20):
     deadline = time.monotonic() + timeout
@@ -64,7 +36,7 @@ def test_first_boot_provision_and_unlock_over_nfc(flash, tmp_path):
     flash.mkdir()
     state = flash / "state"
     # First boot: the application makes the reader identity itself.
-    board = Board(flash)
+    board = RunningCar(flash)
     wait_until(lambda: (state / "identity.a").exists(), "the first-boot identity")
     out = board.stop()
     car = VirtualCar(state)
@@ -78,7 +50,7 @@ def test_first_boot_provision_and_unlock_over_nfc(flash, tmp_path):
     ended = []
     with Pn532Sim() as sim:
         sim.place(PhoneTarget(Phone(phone_keys), on_end=ended.append))
-        board = Board(flash, sim.path)
+        board = RunningCar(flash, sim.path)
         try:
             wait_until(lambda: len(ended) == 1, "the first tap")
             sim.remove()
@@ -106,7 +78,7 @@ def test_unlock_over_ble_then_nfc_on_one_running_car(flash, tmp_path):
     name = device_name(bytes.fromhex(ident["group_id"]))
     ended = []
     with VirtualAir(port=0) as air, Pn532Sim() as sim:
-        board = Board(flash, sim.path, air.address)
+        board = RunningCar(flash, sim.path, air.address)
         try:
             phone = Phone(phone_keys)
             first, _ = visit_car(phone, air.address, name, 1)
