@@ -130,8 +130,51 @@ class Demo:
         if txns[0].granted:
             raise CarkeyError("the revoked friend was let in: the demo found a bug")
 
+        self.radios(owner, group_id)
         self.timing_table()
         self.audit_table()
+
+    def radios(self, owner, group_id):
+        """The same car as a board runs it: firmware main on the virtual board, with the
+        virtual BLE radio and the PN532 stand-in, the owner's phone on both."""
+        from .ble_phone import device_name, visit_car
+        from .pn532_sim import PhoneTarget, Pn532Sim
+        from .vcar import RunningCar
+        from .virtual_air import VirtualAir
+
+        self.say("\n[bold]8. The car on its radios[/]: the firmware's main application on the virtual board,")
+        self.say("   with a BLE radio (virtual air) and a PN532 NFC reader (its byte-exact stand-in on a pty).")
+        flash = self.dir / "board-flash"
+        flash.mkdir()
+        # The board's flash holds the same state as the car above: copy it over.
+        import shutil
+
+        shutil.copytree(self.car.state_dir, flash / "state")
+        name = device_name(group_id)
+        ended = []
+        with VirtualAir(port=0) as air, Pn532Sim() as sim, RunningCar(flash, sim.path, air.address) as board:
+            phone = Phone(owner, commands=[(env.COMMANDS["unlock"], b"")])
+            start = time.perf_counter()
+            txn, log = visit_car(phone, air.address, name, 1)
+            ms = (time.perf_counter() - start) * 1000
+            self._radio_line("BLE", txn, ms, f"{log.indications} indications + {log.writes} writes at MTU {log.mtu}")
+            lock = Phone(owner, commands=[(env.COMMANDS["lock"], b"")])
+            start = time.perf_counter()
+            sim.place(PhoneTarget(lock, on_end=ended.append))
+            board.wait_for(lambda: ended, "the NFC tap")
+            ms = (time.perf_counter() - start) * 1000
+            self._radio_line("NFC", ended[0], ms, f"{len(sim.target.apdus)} APDUs through the PN532")
+            sim.remove()
+        if board.output.strip():
+            self.say(f"    [dim]{board.output.strip()[-500:]}[/]")
+        self.car = type(self.car)(flash / "state")  # the audit log below is the board's
+
+    def _radio_line(self, radio, txn, ms, detail):
+        granted = txn.control_flow is not None and txn.control_flow[0] == 1
+        self.timings.append(("owner over " + radio, "owner", "-", granted, ms))
+        verdict = "[green]granted[/]" if granted else "[red]refused[/]"
+        results = "; ".join(r.describe() for r in txn.results)
+        self.say(f"    {radio}: {verdict} in {ms:.0f} ms from the phone's side ({detail}) — {results}")
 
     def timing_table(self):
         table = Table(title="transactions (firmware in the MicroPython Unix port on this computer)")
