@@ -53,7 +53,7 @@ def _build_car(dir, body, place="door"):
     return Car(dir, door, CarBus(bus), place=place), bus
 
 
-async def _settle(door, ms):
+async def _let_pulses_finish(door, ms):
     # Let pulses started by the last command finish, as a board's ticking does.
     for _ in range(ms // 10):
         door.tick()
@@ -88,10 +88,11 @@ async def _connect(req):
             finally:
                 await link.close()
             ms = time.ticks_diff(time.ticks_us(), start) / 1000
+            car.settle()
             all_granted = all_granted and outcome.granted
             _out({"txn": n, "kind": outcome.kind, "granted": outcome.granted, "ms": ms,
                   "results": outcome.results, "error": outcome.error, "state": bytes(car.door.car_state()).hex()})
-        await _settle(car.door, 3000)
+        await _let_pulses_finish(car.door, 3000)
     finally:
         ticker.cancel()
         bus.close()
@@ -122,13 +123,14 @@ async def _nfc(req):
         start = time.ticks_us()
         outcome = await car.handle(link, TRANSPORT_NFC, card_uid=bytes(target.uid))
         ms = time.ticks_diff(time.ticks_us(), start) / 1000
+        car.settle()
         all_granted[0] = all_granted[0] and outcome.granted
         _out({"txn": count[0], "kind": outcome.kind, "granted": outcome.granted, "ms": ms,
               "results": outcome.results, "error": outcome.error, "state": bytes(car.door.car_state()).hex()})
 
     try:
         await poll(pn532, on_target, idle_ms=req.get("idle_ms", 20), max_taps=req["taps"])
-        await _settle(car.door, 3000)
+        await _let_pulses_finish(car.door, 3000)
     finally:
         ticker.cancel()
         uart.deinit()

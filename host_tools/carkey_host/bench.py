@@ -40,7 +40,7 @@ class BenchError(RuntimeError):
     pass
 
 
-READER_OPS = ("reader_std_txn", "reader_fast_txn")
+READER_OPS = ("reader_std_txn", "reader_fast_txn", "reader_after_tap")
 FIXTURE = paths.BUILD_DIR / "bench-fixture.json"
 READER_STATE = paths.BUILD_DIR / "bench-state"
 

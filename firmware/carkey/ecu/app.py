@@ -93,7 +93,9 @@ class App:
     async def _tap(self, link, transport, card_uid=None):
         async with self._tap_lock:
             self.taps += 1
-            return await self.car.handle(link, transport, card_uid=card_uid)
+            outcome = await self.car.handle(link, transport, card_uid=card_uid)
+            self.car.settle()  # the tap's audit records and usage, right after its answer
+            return outcome
 
     async def _nfc(self):
         from carkey.hw.nfc_link import poll

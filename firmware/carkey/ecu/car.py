@@ -3,10 +3,14 @@
 #
 # Car.handle(link, transport) runs one transaction on any link: the Aliro reader
 # authenticates the device, carkey's envelope carries documents and command
-# requests, the policy decides, the door controller acts, and every decision goes
-# to the audit log. State on flash changes only through the key store's atomic
-# commit and the lockout record, so a power cut at any instant leaves either the
-# state before the tap or the state after it.
+# requests, the policy decides, the door controller acts. Car.settle() then writes
+# what the tap leaves behind: its audit records and the key store's usage figures.
+# Flash writes are slow (about half of a fast tap on the Unix port), so the ones
+# nothing depends on wait until the device has its answer; the ones that protect
+# something do not: an accepted document is committed before the device hears of
+# it, a limited key's use before the actuator moves, a lockout failure at once.
+# State on flash changes only through atomic commits, so a power cut at any instant
+# leaves either the state before a change or the state after it.
 
 from micropython import const
 
@@ -83,6 +87,22 @@ class Car:
         self.place = place
         self.card_drive_minutes = card_drive_minutes
         self.lockout = self._load_lockout()
+        self._records = []  # audit records of the last tap, written by settle()
+        self._dirty = False  # key-store changes settle() commits
+
+    def settle(self):
+        """After a tap: write its audit records and commit what it changed. The app
+        calls it as soon as handle() returns; a power cut before then loses only
+        those records and usage figures (uses, last use, a new Kpersistent)."""
+        for rec in self._records:
+            self.log.append(*rec)
+        self._records = []
+        if self._dirty:
+            self._dirty = False
+            self.keys.commit()
+
+    def _note(self, *record):
+        self._records.append(record)
 
     def _load_lockout(self):
         # A damaged lockout record must not unlock anything: start from a clean
@@ -119,7 +139,6 @@ class Car:
         pub = session.credential_pub
         slot = key_slot(pub)
         results = []
-        dirty = [False]
         error = None
         try:
             data = await session.exchange(envelope.hello(self.door.car_state()))
@@ -128,19 +147,19 @@ class Car:
             refusal = 0  # a refused share answers every request of this tap
             judged = []  # (document tag, result) for the first answer
             if req.share is not None:
-                cred, refusal = await self._share(req.share, cred, pub, slot, now, transport, log_kind, dirty)
+                cred, refusal = await self._share(req.share, cred, pub, slot, now, transport, log_kind)
                 judged.append((codes.EVENT_SHARE, refusal))
             for doc in req.revocations:
                 judged.append((codes.EVENT_REVOCATION,
-                               await self._revocation(doc, slot, now, transport, log_kind, dirty)))
+                               await self._revocation(doc, slot, now, transport, log_kind)))
             if cred is not None:
                 cred = self.keys.get(pub)  # a revocation may have changed it
             command, argument = req.command, req.argument
             if command is None:
                 command, argument = self.default_command, b""
             while True:
-                code = refusal or self._decide(cred, command, argument, policy_kind, now, dirty)
-                self.log.append(now, slot, transport, log_kind, command, code)
+                code = refusal or self._decide(cred, command, argument, policy_kind, now)
+                self._note(now, slot, transport, log_kind, command, code)
                 results.append((command, code))
                 if code == codes.OK and command in (codes.CMD_UNLOCK, codes.CMD_UNLOCK_DRIVER):
                     self._emit_profile(cred)
@@ -163,12 +182,10 @@ class Car:
             error = codes.PROTOCOL_ERROR
         granted = error is None and bool(results) and all(r[1] == codes.OK for r in results)
         if error is not None:
-            self.log.append(now, slot, transport, log_kind, codes.EVENT_TRANSACTION, error)
+            self._note(now, slot, transport, log_kind, codes.EVENT_TRANSACTION, error)
             if error == codes.AUTH_FAILED:
                 self._count_failure(now)
-        self._remember(session, pub, granted, dirty)
-        if dirty[0]:
-            self.keys.commit()
+        self._remember(session, pub, granted)
         if granted and kind != FAST and (self.lockout.k or self.lockout.until):
             self.lockout.granted_standard()
             self._save_lockout()
@@ -212,13 +229,10 @@ class Car:
             command, argument = codes.CMD_UNLOCK, b""
         else:
             command, argument = codes.CMD_LOCK, b""
-        dirty = [False]
         # Every card tap authenticates afresh with new challenges: a standard transaction.
-        code = self._decide(cred, command, argument, codes.KIND_STANDARD, now, dirty)
+        code = self._decide(cred, command, argument, codes.KIND_STANDARD, now)
         slot = cred.slot if cred is not None else key_slot(card_identifier(uid))
-        self.log.append(now, slot, transport, KIND_STANDARD, command, code)
-        if dirty[0]:
-            self.keys.commit()
+        self._note(now, slot, transport, KIND_STANDARD, command, code)
         granted = code == codes.OK
         if granted and (self.lockout.k or self.lockout.until):
             self.lockout.granted_standard()
@@ -229,11 +243,11 @@ class Car:
     def _failed(self, now, transport, code, counts):
         if counts:
             self._count_failure(now)
-        self.log.append(now, None, transport, KIND_STANDARD, codes.EVENT_TRANSACTION, code)
+        self._note(now, None, transport, KIND_STANDARD, codes.EVENT_TRANSACTION, code)
         self.door.feedback(False)
         return Outcome(None, False, [], code)
 
-    def _decide(self, cred, command, argument, kind, now, dirty):
+    def _decide(self, cred, command, argument, kind, now):
         trusted = self.clock.trusted()
         code = policy.check(cred, command, argument, kind, now, trusted, self.lockout)
         if code != codes.OK:
@@ -248,7 +262,7 @@ class Car:
         code = self.door.execute(command, argument)
         if code == codes.OK and counted:
             self.keys.record_use(cred.pub, now)
-            dirty[0] = True
+            self._dirty = True
         return code
 
     def _emit_profile(self, cred):
@@ -259,7 +273,7 @@ class Car:
         except (OSError, ValueError):
             pass  # the car bus is a convenience: the unlock has happened
 
-    def _remember(self, session, pub, granted, dirty):
+    def _remember(self, session, pub, granted):
         # A new Kpersistent (standard, fallback) is kept for an active key, so its
         # next tap can be fast; a refused or inactive key's is not.
         k = session.kpersistent
@@ -268,11 +282,11 @@ class Car:
         cred = self.keys.get(pub)
         if cred is not None and cred.status == _STATUS_ACTIVE and granted:
             self.keys.set_kpersistent(pub, k)
-            dirty[0] = True
+            self._dirty = True
 
     # --- documents ---------------------------------------------------------------
 
-    async def _share(self, doc, cred, pub, slot, now, transport, log_kind, dirty):
+    async def _share(self, doc, cred, pub, slot, now, transport, log_kind):
         from carkey.ecu import documents
         from carkey.protocol.identity import run_steps
 
@@ -284,11 +298,11 @@ class Car:
             code, detail = codes.DOCUMENT_REFUSED, None
         if code == codes.OK:
             cred = documents.apply_share(self.keys, detail)
-            dirty[0] = True
-        self.log.append(now, slot, transport, log_kind, codes.EVENT_SHARE, code)
+            self.keys.commit()  # before the phone hears "accepted" and drops its copy
+        self._note(now, slot, transport, log_kind, codes.EVENT_SHARE, code)
         return cred, (0 if code == codes.OK else code)
 
-    async def _revocation(self, doc, slot, now, transport, log_kind, dirty):
+    async def _revocation(self, doc, slot, now, transport, log_kind):
         from carkey.ecu import documents
         from carkey.protocol.identity import run_steps
 
@@ -298,6 +312,6 @@ class Car:
             code, detail = codes.DOCUMENT_REFUSED, None
         if code == codes.OK:
             documents.apply_revocation(self.keys, detail)
-            dirty[0] = True
-        self.log.append(now, slot, transport, log_kind, codes.EVENT_REVOCATION, code)
+            self.keys.commit()  # a revocation takes effect before anything else happens
+        self._note(now, slot, transport, log_kind, codes.EVENT_REVOCATION, code)
         return code
