@@ -71,6 +71,8 @@ async def _connect(req):
     body = CarBody.load(dir + "/car_body.json")
     car, bus = _build_car(dir, body)
     ticker = asyncio.create_task(car.door.run())
+    while await car.prepare_tables():  # what the board's idle loop would have done
+        pass
     all_granted = True
     try:
         for n, want in enumerate(req["sequence"], 1):

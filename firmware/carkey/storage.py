@@ -199,6 +199,11 @@ def save_with(dir, name, length, write_body):
     return 1
 
 
+def exists(dir, name):
+    """Whether any copy of record name is on flash (intact or not: load() tells)."""
+    return _exists(_path(dir, name, ".a")) or _exists(_path(dir, name, ".b"))
+
+
 def remove(dir, name):
     """Delete every copy of record name (factory reset)."""
     for suffix in (".a", ".b", ".t"):

@@ -62,6 +62,9 @@ class FakeCredentials:
                 return c
         return None
 
+    def table(self, cred):
+        return cred.table
+
     def fast_candidates(self):
         for c in self.creds:
             if c.kpersistent is not None:

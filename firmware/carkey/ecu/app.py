@@ -118,13 +118,15 @@ class App:
         await server.serve(on_phone)
 
     async def _idle(self):
-        # Precompute ephemeral keys and nonces between taps; the pool pauses itself
-        # whenever a tap holds it. Raise the clock floor now and then.
+        # Precompute ephemeral keys and nonces between taps (the pool pauses itself
+        # whenever a tap holds it) and the verification tables of new keys; raise
+        # the clock floor now and then.
         import time
 
         last = time.ticks_ms()
         while not self.stop.is_set():
             await self.car.reader.pool.fill()
+            await self.car.prepare_tables()  # sliced: a tap that arrives meanwhile runs between slices
             if time.ticks_diff(time.ticks_ms(), last) > _CHECKPOINT_MS:
                 self.car.clock.checkpoint()
                 last = time.ticks_ms()

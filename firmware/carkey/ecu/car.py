@@ -101,6 +101,18 @@ class Car:
             self._dirty = False
             self.keys.commit()
 
+    async def prepare_tables(self, limit=1):
+        """Idle work: build up to `limit` missing verification tables (sliced, so
+        the loop keeps running). Returns how many were built."""
+        from carkey.crypto import p256
+        from carkey.protocol.identity import run_steps
+
+        built = 0
+        for cred in self.keys.without_table()[:limit]:
+            self.keys.store_table(cred, await run_steps(p256.verify_table_steps(cred.pub)))
+            built += 1
+        return built
+
     def _note(self, *record):
         self._records.append(record)
 

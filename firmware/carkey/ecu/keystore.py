@@ -449,6 +449,30 @@ class KeyStore:
         rev = self._revoked
         return [bytes(rev[i : i + SLOT_LEN]) for i in range(0, len(rev), SLOT_LEN)]
 
+    # -- verification tables: per phone key, public, rebuilt if lost --------
+
+    @staticmethod
+    def _table_record(cred):
+        return "vt" + hexlify(cred.slot).decode()
+
+    def table(self, cred):
+        """The key's P-256 verification table (carkey.crypto.p256.verify_table) from
+        flash, or None: missing or damaged tables only make verification slower."""
+        if cred.card_uid is not None:
+            return None
+        try:
+            return storage.load(self._dir, self._table_record(cred))
+        except (storage.StorageError, OSError):
+            return None
+
+    def store_table(self, cred, table):
+        storage.save(self._dir, self._table_record(cred), table)
+
+    def without_table(self):
+        """Active phone keys whose verification table is not on flash yet."""
+        return [c for c in self._creds if c.card_uid is None and c.status == _ACTIVE
+                and not storage.exists(self._dir, self._table_record(c))]
+
     # -- counters: small named u32 values persisted with the store ---------
 
     def counter(self, name):

@@ -290,7 +290,8 @@ class Reader:
                 pub = bytes(credential.pub)
         except tlv.TlvError as e:
             raise ProtocolError("malformed AUTH1 answer: %s" % e) from None
-        table = getattr(credential, "table", None) if credential is not None else None
+        # An enrolled key's precomputed table makes the check ~2.7x faster.
+        table = credentials.table(credential) if credential is not None else None
         ok = await run_steps(p256.verify_steps(pub, tr.digest(USAGE_DEVICE), signature, table))
         if not ok:
             raise AuthenticationFailed("device signature does not verify")
