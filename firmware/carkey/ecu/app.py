@@ -6,9 +6,12 @@
 #      before anything slow happens (the board's pull resistors hold them until then);
 #   2. the radios come up before a first boot makes the reader identity, because
 #      an ESP32's os.urandom is truly random only with a radio on;
-#   3. the watchdog starts last, once the loop runs, and is fed by its own task:
-#      a stalled loop (a crypto step that never yields) resets the board, and the
-#      door controller puts every output back to safe on the way up.
+#   3. the watchdog starts last, once the loop runs. A hardware timer feeds it
+#      while the loop's heartbeat is fresh: a stalled loop (a crypto step that
+#      never yields) resets the board, and the door controller puts every output
+#      back to safe on the way up. An ESP32 watchdog cannot be stopped, so when
+#      the application is interrupted (Ctrl-C from the USB REPL, e.g. to deploy)
+#      the timer goes on feeding it: the REPL must not reset under the user.
 # Each tap runs to its end before the next on the same radio; a failure anywhere in
 # a tap is logged by the Car and never stops a radio's task.
 
@@ -21,6 +24,7 @@ from carkey.ecu.auditlog import TRANSPORT_BLE, TRANSPORT_NFC
 STATE_DIR = "/state"
 _WDT_TIMEOUT_MS = const(8000)
 _WDT_FEED_MS = const(1000)
+_STALL_MS = const(5000)  # a heartbeat older than this: the loop is stuck, stop feeding
 _IDLE_MS = const(500)
 _CHECKPOINT_MS = const(60000)
 
@@ -53,10 +57,35 @@ class Platform:
 
     def watchdog(self):
         try:
-            from machine import WDT
+            from machine import WDT, Timer
         except ImportError:
             return None  # the Unix port has no watchdog
-        return WDT(timeout=_WDT_TIMEOUT_MS)
+        return Watchdog(WDT(timeout=_WDT_TIMEOUT_MS), Timer(0))
+
+
+class Watchdog:
+    """machine.WDT fed from a timer while the event loop's heartbeat is fresh, or
+    for good once the application has handed the board back to the REPL."""
+
+    def __init__(self, wdt, timer, clock=None):
+        import time
+
+        self._ticks = clock or time.ticks_ms
+        self._diff = time.ticks_diff
+        self._wdt = wdt
+        self.released = False
+        self.beat()
+        timer.init(period=_WDT_FEED_MS, callback=self._tick)
+
+    def beat(self):
+        self._last = self._ticks()
+
+    def release(self):
+        self.released = True
+
+    def _tick(self, _timer):
+        if self.released or self._diff(self._ticks(), self._last) < _STALL_MS:
+            self._wdt.feed()
 
 
 class App:
@@ -76,6 +105,7 @@ class App:
         # precompute pool, the lockout and the door until it ends. A phone that
         # waits simply gets its first command later (the reader speaks first).
         self._tap_lock = asyncio.Lock()
+        self.watchdog = None
 
     def _start_car(self):
         from carkey.ecu import admin
@@ -132,9 +162,9 @@ class App:
                 last = time.ticks_ms()
             await asyncio.sleep_ms(_IDLE_MS)
 
-    async def _watchdog(self, wdt):
+    async def _heartbeat(self, watchdog):
         while not self.stop.is_set():
-            wdt.feed()
+            watchdog.beat()
             await asyncio.sleep_ms(_WDT_FEED_MS)
 
     async def run(self):
@@ -152,9 +182,9 @@ class App:
             server.start()
             tasks.append(asyncio.create_task(self._ble(server)))
         tasks.append(asyncio.create_task(self._idle()))
-        wdt = self.platform.watchdog()
-        if wdt is not None:
-            tasks.append(asyncio.create_task(self._watchdog(wdt)))
+        self.watchdog = self.platform.watchdog()
+        if self.watchdog is not None:
+            tasks.append(asyncio.create_task(self._heartbeat(self.watchdog)))
         await self.stop.wait()
         for t in tasks:
             t.cancel()
@@ -181,4 +211,10 @@ def run(board=None, platform=None, state_dir=STATE_DIR):
 
         platform = VirtualPlatform()
     app = App(board, platform, state_dir)
-    asyncio.run(app.run())
+    try:
+        asyncio.run(app.run())
+    finally:
+        # Interrupted or stopped: outputs safe, and the REPL keeps the board alive.
+        app.door.safe_state()
+        if app.watchdog is not None:
+            app.watchdog.release()
