@@ -6,6 +6,7 @@ Layout (directory 0700, secret files 0600):
   trust.json            [{"group_id": hex16, "reader_public_key": hex65}, ...]
   kpersistent.json      the Kpersistent cache, per reader identifier (secret)
   shares.json           {group id hex: share document hex} received from owners
+  serial.json           {"last": n}: the last serial this owner signed (documents, admin requests)
 """
 
 import json
@@ -24,6 +25,7 @@ CREDENTIAL_PUB = "credential.pub.pem"
 TRUST = "trust.json"
 KPERSISTENT = "kpersistent.json"
 SHARES = "shares.json"
+SERIAL = "serial.json"
 
 
 def _write_secret(path: Path, data: bytes):
@@ -149,6 +151,24 @@ class KeyDir:
 
     def save_kpersistent_cache(self, cache: KpersistentCache):
         cache.save(self._file(KPERSISTENT))
+
+    def next_serial(self) -> int:
+        """The serial for this owner's next signed document: above the last one and at
+        least the Unix time (docs/PROTOCOL.md §5), recorded before it is used."""
+        import time
+
+        path = self._file(SERIAL)
+        last = 0
+        if path.exists():
+            try:
+                last = int(json.loads(path.read_text())["last"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise CarkeyError(f"{path}: damaged serial record ({e})") from None
+        serial = max(last + 1, int(time.time()))
+        if serial > 0xFFFFFFFF:
+            raise CarkeyError("document serials are exhausted (past 2106)")
+        _write_public(path, (json.dumps({"last": serial}) + "\n").encode())
+        return serial
 
     def share_documents(self):
         """{reader group id: share document} this device presents to readers it is not enrolled in."""

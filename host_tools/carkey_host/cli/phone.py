@@ -23,6 +23,24 @@ def do_phone_trust(args):
     _out(f"trusting reader group {args.group_id.lower()}")
 
 
+def do_phone_import_share(args):
+    from .. import documents
+
+    try:
+        doc = open(args.file, "rb").read()
+    except OSError as e:
+        raise CarkeyError(f"{args.file}: {e.strerror}") from None
+    try:
+        share = documents.parse_share(doc)
+    except documents.DocumentError as e:
+        raise CarkeyError(f"{args.file}: not a share document ({e})") from None
+    keys = KeyDir(args.keys)
+    if share.friend_pub != keys.public_key():
+        raise CarkeyError(f"{args.file} shares the car with another key, not with {args.keys}")
+    keys.add_share_document(share.group_id, doc)
+    _out(f"share for reader group {share.group_id.hex()} stored: presented at the next tap of that car")
+
+
 def _parse_command(text):
     name, _, arg = text.partition("=")
     if name not in env.COMMANDS:
@@ -73,6 +91,11 @@ def register(sub):
     p.add_argument("--reader-public-key", required=True, metavar="HEX65", help="from `carkey reader identity`")
     p.add_argument("--group-id", required=True, metavar="HEX16")
     p.set_defaults(func=do_phone_trust)
+
+    p = psub.add_parser("import-share", help="store a share document an owner made for this phone")
+    p.add_argument("--keys", required=True, metavar="DIR")
+    p.add_argument("--file", required=True, metavar="FILE", help="from `carkey keys share --out FILE`")
+    p.set_defaults(func=do_phone_import_share)
 
     p = psub.add_parser("serve", help="answer readers over TCP, one connection after another")
     p.add_argument("--keys", required=True, metavar="DIR")

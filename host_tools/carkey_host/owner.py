@@ -1,0 +1,92 @@
+"""What a car's owner does with carkey's host tools: provision, keys, clock, audit log.
+
+Every change after provisioning is a document the owner's credential signs
+(docs/PROTOCOL.md §5, §6, §9) and the car checks; these functions make the documents
+and hand them to a *car target*: anything with `identity()`, `provision(pub, time)`
+and `submit(document) -> dict` — the virtual car (carkey_host.vcar.VirtualCar) or a
+board on its USB serial port (carkey_host.usb_car.UsbCar).
+"""
+
+import time
+
+from . import documents
+from .envelope import RESULTS
+from .errors import CarkeyError, Refused
+from .keydir import KeyDir
+
+OK = 0x00
+
+
+def _group(owner: KeyDir, target) -> bytes:
+    """The car's group id, checked against the readers the owner's phone trusts."""
+    ident = target.identity()
+    group_id = bytes.fromhex(ident["group_id"])
+    trusted = owner.trusted_readers()
+    if trusted.get(group_id) != bytes.fromhex(ident["reader_public_key"]):
+        raise CarkeyError(f"this car (group {ident['group_id']}) is not one {owner.path} trusts: "
+                          "provision it, or `carkey phone trust` it first")
+    return group_id
+
+
+def _check(out: dict, what: str) -> dict:
+    if out.get("result") != OK:
+        code = out.get("result")
+        reason = out.get("reason") or RESULTS.get(code, f"result 0x{code:02x}")
+        raise Refused(f"the car refused {what}: {reason}")
+    return out
+
+
+def provision(target, owner: KeyDir, unix_time: int | None = None) -> dict:
+    """Factory state: the car makes its identity, enrolls the owner, sets its clock;
+    the owner's phone then trusts the car."""
+    ident = target.provision(owner.public_key(), int(time.time() if unix_time is None else unix_time))
+    owner.trust(bytes.fromhex(ident["group_id"]), bytes.fromhex(ident["reader_public_key"]))
+    return ident
+
+
+def share(target_or_group, owner: KeyDir, friend_pub: bytes, role: str, **fields) -> bytes:
+    """A share document for friend_pub (role, entitlements, validity, schedule, use limit)."""
+    group_id = target_or_group if isinstance(target_or_group, bytes) else _group(owner, target_or_group)
+    try:
+        return documents.make_share(owner.private_key(), group_id, friend_pub, role, serial=owner.next_serial(),
+                                    **fields)
+    except documents.DocumentError as e:
+        raise CarkeyError(f"cannot share: {e}") from None
+
+
+def add_key(target, owner: KeyDir, friend_pub: bytes, role: str, **fields) -> dict:
+    """Enroll a key on the car now (a share document delivered over USB)."""
+    return _check(target.submit(share(target, owner, friend_pub, role, **fields)), "the key")["key"]
+
+
+def revocation(target_or_group, owner: KeyDir, slot: bytes, action: str) -> bytes:
+    group_id = target_or_group if isinstance(target_or_group, bytes) else _group(owner, target_or_group)
+    try:
+        return documents.make_revocation(owner.private_key(), group_id, slot, serial=owner.next_serial(),
+                                         action=action)
+    except documents.DocumentError as e:
+        raise CarkeyError(f"cannot {action}: {e}") from None
+
+
+def change_key(target, owner: KeyDir, slot: bytes, action: str) -> dict:
+    """Suspend, resume or revoke the key in `slot` now."""
+    return _check(target.submit(revocation(target, owner, slot, action)), f"the {action}")
+
+
+def _admin(target, owner: KeyDir, operation: str, argument: bytes = b"") -> dict:
+    doc = documents.make_admin(owner.private_key(), _group(owner, target), operation, argument,
+                               serial=owner.next_serial())
+    return _check(target.submit(doc), operation)
+
+
+def list_keys(target, owner: KeyDir) -> dict:
+    return _admin(target, owner, "list-keys")
+
+
+def set_clock(target, owner: KeyDir, unix_time: int | None = None) -> int:
+    when = int(time.time() if unix_time is None else unix_time)
+    return _admin(target, owner, "set-clock", when.to_bytes(4, "big"))["time"]
+
+
+def audit_log(target, owner: KeyDir, since: int = 0) -> list:
+    return _admin(target, owner, "export-log", int(since).to_bytes(4, "big"))["records"]
