@@ -8,18 +8,15 @@ carkey_host.virtual_air. Each transaction comes back as one JSON record.
 """
 
 import json
-import os
 import queue
 import subprocess
 import threading
 from pathlib import Path
 
 from . import ble_phone, paths
-from .aliro import crypto
-from .aliro.kpersistent_cache import KpersistentCache
-from .aliro.user_device import UserDevice
 from .build import compile_firmware
 from .mpy_bridge import micropython_env
+from .reader_keys import ReaderKeys  # noqa: F401 (re-exported: CarProcess takes one)
 from .virtual_air import VirtualAir
 
 MPY_SUPPORT = paths.REPO_ROOT / "tests" / "mpy"
@@ -34,27 +31,6 @@ def build_car(out: Path) -> Path:
     for src in (VIRTUAL_HW / "bluetooth.py", MPY_SUPPORT / "fakelink.py"):
         subprocess.run([paths.mpy_cross_executable(), "-o", str(out / (src.stem + ".mpy")), str(src)], check=True)
     return out
-
-
-class ReaderKeys:
-    """A reader identity made on the host, so simulated phones can trust its group key."""
-
-    def __init__(self):
-        key = crypto.generate_private_key()
-        self.group_id = os.urandom(16)
-        self.sub_id = os.urandom(16)
-        self.public_key = crypto.public_key_bytes(key)
-        self.identifier = self.group_id + self.sub_id
-        self.blob = b"CKRI\x01" + self.group_id + self.sub_id + crypto.private_key_to_bytes(key) + self.public_key
-
-    @property
-    def name(self):
-        return ble_phone.device_name(self.group_id)
-
-    def device(self, trusted=True, handler=None):
-        """A user device holding a fresh credential that trusts (or not) this reader."""
-        return UserDevice(crypto.generate_private_key(), {self.group_id: self.public_key} if trusted else {},
-                          kpersistent_cache=KpersistentCache(), exchange_handler=handler)
 
 
 class CarProcess:

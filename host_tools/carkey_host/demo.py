@@ -7,7 +7,6 @@ talk over the TCP link of docs/PROTOCOL.md §2. Every figure printed is measured
 """
 
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -20,33 +19,8 @@ from .auditlog import command_name, format_record, result_name
 from .errors import CarkeyError
 from .keydir import KeyDir
 from .phone import Phone
-from .tcp_link import listen
+from .tcp_link import ThreadedServer
 from .vcar import VirtualCar, firmware_build
-
-
-class _Served:
-    """A phone answering the car's connections in a thread, one after another."""
-
-    def __init__(self, phone, count):
-        self.phone = phone
-        self.transactions = []
-        self._sock = listen("127.0.0.1", 0)
-        self.port = self._sock.getsockname()[1]
-        self._count = count
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self):
-        from .tcp_link import FramedSocket
-
-        with self._sock:
-            for n in range(1, self._count + 1):
-                conn, _ = self._sock.accept()
-                with conn:
-                    self.transactions.append(self.phone.handle_connection(FramedSocket(conn, "lp"), n))
-
-    def join(self):
-        self._thread.join(30)
 
 
 class Demo:
@@ -62,10 +36,13 @@ class Demo:
     def tap(self, step, who, keydir, kinds, commands=(), revocations=()):
         """`who` taps the car once per kind; prints what the car and the phone saw."""
         phone = Phone(keydir, commands=commands, revocations=revocations)
-        served = _Served(phone, len(kinds))
+        seen_by_phone = []
+        served = ThreadedServer(lambda link, n: seen_by_phone.append(phone.handle_connection(link, n)),
+                                count=len(kinds))
         txns, pulses = self.car.connect("127.0.0.1", served.port, "lp", kinds)
         served.join()
-        for txn, seen in zip(txns, served.transactions):
+        served.close()
+        for txn, seen in zip(txns, seen_by_phone):
             self.timings.append((step, who, txn.kind or "-", txn.granted, txn.ms))
             verdict = "[green]granted[/]" if txn.granted else "[red]refused[/]"
             results = "; ".join(r.describe() for r in seen.results) or (
@@ -75,7 +52,7 @@ class Demo:
         relays = ", ".join(f"{role} {ms} ms" for role, ms in pulses if role not in ("led", "buzzer"))
         if relays:
             self.say(f"    relays pulsed: {relays}")
-        return txns, served.transactions
+        return txns, seen_by_phone
 
     def run(self):
         c = self.console

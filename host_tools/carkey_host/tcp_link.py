@@ -88,3 +88,43 @@ def listen(host, port):
         raise CarkeyError(f"cannot listen on {host}:{port}: {e.strerror}") from None
     server.listen(1)
     return server
+
+
+class ThreadedServer:
+    """A user device's TCP side in a background thread: accepts readers one after
+    another on a local port and hands each connection, framed, to
+    `handle(link: FramedSocket, number)`. `count` bounds the connections served;
+    close() stops accepting (and wakes a thread blocked in accept)."""
+
+    def __init__(self, handle, framing="lp", host="127.0.0.1", port=0, count=None):
+        import threading
+
+        self.handle = handle
+        self.framing = framing
+        self.count = count
+        self._sock = listen(host, port)
+        self.port = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        n = 0
+        while self.count is None or n < self.count:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            n += 1
+            with conn:
+                self.handle(FramedSocket(conn, self.framing), n)
+
+    def join(self, timeout=30):
+        self._thread.join(timeout)
+
+    def close(self):
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        self._thread.join(timeout=5)

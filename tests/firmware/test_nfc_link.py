@@ -6,30 +6,17 @@
 #   .venv/bin/pytest -q tests/firmware/test_nfc_link.py
 #   MICROPYPATH=firmware:tests/mpy:tests/firmware:boards .venv/bin/micropython tests/firmware/test_nfc_link.py
 
-import asyncio
 
 import unittest
 
-from fake_pn532_bus import FakeChip, FakeUart
+from fake_pn532_bus import SELECT, run, uart_rig
 
 from carkey.hw.nfc_link import NfcLink
-from carkey.hw.pn532 import Pn532
-from carkey.hw.pn532_hsu import UartTransport
 from carkey.protocol.errors import LinkError, LinkTimeout
 
 MPY_HEAPSIZE = "64k"
 
 H = bytes.fromhex
-SELECT = H("00A4040009A000000909ACCE550100")
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def uart_rig(target=None, piece=3):
-    chip = FakeChip(target)
-    return chip, Pn532(UartTransport(FakeUart(chip, piece)), ack_timeout_ms=20)
 
 
 class TestLink(unittest.TestCase):

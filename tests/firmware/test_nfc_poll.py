@@ -10,27 +10,15 @@ import asyncio
 
 import unittest
 
-from fake_pn532_bus import FakeChip, FakeUart
+from fake_pn532_bus import SELECT, run, uart_rig
 
 from carkey.hw.nfc_link import poll
-from carkey.hw.pn532 import Pn532
-from carkey.hw.pn532_hsu import UartTransport
 from carkey.protocol.errors import ProtocolError
 
 MPY_HEAPSIZE = "64k"
 
 H = bytes.fromhex
-SELECT = H("00A4040009A000000909ACCE550100")
 ECP = H("6a02cb0206000000" + "0102030405060708")
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def uart_rig(target=None, piece=3):
-    chip = FakeChip(target)
-    return chip, Pn532(UartTransport(FakeUart(chip, piece)), ack_timeout_ms=20)
 
 
 class TestPoll(unittest.TestCase):

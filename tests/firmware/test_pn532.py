@@ -6,14 +6,12 @@
 #   .venv/bin/pytest -q tests/firmware/test_pn532.py
 #   MICROPYPATH=firmware:tests/mpy:tests/firmware:boards .venv/bin/micropython tests/firmware/test_pn532.py
 
-import asyncio
 
 import unittest
 
-from fake_pn532_bus import FakeChip, FakeUart
+from fake_pn532_bus import SELECT, run, uart_rig
 
-from carkey.hw.pn532 import Pn532, ecp_access_frame
-from carkey.hw.pn532_hsu import UartTransport
+from carkey.hw.pn532 import ecp_access_frame
 
 MPY_HEAPSIZE = "64k"
 
@@ -22,21 +20,11 @@ SAM = H("0000ff05fbd41401140102 00".replace(" ", ""))
 GET_FW = H("0000ff02fed4022a00")
 RF_RETRIES = H("0000ff06fad4320 5ff0101f400".replace(" ", ""))
 RF_TIMINGS = H("0000ff06fad43202000b07e600")
-SELECT = H("00A4040009A000000909ACCE550100")
 SELECT_FRAME = H("0000ff12eed4400100a4040009a000000909acce550100b800")
 ECP = H("6a02cb0206000000" + "0102030405060708")
 ECP_FRAME = H("0000ff12eed4426a02cb020600000001020304050607088700")
 WAKE = b"\x55\x55" + bytes(14)
 CRC_ON_FRAME = H("0000ff08f8d4086302806303805900")
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def uart_rig(target=None, piece=3):
-    chip = FakeChip(target)
-    return chip, Pn532(UartTransport(FakeUart(chip, piece)), ack_timeout_ms=20)
 
 
 class TestFrames(unittest.TestCase):

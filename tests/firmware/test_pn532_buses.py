@@ -6,15 +6,13 @@
 #   .venv/bin/pytest -q tests/firmware/test_pn532_buses.py
 #   MICROPYPATH=firmware:tests/mpy:tests/firmware:boards .venv/bin/micropython tests/firmware/test_pn532_buses.py
 
-import asyncio
 
 import unittest
 
-from fake_pn532_bus import ACK, NACK, FakeChip, FakeUart
+from fake_pn532_bus import ACK, NACK, SELECT, FakeChip, run
 from fake_pn532_buses import FakeI2C, FakeSPI
 
 from carkey.hw.pn532 import Pn532, Pn532Timeout
-from carkey.hw.pn532_hsu import UartTransport
 from carkey.hw.pn532_i2c import I2cTransport
 from carkey.hw.pn532_spi import SpiTransport
 
@@ -22,16 +20,6 @@ MPY_HEAPSIZE = "64k"
 
 H = bytes.fromhex
 GET_FW = H("0000ff02fed4022a00")
-SELECT = H("00A4040009A000000909ACCE550100")
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def uart_rig(target=None, piece=3):
-    chip = FakeChip(target)
-    return chip, Pn532(UartTransport(FakeUart(chip, piece)), ack_timeout_ms=20)
 
 
 class FakeResetPin:

@@ -6,28 +6,16 @@
 #   .venv/bin/pytest -q tests/firmware/test_pn532_errors.py
 #   MICROPYPATH=firmware:tests/mpy:tests/firmware:boards .venv/bin/micropython tests/firmware/test_pn532_errors.py
 
-import asyncio
 
 import unittest
 
-from fake_pn532_bus import ACK, FakeChip, FakeUart, answer_frame
+from fake_pn532_bus import ACK, SELECT, answer_frame, run, uart_rig
 
-from carkey.hw.pn532 import FrameError, Pn532, Pn532Error, Pn532Timeout, TargetLost
-from carkey.hw.pn532_hsu import UartTransport
+from carkey.hw.pn532 import FrameError, Pn532Error, Pn532Timeout, TargetLost
 
 MPY_HEAPSIZE = "64k"
 
 H = bytes.fromhex
-SELECT = H("00A4040009A000000909ACCE550100")
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def uart_rig(target=None, piece=3):
-    chip = FakeChip(target)
-    return chip, Pn532(UartTransport(FakeUart(chip, piece)), ack_timeout_ms=20)
 
 
 class TestErrors(unittest.TestCase):

@@ -6,30 +6,18 @@
 #   .venv/bin/pytest -q tests/firmware/test_pn532_exchange.py
 #   MICROPYPATH=firmware:tests/mpy:tests/firmware:boards .venv/bin/micropython tests/firmware/test_pn532_exchange.pyimport asyncio
 
-import asyncio
 
 import unittest
 
-from fake_pn532_bus import FakeChip, FakeUart
+from fake_pn532_bus import SELECT, run, uart_rig
 
-from carkey.hw.pn532 import Pn532, Pn532Error
-from carkey.hw.pn532_hsu import UartTransport
+from carkey.hw.pn532 import Pn532Error
 
 MPY_HEAPSIZE = "64k"
 
 H = bytes.fromhex
 LIST = H("0000ff04fcd44a0100e100")
-SELECT = H("00A4040009A000000909ACCE550100")
 RELEASE_FRAME = H("0000ff03fdd45201d900")
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def uart_rig(target=None, piece=3):
-    chip = FakeChip(target)
-    return chip, Pn532(UartTransport(FakeUart(chip, piece)), ack_timeout_ms=20)
 
 
 class TestChaining(unittest.TestCase):

@@ -14,10 +14,8 @@ import binascii
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -28,7 +26,7 @@ from carkey_host.documents import Window
 from carkey_host.errors import CarkeyError
 from carkey_host.keydir import KeyDir
 from carkey_host.phone import Phone
-from carkey_host.tcp_link import FramedSocket, listen
+from carkey_host.tcp_link import ThreadedServer
 from carkey_host.vcar import VirtualCar
 
 UNLOCK = env.COMMANDS["unlock"]
@@ -37,40 +35,19 @@ OK, NOT_ENTITLED, OUTSIDE_SCHEDULE, KEY_SUSPENDED, KEY_REVOKED, LOCKED_OUT = 0x0
 AUTH_FAILED, PROTOCOL_ERROR, LINK_LOST = 0x80, 0x81, 0x82
 
 
-class PhoneServer:
+class PhoneServer(ThreadedServer):
     """Serves one Phone over TCP in a thread; tamper(c_apdu, r_apdu, n) may rewrite an
     answer (n: the connection number) or return None to drop the link."""
 
     def __init__(self, phone, framing="lp", tamper=None):
         self.phone = phone
-        self.framing = framing
         self.tamper = tamper
         self.transactions = []
         self.answers = []  # (connection, c_apdu, r_apdu) as sent
-        self._sock = listen("127.0.0.1", 0)
-        self.port = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(self._one, framing)
 
-    def _serve(self):
-        n = 0
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            n += 1
-            with conn:
-                link = _Tap(FramedSocket(conn, self.framing), self, n)
-                self.transactions.append(self.phone.handle_connection(link, n))
-
-    def close(self):
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
-        self._thread.join(timeout=5)
+    def _one(self, link, n):
+        self.transactions.append(self.phone.handle_connection(_Tap(link, self, n), n))
 
 
 class _Tap:

@@ -12,9 +12,7 @@ Run: .venv/bin/pytest -q tests/host/test_ntag424_e2e.py
 """
 
 import json
-import socket
 import subprocess
-import threading
 
 import pytest
 
@@ -22,7 +20,7 @@ from carkey_host import ntag424 as n
 from carkey_host import paths
 from carkey_host.build import compile_firmware
 from carkey_host.mpy_bridge import micropython_env
-from carkey_host.tcp_link import FramedSocket, FramingError, LinkClosed, listen
+from carkey_host.tcp_link import FramingError, LinkClosed, ThreadedServer
 
 CLIENT = paths.REPO_ROOT / "tests" / "mpy" / "card_client.py"
 MASTER = bytes.fromhex("8f1e2d3c4b5a69788796a5b4c3d2e1f0")
@@ -37,39 +35,22 @@ def provisioned(uid, master=MASTER, **options):
     return card
 
 
-class CardServer:
+class CardServer(ThreadedServer):
     """Serves one emulated card per connection, in order; a new connection is a new activation."""
 
     def __init__(self, cards):
         self.cards = list(cards)
-        self._sock = listen("127.0.0.1", 0)
-        self.port = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(self._one, "lp", count=len(self.cards))
 
-    def _serve(self):
-        for card in self.cards:
+    def _one(self, link, n):
+        card = self.cards[n - 1]
+        card.reset()
+        while True:
             try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with conn:
-                card.reset()
-                link = FramedSocket(conn, "lp")
-                while True:
-                    try:
-                        capdu = link.receive()
-                    except (LinkClosed, FramingError, OSError):
-                        break
-                    link.send(card.process(capdu))
-
-    def close(self):
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
-        self._thread.join(timeout=5)
+                capdu = link.receive()
+            except (LinkClosed, FramingError, OSError):
+                break
+            link.send(card.process(capdu))
 
 
 def _recorded_transaction():

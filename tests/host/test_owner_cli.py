@@ -38,6 +38,15 @@ def car(tmp_path):
     return state, owner
 
 
+def new_phone(state, keys):
+    """A friend's phone that trusts the car (it is not enrolled)."""
+    carkey("phone", "init", "--keys", keys)
+    ident = VirtualCar(state).identity()
+    carkey("phone", "trust", "--keys", keys, "--reader-public-key", ident["reader_public_key"],
+           "--group-id", ident["group_id"])
+    return keys
+
+
 def tap(state, keydir, commands=()):
     """One TCP transaction of the phone in `keydir` with the virtual car."""
     phone = Phone(KeyDir(keydir), commands=commands)
@@ -68,11 +77,7 @@ def test_provision_then_list_keys(car):
 
 def test_add_suspend_resume_revoke(car, tmp_path):
     state, owner = car
-    friend = tmp_path / "friend"
-    carkey("phone", "init", "--keys", friend)
-    ident = VirtualCar(state).identity()
-    carkey("phone", "trust", "--keys", friend, "--reader-public-key", ident["reader_public_key"],
-           "--group-id", ident["group_id"])
+    friend = new_phone(state, tmp_path / "friend")
     pem = friend / "credential.pub.pem"
     out = carkey("keys", "add", "--state", state, "--keys", owner, "--credential", pem, "--role", "guest").stdout
     slot = re.search(r"slot ([0-9a-f]{16})", out).group(1)
@@ -89,11 +94,7 @@ def test_add_suspend_resume_revoke(car, tmp_path):
 
 def test_share_by_file_then_tap(car, tmp_path):
     state, owner = car
-    friend = tmp_path / "friend"
-    carkey("phone", "init", "--keys", friend)
-    ident = VirtualCar(state).identity()
-    carkey("phone", "trust", "--keys", friend, "--reader-public-key", ident["reader_public_key"],
-           "--group-id", ident["group_id"])
+    friend = new_phone(state, tmp_path / "friend")
     doc = tmp_path / "share.bin"
     carkey("keys", "share", "--keys", owner, "--credential", friend / "credential.pub.pem", "--role", "driver",
            "--schedule", "daily 00:00-24:00", "--out", doc)

@@ -13,7 +13,6 @@ Run: .venv/bin/pytest -q tests/host/test_pn532_e2e.py
 """
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -28,21 +27,12 @@ from carkey_host.cli import main
 from carkey_host.keydir import KeyDir
 from carkey_host.mpy_bridge import MicroPython, micropython_env
 from carkey_host.pn532_sim import PhoneTarget, Pn532Sim
+from carkey_host.reader_keys import ReaderKeys
 
 MPY_SUPPORT = paths.REPO_ROOT / "tests" / "mpy"
 HELLO = "e108c00101c103010000"  # E1 [C0 01 01][C1 03 locked, doors closed, 0 min]
 RESULT = "97020101e107c4050200000000"  # granted; E1 [C4 05 unlock ok, unlocked]
 UNLOCK_REQUEST = b"\xc2\x01\x02"
-
-
-class Reader:
-    def __init__(self):
-        key = crypto.generate_private_key()
-        self.group_id = os.urandom(16)
-        self.sub_id = os.urandom(16)
-        self.public_key = crypto.public_key_bytes(key)
-        self.identifier = self.group_id + self.sub_id
-        self.blob = b"CKRI\x01" + self.group_id + self.sub_id + crypto.private_key_to_bytes(key) + self.public_key
 
 
 def phone_on_antenna(reader):
@@ -72,7 +62,7 @@ def mp():
 
 
 def test_standard_then_fast_over_the_pn532(mp):
-    reader = Reader()
+    reader = ReaderKeys()
     device = phone_on_antenna(reader)
     spec = {
         "identity": reader.blob.hex(),
@@ -97,7 +87,7 @@ def test_standard_then_fast_over_the_pn532(mp):
 
 
 def test_phone_that_does_not_trust_the_reader_goes_silent(mp):
-    reader = Reader()
+    reader = ReaderKeys()
     device = UserDevice(crypto.generate_private_key(), {}, kpersistent_cache=KpersistentCache())
     spec = {"identity": reader.blob.hex(), "credentials": [], "taps": [{}]}
     with Pn532Sim() as sim:
@@ -111,7 +101,7 @@ def test_phone_that_does_not_trust_the_reader_goes_silent(mp):
 
 
 def test_cli_nfc_sim_serves_the_firmware_reader(mp, tmp_path, capsys):
-    reader = Reader()
+    reader = ReaderKeys()
     keys = KeyDir(tmp_path / "phone")
     pub = keys.init()
     keys.trust(reader.group_id, reader.public_key)
@@ -159,7 +149,7 @@ def test_cli_nfc_sim_bad_input(tmp_path, capsys, argv, code, message):
 
 
 def test_express_phone_found_by_polling_standard_then_fast(mp):
-    reader = Reader()
+    reader = ReaderKeys()
     device = phone_on_antenna(reader)
     target = PhoneTarget(device, requires_ecp=True)
     spec = {"identity": reader.blob.hex(), "credentials": [{"pub": device.credential_public_key.hex()}],
@@ -194,7 +184,7 @@ def test_paced_stand_in_matches_the_timing_model(mp):
     # 115200 would have it (frame bytes, 1 ms chip time, air time from the model), so a
     # tap can never be faster than the model's wire, air and chip time; the rest is the
     # reader's compute and the driver's 1 ms polling.
-    reader = Reader()
+    reader = ReaderKeys()
     device = phone_on_antenna(reader)
     spec = {"identity": reader.blob.hex(), "credentials": [{"pub": device.credential_public_key.hex()}],
             "taps": [{"exchange": [HELLO, RESULT]}, {"exchange": [HELLO, RESULT]}]}
@@ -217,7 +207,7 @@ HEAP_BUDGET = "128k"
 
 def test_heap_budget_reader_over_nfc():
     build = paths.BUILD_DIR / "test-mpy"  # compiled by tests/conftest.py at session start
-    reader = Reader()
+    reader = ReaderKeys()
     device = phone_on_antenna(reader)
     spec = {"identity": reader.blob.hex(), "credentials": [{"pub": device.credential_public_key.hex()}],
             "taps": [{"exchange": [HELLO, RESULT]}] * 4}

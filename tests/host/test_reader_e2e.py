@@ -11,13 +11,11 @@ Run: .venv/bin/pytest -q tests/host/test_reader_e2e.py
 
 import json
 import os
-import socket
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from carkey_host import paths
 from carkey_host.aliro import crypto
@@ -25,7 +23,8 @@ from carkey_host.aliro.kpersistent_cache import KpersistentCache
 from carkey_host.aliro.user_device import LinkDropped, UserDevice
 from carkey_host.build import compile_firmware
 from carkey_host.mpy_bridge import micropython_env
-from carkey_host.tcp_link import FramedSocket, FramingError, LinkClosed, listen
+from carkey_host.reader_keys import ReaderKeys
+from carkey_host.tcp_link import FramingError, LinkClosed, ThreadedServer
 
 MPY_DIR = Path(__file__).resolve().parents[1] / "mpy"
 CLIENT = MPY_DIR / "reader_client.py"
@@ -45,19 +44,7 @@ def build(tmp_path_factory):
     return out
 
 
-class ReaderSide:
-    """The reader's identity, generated here so the device can trust its group key."""
-
-    def __init__(self):
-        key = crypto.generate_private_key()
-        self.group_id = os.urandom(16)
-        self.sub_id = os.urandom(16)
-        self.public_key = crypto.public_key_bytes(key)
-        self.identifier = self.group_id + self.sub_id
-        self.blob = b"CKRI\x01" + self.group_id + self.sub_id + crypto.private_key_to_bytes(key) + self.public_key
-
-
-class DeviceServer:
+class DeviceServer(ThreadedServer):
     """Serves one UserDevice over TCP, connection after connection.
 
     tamper(c_apdu, r_apdu) may rewrite an answer, or return None to drop the link.
@@ -65,48 +52,27 @@ class DeviceServer:
 
     def __init__(self, device, framing, tamper=None):
         self.device = device
-        self.framing = framing
         self.tamper = tamper
         self.commands = []
-        self._sock = listen("127.0.0.1", 0)
-        self.port = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(self._one, framing)
 
-    def _serve(self):
+    def _one(self, link, n):
+        self.device.reset()
         while True:
             try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with conn:
-                self.device.reset()
-                link = FramedSocket(conn, self.framing)
-                while True:
-                    try:
-                        c_apdu = link.receive()
-                    except (LinkClosed, FramingError, OSError):
-                        break
-                    self.commands.append(c_apdu)
-                    try:
-                        r_apdu = self.device.process(c_apdu)
-                    except LinkDropped:
-                        break
-                    if self.tamper is not None:
-                        r_apdu = self.tamper(c_apdu, r_apdu)
-                        if r_apdu is None:
-                            break
-                    link.send(r_apdu)
-
-    def close(self):
-        # shutdown() wakes the thread blocked in accept(); close() alone would not.
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
-        self._thread.join(timeout=5)
-        assert not self._thread.is_alive()
+                c_apdu = link.receive()
+            except (LinkClosed, FramingError, OSError):
+                break
+            self.commands.append(c_apdu)
+            try:
+                r_apdu = self.device.process(c_apdu)
+            except LinkDropped:
+                break
+            if self.tamper is not None:
+                r_apdu = self.tamper(c_apdu, r_apdu)
+                if r_apdu is None:
+                    break
+            link.send(r_apdu)
 
 
 def make_device(reader, trusted=True, cache=None, handler=None):
@@ -164,7 +130,7 @@ def cred(device, kpersistent=None):
 
 @pytest.mark.parametrize("framing", FRAMINGS)
 def test_standard_then_fast(build, serve, framing):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
     server = serve(device, framing)
     tap = {"exchange": [STATUS_GRANTED]}
@@ -185,7 +151,7 @@ def test_standard_then_fast(build, serve, framing):
 
 
 def test_fast_without_device_cache_falls_back(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
     server = serve(device)
     stale = os.urandom(32).hex()
@@ -196,7 +162,7 @@ def test_fast_without_device_cache_falls_back(build, serve):
 
 
 def test_fast_with_stale_reader_key_falls_back_then_goes_fast(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     cache = KpersistentCache()
     cache.put(reader.identifier, os.urandom(32))  # device and reader disagree
     device = make_device(reader, cache=cache)
@@ -208,7 +174,7 @@ def test_fast_with_stale_reader_key_falls_back_then_goes_fast(build, serve):
 
 
 def test_unknown_credential_gets_a_channel_but_is_not_known(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     seen = []
     device = make_device(reader, handler=lambda items: seen.append(items) or [(0xE1, b"\xc2\x01\x02")])
     server = serve(device)
@@ -222,7 +188,7 @@ def test_unknown_credential_gets_a_channel_but_is_not_known(build, serve):
 
 @pytest.mark.parametrize("framing", FRAMINGS)
 def test_key_slot_mode(build, serve, framing):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
     server = serve(device, framing)
     (result,) = run_reader(build, server, reader, [cred(device)], [{"slot": True}])
@@ -234,7 +200,7 @@ def test_key_slot_mode(build, serve, framing):
 
 @pytest.mark.parametrize("framing", FRAMINGS)
 def test_long_exchange_is_chained_both_ways(build, serve, framing):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader, handler=lambda items: [(0xE1, bytes(range(256)) + bytes(144))])
     server = serve(device, framing)
     payload = "e1820136" + "ab" * 0x136
@@ -261,7 +227,7 @@ def flip_answer(ins, index=0):
 
 @pytest.mark.parametrize("framing", FRAMINGS)
 def test_tampered_auth1_answer(build, serve, framing):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
     server = serve(device, framing, flip_answer(0x81, 7))
     (result,) = run_reader(build, server, reader, [cred(device)], [{}])
@@ -271,7 +237,7 @@ def test_tampered_auth1_answer(build, serve, framing):
 
 
 def test_tampered_cryptogram_falls_back(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
 
     def tamper(c_apdu, r_apdu):
@@ -290,7 +256,7 @@ def test_tampered_cryptogram_falls_back(build, serve):
 
 
 def test_tampered_exchange_answer(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
     server = serve(device, "lp", flip_answer(0xC9, 2))
     (result,) = run_reader(build, server, reader, [cred(device)], [{"exchange": [STATUS_GRANTED]}])
@@ -298,7 +264,7 @@ def test_tampered_exchange_answer(build, serve):
 
 
 def test_truncated_auth0_answer(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
 
     def truncate(c_apdu, r_apdu):
@@ -311,7 +277,7 @@ def test_truncated_auth0_answer(build, serve):
 
 
 def test_device_refuses_with_status_word(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
 
     def refuse(c_apdu, r_apdu):
@@ -325,7 +291,7 @@ def test_device_refuses_with_status_word(build, serve):
 
 @pytest.mark.parametrize("framing", FRAMINGS)
 def test_untrusted_reader_link_dropped(build, serve, framing):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader, trusted=False)
     server = serve(device, framing)
     (result,) = run_reader(build, server, reader, [cred(device)], [{}])
@@ -333,7 +299,7 @@ def test_untrusted_reader_link_dropped(build, serve, framing):
 
 
 def test_drop_during_exchange(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
     server = serve(device, "lp", lambda c, r: None if c[1] == 0xC9 else r)
     (result,) = run_reader(build, server, reader, [cred(device)], [{"exchange": [STATUS_GRANTED]}])
@@ -341,7 +307,7 @@ def test_drop_during_exchange(build, serve):
 
 
 def test_silent_device_times_out(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
     gate = threading.Event()
 
@@ -368,7 +334,7 @@ HEAP_BUDGET = "128k"
 
 
 def test_heap_budget(build, serve):
-    reader = ReaderSide()
+    reader = ReaderKeys()
     device = make_device(reader)
     server = serve(device)
     tap = {"exchange": [STATUS_GRANTED]}

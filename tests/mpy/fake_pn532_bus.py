@@ -182,3 +182,21 @@ class FakeUart:
         buf[:n] = self._rx[:n]
         self._rx = self._rx[n:]
         return n
+
+
+SELECT = bytes.fromhex("00A4040009A000000909ACCE550100")  # the Aliro SELECT a reader sends first
+
+
+def run(coro):
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def uart_rig(target=None, piece=3):
+    """A driver over HSU to a fake chip whose UART hands over `piece` bytes at a time."""
+    from carkey.hw.pn532 import Pn532
+    from carkey.hw.pn532_hsu import UartTransport
+
+    chip = FakeChip(target)
+    return chip, Pn532(UartTransport(FakeUart(chip, piece)), ack_timeout_ms=20)
