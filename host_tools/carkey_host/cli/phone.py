@@ -41,6 +41,56 @@ def do_phone_import_share(args):
     _out(f"share for reader group {share.group_id.hex()} stored: presented at the next tap of that car")
 
 
+def _visit(args, command):
+    """One visit of this phone to a car over BLE: a real board through bleak (--ble) or
+    a board on the virtual air (--air); prints what the car answered."""
+    from ..ble_phone import BleError, device_name, run_bleak_sync, visit_car
+    from ..errors import Refused
+    from ..phone import Phone
+
+    keys = KeyDir(args.keys)
+    phone = Phone(keys, commands=[command])
+    if args.ble:
+        from ..phone import Transaction
+
+        phone.transaction = txn = Transaction(1)
+        try:
+            log = run_bleak_sync(args.ble, phone.device.process, args.timeout)
+        except (BleError, OSError) as e:
+            raise CarkeyError(f"BLE: {e}") from None
+        finally:
+            txn.control_flow = phone.device.last_control_flow
+            phone.device.reset()
+            keys.save_kpersistent_cache(phone.device.kpersistent_cache)
+        txn.dropped = log.dropped
+    else:
+        address = parse_endpoint(args.air)
+        name = args.name
+        if name is None:
+            trusted = keys.trusted_readers()
+            if len(trusted) != 1:
+                raise CarkeyError(f"{args.keys} trusts {len(trusted)} cars: say which with --name carkey-XXXXXXXX")
+            name = device_name(next(iter(trusted)))
+        try:
+            txn, log = visit_car(phone, address, name, 1)
+        except (BleError, OSError) as e:
+            raise CarkeyError(f"virtual air: {e}") from None
+    if txn.dropped:
+        raise Refused("the phone does not trust this car: it dropped the link (carkey phone trust)")
+    for r in txn.results:
+        _out(r.describe())
+    if txn.control_flow is None or txn.control_flow[0] != 1:
+        raise Refused("the car refused: " + ("; ".join(r.describe() for r in txn.results) or "no answer"))
+
+
+def _command_handler(name):
+    def do(args):
+        arg = f"{name}={args.minutes}" if name == "drive" else name
+        _visit(args, _parse_command(arg))
+
+    return do
+
+
 def _parse_command(text):
     name, _, arg = text.partition("=")
     if name not in env.COMMANDS:
@@ -80,6 +130,22 @@ def do_phone_serve(args):
 def register(sub):
     phone = sub.add_parser("phone", help="the simulated phone (a user device holding a credential)")
     psub = phone.add_subparsers(dest="phone_command", metavar="ACTION", required=True)
+
+    for name, text in (("unlock", "unlock every door"), ("lock", "lock the car"),
+                       ("unlock-driver", "unlock the driver's door"), ("trunk", "release the trunk"),
+                       ("drive", "enable driving for --minutes"), ("locate", "horn and lights pulse"),
+                       ("status", "ask the car for its state")):
+        p = psub.add_parser(name, help=f"{text}, over BLE")
+        p.add_argument("--keys", required=True, metavar="DIR")
+        radio = p.add_mutually_exclusive_group(required=True)
+        radio.add_argument("--ble", metavar="NAME|ADDRESS", help="a real board, through this computer's Bluetooth (bleak)")
+        radio.add_argument("--air", metavar="HOST:PORT", help="a board on the virtual air (carkey air serve, carkey vboard)")
+        p.add_argument("--name", metavar="carkey-XXXXXXXX", help="with --air: the car's advertised name "
+                       "(default: the one car this phone trusts)")
+        p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="BLE scan and connect timeout")
+        if name == "drive":
+            p.add_argument("--minutes", type=int, default=30, metavar="N", help="1..240 (default 30)")
+        p.set_defaults(func=_command_handler(name))
 
     p = psub.add_parser("init", help="create a key directory with a new credential key pair")
     p.add_argument("--keys", required=True, metavar="DIR", help="key directory (created 0700)")
