@@ -1,0 +1,159 @@
+# carkey — virtual board supervisor: runs user code inside the Unix port for the vboard's serial bridge.
+# SPDX-License-Identifier: MIT
+#
+# Started by carkey_host.vboard as
+#     micropython vboard_shim.py CMD_FD EVT_FD FLASH_DIR [EXTRA_DIR ...]
+# The host bridge owns the pty and speaks the ESP32 REPL protocol; this side only
+# executes what it is sent, in one __main__ namespace, the way pyexec does.
+#
+# Filesystem: the host root is unmounted and FLASH_DIR becomes "/" (VfsPosix with a
+# root), so "/main.py" and "/lib/..." land in the board's flash directory. Each
+# EXTRA_DIR is mounted read-only at /.vhwN and put on sys.path after "/lib".
+# This is a path mapping, not a sandbox: ".." still climbs out of FLASH_DIR.
+#
+# Commands (CMD_FD): one kind byte, 4-byte big-endian length, payload (UTF-8):
+#   r  source, raw REPL: output, 0x04, traceback, 0x04 (as pyexec with PRINT_EOF)
+#   s  one friendly-REPL statement ("single" mode: expression values are printed)
+#   f  friendly paste-mode block ("exec" mode)
+#   p  path of a file to run if it exists (boot.py, main.py)
+# and the single byte A, the acknowledgement of a D event (see below).
+# Events (EVT_FD), one or two bytes each:
+#   G        user code starts: from now on the bridge turns Ctrl-C into SIGINT
+#   D<st>    user code ended, st = 0 ok, E exception, X SystemExit (soft reset),
+#            N file absent; the bridge stops sending SIGINT and answers A
+#   P        everything for this command is written to stdout: prompt may follow
+# Waiting for A absorbs a SIGINT that was already on its way when user code ended.
+
+import sys
+import os
+import vfs
+import select
+
+_CMD_FD = int(sys.argv[1])
+_EVT_FD = int(sys.argv[2])
+_FLASH = sys.argv[3]
+_EXTRA = sys.argv[4:]
+
+_cmd = open(_CMD_FD, "rb")
+_evt = open(_EVT_FD, "wb")
+_out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+_in = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+_poll = select.poll()
+_poll.register(sys.stdin, select.POLLIN)
+
+
+def _mount():
+    os.chdir(_FLASH)
+    vfs.umount("/")
+    path = ["", ".frozen", "/lib"]
+    for i, d in enumerate(_EXTRA):
+        point = "/.vhw%d" % i
+        vfs.mount(vfs.VfsPosix(d), point, readonly=True)
+        path.append(point)
+    vfs.mount(vfs.VfsPosix(_FLASH), "/")
+    os.chdir("/")
+    sys.path[:] = path
+    sys.argv[:] = []
+
+
+def _read_exact(n):
+    buf = b""
+    while len(buf) < n:
+        try:
+            chunk = _cmd.read(n - len(buf))
+        except KeyboardInterrupt:
+            continue
+        if not chunk:
+            sys.exit(0)  # the bridge is gone: nothing may outlive it
+        buf += chunk
+    return buf
+
+
+def _event(b):
+    while True:
+        try:
+            _evt.write(b)
+            return
+        except KeyboardInterrupt:
+            pass
+
+
+def _drain_stdin():
+    # Bytes typed while nothing was reading them (e.g. the "\r" before a Ctrl-C) are not
+    # meant for the next program.
+    while _poll.poll(0):
+        if not _in.read(1):
+            break
+
+
+def _wait_ack():
+    while _read_exact(1) != b"A":
+        pass
+    _settle()
+
+
+def _settle():
+    # A SIGINT sent just before the bridge saw D is pending by now: let it raise here,
+    # harmlessly (pending exceptions are raised on backward jumps).
+    try:
+        for _ in range(8):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
+def _run(kind, payload, g):
+    if kind == b"p":
+        try:
+            if os.stat(payload)[0] & 0x4000:
+                raise OSError
+        except OSError:
+            _event(b"DN")
+            _wait_ack()
+            return
+    status = b"0"
+    err = None
+    _event(b"G")
+    try:
+        if kind == b"p":
+            with open(payload) as f:
+                src = f.read()
+            exec(compile(src, payload, "exec"), g)
+        elif kind == b"s":
+            exec(compile(payload, "<stdin>", "single"), g)
+        else:
+            exec(compile(payload, "<stdin>", "exec"), g)
+    except SystemExit:
+        status = b"X"
+    except BaseException as e:  # noqa: B036 - the REPL reports everything, as pyexec does
+        status = b"E"
+        err = e
+    _event(b"D" + status)
+    _wait_ack()
+    if kind == b"r":
+        _out.write(b"\x04")
+    if err is not None:
+        sys.print_exception(err)
+    if kind == b"r":
+        _out.write(b"\x04")
+
+
+def main():
+    _mount()
+    g = {"__name__": "__main__"}
+    while True:
+        try:
+            head = _read_exact(5)
+            kind = head[:1]
+            n = (head[1] << 24) | (head[2] << 16) | (head[3] << 8) | head[4]
+            payload = _read_exact(n).decode() if n else ""
+            _drain_stdin()
+            _run(kind, payload, g)
+            payload = None
+            _event(b"P")
+        except KeyboardInterrupt:
+            # Only reachable through a late SIGINT: the bridge never sends one outside user code.
+            _event(b"P")
+
+
+main()
