@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import CarkeyError
 
 # Command groups, in the order `carkey --help` lists them.
-GROUPS = ("phone",)
+GROUPS = ("phone", "vboard", "deploy", "flash")
 
 
 def out(text=""):
