@@ -45,6 +45,7 @@ BOARD_NAME = "carkey virtual board with ESP32"
 # Output waiting for a reader beyond the pty's own queue; more is dropped, as a USB
 # serial port drops what no host reads.
 OUT_LIMIT = 1 << 20
+STARTUP_TIMEOUT = 30
 # Program input (what the running code may read from stdin) the bridge holds at most.
 IN_LIMIT = 1 << 16
 
@@ -245,9 +246,14 @@ class VirtualBoard:
         self._wake_r, self._wake_w = os.pipe()
         self._init_state()
         self._stopping = False
+        self._up = threading.Event()
         self._power_on()
         self._thread = threading.Thread(target=self._loop, name="vboard", daemon=True)
         self._thread.start()
+        # Up means at a prompt, or running main.py (which may never end).
+        if not self._up.wait(STARTUP_TIMEOUT):
+            self.stop()
+            raise VirtualBoardError(f"the board did not come up within {STARTUP_TIMEOUT} s")
         return self
 
     def stop(self):
@@ -304,8 +310,6 @@ class VirtualBoard:
         self._esc = 0  # friendly: bytes of an escape sequence still to swallow
         self._inbuf = bytearray()  # client bytes not yet consumed by the REPL
         self._outbuf = bytearray()  # bytes for the client that the pty would not take yet
-        self._stdin_pending = bytearray()  # program input typed before the code started
-        self._intr_pending = False
         self._cmd_kind = None
         self._last_status = b"0"
 
@@ -339,6 +343,7 @@ class VirtualBoard:
 
     def _prompt(self, banner=False):
         self._state = "idle"
+        self._up.set()
         self._line.clear()
         self._cont = False
         if self._mode == "raw":
@@ -351,8 +356,6 @@ class VirtualBoard:
     def _dispatch(self, kind, payload):
         self._cmd_kind = kind
         self._state = "busy"
-        self._intr_pending = False
-        self._stdin_pending.clear()
         self._child.send_all(kind, payload)
 
     # --- I/O ----------------------------------------------------------------------------
@@ -428,19 +431,15 @@ class VirtualBoard:
             i += 1
             if ev == b"G":
                 self._state = "running"
-                if self._stdin_pending:
-                    self._to_program(bytes(self._stdin_pending))
-                    self._stdin_pending.clear()
-                if self._intr_pending:
-                    self._intr_pending = False
-                    child.interrupt()
+                self._up.set()
+                self._process_input()  # what arrived before the code started is its input
             elif ev == b"D":
                 self._last_status = data[i : i + 1]
                 i += 1
                 self._state = "ending"
                 child.ack()
             elif ev == b"P":
-                if self._state not in ("busy", "running", "ending"):
+                if self._state not in ("busy", "running", "interrupted", "ending"):
                     continue
                 self._pump_child_output(child)
                 self._finish_command()
@@ -465,16 +464,32 @@ class VirtualBoard:
 
     def _process_input(self):
         while self._inbuf:
-            if self._state in ("busy", "running"):
+            if self._state == "busy":
+                return  # not started yet: the REPL gets them if the command runs no code
+            if self._state == "running":
+                # The running code reads what arrives, up to a Ctrl-C; what follows a Ctrl-C
+                # waits for the REPL, as it waits in the board's receive buffer.
                 data = bytes(self._inbuf)
-                self._inbuf.clear()
-                for part in data.split(b"\x03")[:-1]:
-                    self._program_input(part)
-                    self._interrupt()
-                self._program_input(data.split(b"\x03")[-1])
+                cut = data.find(b"\x03")
+                if cut < 0:
+                    self._inbuf.clear()
+                    self._to_program(data)
+                    return
+                del self._inbuf[: cut + 1]
+                if cut:
+                    self._to_program(data[:cut])
+                self._state = "interrupted"
+                self._child.interrupt()
+                return
+            if self._state == "interrupted":
+                # Every further Ctrl-C is another interrupt (code may catch the first one);
+                # the other bytes wait for the prompt.
+                while CTRL_C in self._inbuf:
+                    self._inbuf.remove(CTRL_C)
+                    self._child.interrupt()
                 return
             if self._state != "idle":
-                return  # ending: keep bytes for the prompt
+                return  # ending: the bytes wait for the prompt
             c = self._inbuf.pop(0)
             if self._raw_paste is not None:
                 self._raw_paste_byte(c)
@@ -484,20 +499,6 @@ class VirtualBoard:
                 self._paste_byte(c)
             else:
                 self._friendly_byte(c)
-
-    def _program_input(self, data):
-        if not data:
-            return
-        if self._state == "running":
-            self._to_program(data)
-        elif len(self._stdin_pending) < IN_LIMIT:
-            self._stdin_pending += data
-
-    def _interrupt(self):
-        if self._state == "running":
-            self._child.interrupt()
-        else:
-            self._intr_pending = True
 
     def _raw_byte(self, c):
         line = self._line

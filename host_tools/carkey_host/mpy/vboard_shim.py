@@ -6,10 +6,11 @@
 # The host bridge owns the pty and speaks the ESP32 REPL protocol; this side only
 # executes what it is sent, in one __main__ namespace, the way pyexec does.
 #
-# Filesystem: the host root is unmounted and FLASH_DIR becomes "/" (VfsPosix with a
-# root), so "/main.py" and "/lib/..." land in the board's flash directory. Each
+# Filesystem: the host root is unmounted and FLASH_DIR becomes "/" through _Flash, a
+# VfsPosix with a root behind a thin Python VFS that keeps ".." from climbing above
+# "/" and lists file sizes as littlefs does (mpremote's `fs ls` shows them). Each
 # EXTRA_DIR is mounted read-only at /.vhwN and put on sys.path after "/lib".
-# This is a path mapping, not a sandbox: ".." still climbs out of FLASH_DIR.
+# User code still has os.system and the like: a mapping, not a sandbox.
 #
 # Commands (CMD_FD): one kind byte, 4-byte big-endian length, payload (UTF-8):
 #   r  source, raw REPL: output, 0x04, traceback, 0x04 (as pyexec with PRINT_EOF)
@@ -24,6 +25,7 @@
 #   P        everything for this command is written to stdout: prompt may follow
 # Waiting for A absorbs a SIGINT that was already on its way when user code ended.
 
+import io
 import sys
 import os
 import vfs
@@ -42,6 +44,67 @@ _poll = select.poll()
 _poll.register(sys.stdin, select.POLLIN)
 
 
+class _Flash:
+    def __init__(self, root):
+        self._v = vfs.VfsPosix(root)
+
+    def _p(self, path):
+        if not path.startswith("/"):
+            path = self._v.getcwd() + "/" + path
+        parts = []
+        for part in path.split("/"):
+            if part == "..":
+                if parts:
+                    parts.pop()
+            elif part and part != ".":
+                parts.append(part)
+        return "/" + "/".join(parts)
+
+    def mount(self, readonly, mkfs):
+        self._v.mount(readonly, mkfs)
+
+    def umount(self):
+        self._v.umount()
+
+    def ilistdir(self, path):
+        base = self._p(path).rstrip("/") + "/"
+        for e in self._v.ilistdir(self._p(path)):
+            size = 0
+            if e[1] == 0x8000:
+                try:
+                    size = self._v.stat(base + e[0])[6]
+                except OSError:
+                    pass
+            yield (e[0], e[1], e[2], size)
+
+    def open(self, path, mode):
+        return self._v.open(self._p(path), mode)
+
+    def stat(self, path):
+        return self._v.stat(self._p(path))
+
+    def statvfs(self, path):
+        return self._v.statvfs(self._p(path))
+
+    def chdir(self, path):
+        self._v.chdir(self._p(path))
+
+    def getcwd(self):
+        return self._v.getcwd() or "/"
+
+    def mkdir(self, path):
+        self._v.mkdir(self._p(path))
+
+    def rmdir(self, path):
+        self._v.rmdir(self._p(path))
+
+    def remove(self, path):
+        self._v.remove(self._p(path))
+
+    def rename(self, old, new):
+        self._v.rename(self._p(old), self._p(new))
+
+
 def _mount():
     os.chdir(_FLASH)
     vfs.umount("/")
@@ -50,7 +113,7 @@ def _mount():
         point = "/.vhw%d" % i
         vfs.mount(vfs.VfsPosix(d), point, readonly=True)
         path.append(point)
-    vfs.mount(vfs.VfsPosix(_FLASH), "/")
+    vfs.mount(_Flash(_FLASH), "/")
     os.chdir("/")
     sys.path[:] = path
     sys.argv[:] = []
@@ -102,6 +165,15 @@ def _settle():
         pass
 
 
+def _print_exception(e):
+    # The traceback as pyexec prints it: without this supervisor's frame.
+    buf = io.StringIO()
+    sys.print_exception(e, buf)
+    for line in buf.getvalue().split("\n"):
+        if line and not (line.startswith('  File "') and "vboard_shim" in line):
+            _out.write(line.encode() + b"\n")
+
+
 def _run(kind, payload, g):
     if kind == b"p":
         try:
@@ -133,7 +205,7 @@ def _run(kind, payload, g):
     if kind == b"r":
         _out.write(b"\x04")
     if err is not None:
-        sys.print_exception(err)
+        _print_exception(err)
     if kind == b"r":
         _out.write(b"\x04")
 
