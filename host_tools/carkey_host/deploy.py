@@ -189,7 +189,9 @@ class Board:
         self._log = io.StringIO()  # mpremote prints what it got when the board does not answer
         try:
             with contextlib.redirect_stdout(self._log):
-                self._t = SerialTransport(port, baudrate=115200)
+                # A read timeout matters on a pty: mpremote then reads without checking
+                # inWaiting(), and a silent port would block it for ever.
+                self._t = SerialTransport(port, baudrate=115200, timeout=timeout)
         except TransportError as e:
             raise NoAnswer(f"cannot open {port}: {e}") from None
         try:

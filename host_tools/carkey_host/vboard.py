@@ -46,6 +46,7 @@ BOARD_NAME = "carkey virtual board with ESP32"
 # serial port drops what no host reads.
 OUT_LIMIT = 1 << 20
 STARTUP_TIMEOUT = 30
+FLASH_BYTES = 2 * 1024 * 1024
 # Program input (what the running code may read from stdin) the bridge holds at most.
 IN_LIMIT = 1 << 16
 
@@ -124,7 +125,7 @@ def _banner_version():
 class _Child:
     """One MicroPython process: a power-on or a soft reset's fresh interpreter."""
 
-    def __init__(self, flash_dir, extra_paths, heapsize):
+    def __init__(self, flash_dir, extra_paths, heapsize, flash_bytes):
         cmd = [paths.micropython_executable()]
         if heapsize:
             cmd += ["-X", f"heapsize={heapsize}"]
@@ -135,7 +136,8 @@ class _Child:
         env["MICROPYPATH"] = ".frozen"
         try:
             self.proc = subprocess.Popen(
-                cmd + [str(SHIM), str(cmd_r), str(evt_w), str(flash_dir), *map(str, extra_paths)],
+                cmd + [str(SHIM), str(cmd_r), str(evt_w), str(flash_dir), str(flash_bytes or 0),
+                       *map(str, extra_paths)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -203,9 +205,13 @@ class VirtualBoard:
     heapsize:  MicroPython heap, e.g. "64k" for a small ESP32 build (default: the port's).
     extra_path: host directories put on the board's module path after /lib, read-only
                (default: boards/virtual_hw, the virtual radios and buses).
+    flash_bytes: the filesystem size os.statvfs reports (default 2 MiB, an ESP32 with
+               4 MB flash; None: the host disk's figures). Writes are not limited.
     """
 
-    def __init__(self, flash_dir, link_path=None, heapsize=None, extra_path=(VIRTUAL_HW_DIR,)):
+    def __init__(self, flash_dir, link_path=None, heapsize=None, extra_path=(VIRTUAL_HW_DIR,),
+                 flash_bytes=FLASH_BYTES):
+        self.flash_bytes = flash_bytes
         self.flash_dir = Path(flash_dir).resolve()
         self.link_path = Path(link_path) if link_path else None
         self.heapsize = heapsize
@@ -318,7 +324,7 @@ class VirtualBoard:
             self._child.close()
         if reason:
             self._write(reason)
-        self._child = _Child(self.flash_dir, self.extra_path, self.heapsize)
+        self._child = _Child(self.flash_dir, self.extra_path, self.heapsize, self.flash_bytes)
         self.boots += 1
         self._steps = [("p", "boot.py")]
         if self._mode == "friendly":

@@ -2,13 +2,15 @@
 # SPDX-License-Identifier: MIT
 #
 # Started by carkey_host.vboard as
-#     micropython vboard_shim.py CMD_FD EVT_FD FLASH_DIR [EXTRA_DIR ...]
+#     micropython vboard_shim.py CMD_FD EVT_FD FLASH_DIR FLASH_BYTES [EXTRA_DIR ...]
 # The host bridge owns the pty and speaks the ESP32 REPL protocol; this side only
 # executes what it is sent, in one __main__ namespace, the way pyexec does.
 #
 # Filesystem: the host root is unmounted and FLASH_DIR becomes "/" through _Flash, a
 # VfsPosix with a root behind a thin Python VFS that keeps ".." from climbing above
-# "/" and lists file sizes as littlefs does (mpremote's `fs ls` shows them). Each
+# "/" and lists file sizes as littlefs does (mpremote's `fs ls` shows them). statvfs
+# reports a FLASH_BYTES filesystem of 4 KiB blocks (0: the host disk's figures);
+# writes beyond it are not refused. Each
 # EXTRA_DIR is mounted read-only at /.vhwN and put on sys.path after "/lib".
 # User code still has os.system and the like: a mapping, not a sandbox.
 #
@@ -27,6 +29,7 @@
 
 import io
 import sys
+from micropython import const
 import os
 import vfs
 import select
@@ -34,7 +37,9 @@ import select
 _CMD_FD = int(sys.argv[1])
 _EVT_FD = int(sys.argv[2])
 _FLASH = sys.argv[3]
-_EXTRA = sys.argv[4:]
+_FLASH_BYTES = int(sys.argv[4])
+_EXTRA = sys.argv[5:]
+_BLOCK = const(4096)
 
 _cmd = open(_CMD_FD, "rb")
 _evt = open(_EVT_FD, "wb")
@@ -84,7 +89,21 @@ class _Flash:
         return self._v.stat(self._p(path))
 
     def statvfs(self, path):
-        return self._v.statvfs(self._p(path))
+        if not _FLASH_BYTES:
+            return self._v.statvfs(self._p(path))
+        total = _FLASH_BYTES // _BLOCK
+        free = max(0, total - self._blocks("/"))
+        return (_BLOCK, _BLOCK, total, free, free, 0, 0, 0, 0, 255)
+
+    def _blocks(self, d):
+        n = 1
+        for e in self._v.ilistdir(d):
+            p = d.rstrip("/") + "/" + e[0]
+            if e[1] == 0x4000:
+                n += self._blocks(p)
+            else:
+                n += (self._v.stat(p)[6] + _BLOCK - 1) // _BLOCK or 1
+        return n
 
     def chdir(self, path):
         self._v.chdir(self._p(path))
