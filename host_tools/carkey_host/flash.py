@@ -3,7 +3,7 @@
     result = flash("/dev/ttyUSB0", "ESP32_GENERIC-v1.24.1.bin", erase=True)
 
 The work is a short list of esptool.cmds calls (documented in esptool's scripting
-guide): connect (detect_chip, or connect_with_retries for a named chip), run_stub,
+guide): connect_esp (which detects the chip unless one is named), run_stub,
 change_baud, attach_flash, erase_flash when asked, write_flash at the chip's offset,
 reset_chip. `connect_call()` and `flash_calls()` build that list as data, so it can
 be checked without a board; `flash()` runs it.
@@ -126,13 +126,14 @@ def check_baud(baud):
 
 
 def connect_call(port, chip="auto", attempts=DEFAULT_CONNECT_ATTEMPTS):
-    """The esptool call that opens the port and syncs with the ROM bootloader."""
-    if chip == "auto":
-        return Call("detect_chip", (), {"port": port, "baud": ROM_BAUD, "connect_mode": "default-reset",
-                                        "connect_attempts": attempts}, uses_esp=False)
-    check_chip(chip)
-    return Call("connect_with_retries", (port, ROM_BAUD, chip, attempts), {"before": "default-reset"},
-                uses_esp=False)
+    """The esptool call that opens the port, resets into the ROM bootloader and syncs.
+
+    connect_esp is esptool's recommended entry point; it detects the chip for "auto".
+    """
+    if chip != "auto":
+        check_chip(chip)
+    return Call("connect_esp", (), {"port": port, "chip": chip, "initial_baud": ROM_BAUD,
+                                    "before": "default-reset", "connect_attempts": attempts}, uses_esp=False)
 
 
 def flash_calls(image, chip, baud=DEFAULT_BAUD, erase=False):

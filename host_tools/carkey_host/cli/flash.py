@@ -26,7 +26,7 @@ exit codes: 0 done, 1 error, 2 bad usage or bad image file, 4 port missing,
 
 
 def do_flash(args):
-    steps = {"detect_chip": "connecting", "connect_with_retries": "connecting", "run_stub": "loading the flasher stub",
+    steps = {"connect_esp": "connecting to the bootloader", "run_stub": "loading the flasher stub",
              "change_baud": f"switching to {args.baud} baud", "attach_flash": "attaching the flash",
              "erase_flash": "erasing the whole flash", "write_flash": "writing and verifying the image",
              "reset_chip": "resetting the board"}
