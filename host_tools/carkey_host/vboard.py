@@ -150,6 +150,8 @@ class _Child:
         finally:
             os.close(cmd_r)
             os.close(evt_w)
+        self.started = False  # has it sent any event yet
+        self.early_output = bytearray()  # what it printed before that, for an error message
         self.out_fd = self.proc.stdout.fileno()
         self.in_fd = self.proc.stdin.fileno()
         os.set_blocking(self.out_fd, False)
@@ -257,9 +259,10 @@ class VirtualBoard:
         self._thread = threading.Thread(target=self._loop, name="vboard", daemon=True)
         self._thread.start()
         # Up means at a prompt, or running main.py (which may never end).
-        if not self._up.wait(STARTUP_TIMEOUT):
+        if not self._up.wait(STARTUP_TIMEOUT) or self._error is not None:
+            error = self._error or VirtualBoardError(f"the board did not come up within {STARTUP_TIMEOUT} s")
             self.stop()
-            raise VirtualBoardError(f"the board did not come up within {STARTUP_TIMEOUT} s")
+            raise error
         return self
 
     def stop(self):
@@ -417,6 +420,8 @@ class VirtualBoard:
                 return
             if not data:
                 return
+            if not child.started and len(child.early_output) < 4096:
+                child.early_output += data
             # ESP32 stdout is "cooked": every \n leaves the board as \r\n.
             self._write(data.replace(b"\n", b"\r\n"))
 
@@ -426,11 +431,22 @@ class VirtualBoard:
         except BlockingIOError:
             return
         if not data:
+            if not child.started:
+                # It never came up (a bad heap size, a broken install): restarting would loop.
+                self._pump_child_output(child)
+                output = bytes(child.early_output)
+                self._error = VirtualBoardError(
+                    "MicroPython exited before the board came up: " + (output.decode(errors="replace").strip() or
+                                                                        f"exit status {child.proc.wait()}"))
+                self._stopping = True
+                self._up.set()
+                return
             # The interpreter died (os._exit, a crash): the board resets.
             self._pump_child_output(child)
             self._mode = "friendly"
             self._power_on(b"\r\nMPY: board process ended, hard reset\r\n")
             return
+        child.started = True
         i = 0
         while i < len(data):
             ev = data[i : i + 1]

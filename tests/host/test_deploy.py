@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import tty
 from pathlib import Path
@@ -28,11 +27,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from carkey_host import deploy as lib
 from carkey_host import paths
 from carkey_host.cli import main as carkey_main
-from carkey_host.serialport import NoAnswer, PortBusy, PortMissing
+from carkey_host.serialport import PortBusy, PortMissing
 from carkey_host.vboard import VirtualBoard
 
 MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
-CARKEY = str(Path(sys.executable).with_name("carkey"))
 
 
 @pytest.fixture(scope="module")

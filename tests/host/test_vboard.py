@@ -299,6 +299,13 @@ def test_missing_micropython_is_a_clear_error(tmp_path, monkeypatch):
         VirtualBoard(tmp_path / "flash").start()
 
 
+def test_interpreter_that_cannot_start_is_a_clear_error(tmp_path):
+    link = tmp_path / "board"
+    with pytest.raises(VirtualBoardError, match="MicroPython exited before the board came up: Invalid command line arguments"):
+        VirtualBoard(tmp_path / "flash", link_path=link, heapsize="lots").start()
+    assert not link.is_symlink()
+
+
 def test_stop_leaves_no_process_and_no_link(tmp_path):
     link = tmp_path / "board"
     b = VirtualBoard(tmp_path / "flash", link_path=link, heapsize="64k").start()
