@@ -168,6 +168,22 @@ def test_deployed_firmware_signs_on_the_board(board, first):
     key.public_key().verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
 
 
+def test_reset_after_deploy_starts_the_new_main_py(tmp_path, firmware, build):
+    fw = tmp_path / "fw"
+    shutil.copytree(firmware, fw)
+    (fw / "main.py").write_text("open('/started.txt', 'w').write('main ran')\n")
+    with VirtualBoard(tmp_path / "flash") as b:
+        boots = b.boots
+        report = lib.deploy(b.port, "virtual", reset=True, firmware_dir=fw, build_dir=tmp_path / "build")
+        assert changed(report)["/main.py"] == "new"
+        marker = b.flash_dir / "started.txt"
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # main.py runs in the board's own process: nothing to await from here
+        assert marker.read_text() == "main ran"
+        assert b.boots == boots + 2  # the deploy's soft reset into the raw REPL, then this one
+
+
 def test_cli_json_reports_the_deploy(board, first, capsys):
     assert carkey_main(["deploy", "--port", board.port, "--board", "virtual", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

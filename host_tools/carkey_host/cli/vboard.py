@@ -29,8 +29,8 @@ def do_vboard(args):
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    board.start()
     try:
+        board.start()
         _out(f"virtual board on {board.port}" + (f" (link {args.link})" if args.link else ""))
         _out(f"flash directory {board.flash_dir}; Ctrl-C stops the board")
         while not stop.wait(0.5):
