@@ -151,6 +151,7 @@ class _Child:
             os.close(cmd_r)
             os.close(evt_w)
         self.started = False  # has it sent any event yet
+        self.partial = b""  # a D event whose status byte has not arrived yet
         self.early_output = bytearray()  # what it printed before that, for an error message
         self.out_fd = self.proc.stdout.fileno()
         self.in_fd = self.proc.stdin.fileno()
@@ -447,14 +448,19 @@ class VirtualBoard:
             self._power_on(b"\r\nMPY: board process ended, hard reset\r\n")
             return
         child.started = True
+        data = child.partial + data
+        child.partial = b""
+        if data.endswith(b"D"):
+            child.partial, data = b"D", data[:-1]  # its status byte is still on the way
         i = 0
         while i < len(data):
             ev = data[i : i + 1]
             i += 1
             if ev == b"G":
-                self._state = "running"
-                self._up.set()
-                self._process_input()  # what arrived before the code started is its input
+                if self._state == "busy":
+                    self._state = "running"
+                    self._up.set()
+                    self._process_input()  # what arrived before the code started is its input
             elif ev == b"D":
                 self._last_status = data[i : i + 1]
                 i += 1

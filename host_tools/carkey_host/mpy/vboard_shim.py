@@ -204,8 +204,9 @@ def _run(kind, payload, g):
             return
     status = b"0"
     err = None
-    _event(b"G")
     try:
+        # Inside the try: a SIGINT right after G belongs to the user code.
+        _evt.write(b"G")
         if kind == b"p":
             with open(payload) as f:
                 src = f.read()
