@@ -256,7 +256,6 @@ class VirtualBoard:
         self._init_state()
         self._stopping = False
         self._up = threading.Event()
-        self._power_on()
         self._thread = threading.Thread(target=self._loop, name="vboard", daemon=True)
         self._thread.start()
         # Up means at a prompt, or running main.py (which may never end).
@@ -390,6 +389,9 @@ class VirtualBoard:
 
     def _loop(self):
         try:
+            # Every interpreter is started from this thread: PR_SET_PDEATHSIG follows the
+            # thread that forked, and this one lives exactly as long as the board.
+            self._power_on()
             while not self._stopping:
                 child = self._child
                 rlist = [self._wake_r, self._master, child.out_fd, child.evt_r]

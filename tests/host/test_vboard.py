@@ -49,6 +49,15 @@ def clean_flash(board):
         (board.flash_dir / name).unlink(missing_ok=True)
 
 
+def alive(pid):
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 def mpremote(port, *args, check=True):
     proc = subprocess.run([MPREMOTE, "connect", port, *args], capture_output=True, text=True, timeout=TIMEOUT)
     if check:
@@ -313,8 +322,21 @@ def test_stop_leaves_no_process_and_no_link(tmp_path):
     assert os.readlink(link) == b.port
     b.stop()
     assert not link.exists() and not link.is_symlink()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert not alive(pid)
+
+
+def test_killed_host_process_takes_the_interpreter_with_it(tmp_path):
+    script = ("import sys, time\nfrom carkey_host.vboard import VirtualBoard\n"
+              f"b = VirtualBoard({str(tmp_path / 'flash')!r}).start()\nprint(b.pid, flush=True)\ntime.sleep(60)\n")
+    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pid = int(host.stdout.readline())
+    assert alive(pid)
+    host.kill()
+    host.wait()
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the kernel delivers the parent-death signal; nothing to await here
+    assert not alive(pid)
 
 
 def test_cli_serves_on_the_link_until_sigterm(tmp_path):
