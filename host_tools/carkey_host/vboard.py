@@ -30,7 +30,11 @@ from . import paths
 from .errors import CarkeyError
 
 SHIM = Path(__file__).resolve().parent / "mpy" / "vboard_shim.py"
-VIRTUAL_HW_DIR = paths.REPO_ROOT / "boards" / "virtual_hw"
+BOARDS_DIR = paths.REPO_ROOT / "boards"
+VIRTUAL_HW_DIR = BOARDS_DIR / "virtual_hw"
+# `import bluetooth` finds boards/virtual_hw/bluetooth.py; `import virtual_hw.platform`
+# (what carkey.ecu.app asks for on CHIP "virtual") finds the package under boards/.
+VIRTUAL_PATH = (VIRTUAL_HW_DIR, BOARDS_DIR)
 
 # Serial REPL control characters.
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
@@ -125,7 +129,7 @@ def _banner_version():
 class _Child:
     """One MicroPython process: a power-on or a soft reset's fresh interpreter."""
 
-    def __init__(self, flash_dir, extra_paths, heapsize, flash_bytes):
+    def __init__(self, flash_dir, extra_paths, heapsize, flash_bytes, extra_env):
         cmd = [paths.micropython_executable()]
         if heapsize:
             cmd += ["-X", f"heapsize={heapsize}"]
@@ -134,6 +138,7 @@ class _Child:
         env = dict(os.environ)
         env.pop("MICROPYPATH", None)
         env["MICROPYPATH"] = ".frozen"
+        env.update(extra_env)
         try:
             self.proc = subprocess.Popen(
                 cmd + [str(SHIM), str(cmd_r), str(evt_w), str(flash_dir), str(flash_bytes or 0),
@@ -207,14 +212,18 @@ class VirtualBoard:
     link_path: optional symlink made to point at the pty (refused if the path exists).
     heapsize:  MicroPython heap, e.g. "64k" for a small ESP32 build (default: the port's).
     extra_path: host directories put on the board's module path after /lib, read-only
-               (default: boards/virtual_hw, the virtual radios and buses).
+               (default: boards/virtual_hw and boards, the virtual radio, PN532 UART,
+               car body and platform).
     flash_bytes: the filesystem size os.statvfs reports (default 2 MiB, an ESP32 with
                4 MB flash; None: the host disk's figures). Writes are not limited.
+    env:       extra environment for the interpreter, e.g. {"CARKEY_PN532": pty path,
+               "CARKEY_AIR": "127.0.0.1:7300"} for boards/virtual_hw.
     """
 
-    def __init__(self, flash_dir, link_path=None, heapsize=None, extra_path=(VIRTUAL_HW_DIR,),
-                 flash_bytes=FLASH_BYTES):
+    def __init__(self, flash_dir, link_path=None, heapsize=None, extra_path=VIRTUAL_PATH,
+                 flash_bytes=FLASH_BYTES, env=None):
         self.flash_bytes = flash_bytes
+        self.env = dict(env or {})
         self.flash_dir = Path(flash_dir).resolve()
         self.link_path = Path(link_path) if link_path else None
         self.heapsize = heapsize
@@ -327,7 +336,7 @@ class VirtualBoard:
             self._child.close()
         if reason:
             self._write(reason)
-        self._child = _Child(self.flash_dir, self.extra_path, self.heapsize, self.flash_bytes)
+        self._child = _Child(self.flash_dir, self.extra_path, self.heapsize, self.flash_bytes, self.env)
         self.boots += 1
         self._steps = [("p", "boot.py")]
         if self._mode == "friendly":

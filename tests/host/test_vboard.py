@@ -289,6 +289,13 @@ def test_virtual_hardware_directory_is_on_the_module_path(board):
     assert mpremote(board.port, "exec", "import vhwprobe; print(vhwprobe.WHERE)").stdout == "virtual hardware\n"
 
 
+def test_default_path_is_lib_then_virtual_hardware_then_boards_and_env_reaches_the_board(tmp_path):
+    with VirtualBoard(tmp_path / "flash", env={"CARKEY_PN532": "/tmp/pn532-link"}) as b:
+        out = mpremote(b.port, "exec", "import sys, os, virtual\nprint(sys.path)\nprint(virtual.BOARD)\n"
+                                       "print(os.getenv('CARKEY_PN532'))").stdout
+    assert out.splitlines() == ["['', '.frozen', '/lib', '/.vhw0', '/.vhw1']", "virtual", "/tmp/pn532-link"]
+
+
 # --- lifecycle and errors -----------------------------------------------------------------------
 
 

@@ -16,13 +16,21 @@ The board's filesystem is DIR: "/" on the board is DIR on the host, so /main.py,
   carkey deploy --port /tmp/carkey-board --board virtual
   mpremote connect /tmp/carkey-board repl        (Ctrl-] leaves mpremote)
 
+The module path is /lib, then boards/virtual_hw and boards (read-only): the virtual
+radio, the PN532 pty UART, the car body. --pn532 and --air tell them where to connect.
+
 Ctrl-D at the board's prompt is a soft reset: boot.py, then main.py, run again in a
 fresh interpreter. Runs until Ctrl-C or SIGTERM; see docs/VBOARD.md.
 """
 
 
 def do_vboard(args):
-    board = VirtualBoard(args.dir, link_path=args.link, heapsize=args.heapsize)
+    env = {}
+    if args.pn532:
+        env["CARKEY_PN532"] = args.pn532
+    if args.air:
+        env["CARKEY_AIR"] = args.air
+    board = VirtualBoard(args.dir, link_path=args.link, heapsize=args.heapsize, env=env)
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -57,4 +65,6 @@ def register(sub):
     p.add_argument("--link", metavar="PATH", help="make PATH a symlink to the pty (it must not exist yet)")
     p.add_argument("--heapsize", metavar="SIZE", default=None,
                    help="MicroPython heap, e.g. 64k for a small ESP32 build (default: the port's)")
+    p.add_argument("--pn532", metavar="PTY", help="the PN532 stand-in's pty or link (sets CARKEY_PN532 on the board)")
+    p.add_argument("--air", metavar="HOST:PORT", help="the virtual air for BLE (sets CARKEY_AIR on the board)")
     p.set_defaults(func=do_vboard)

@@ -127,7 +127,7 @@ class _Flash:
 def _mount():
     os.chdir(_FLASH)
     vfs.umount("/")
-    path = ["", ".frozen", "/lib"]
+    path = ["", ".frozen", "/lib"]  # an ESP32's sys.path
     for i, d in enumerate(_EXTRA):
         point = "/.vhw%d" % i
         vfs.mount(vfs.VfsPosix(d), point, readonly=True)
