@@ -84,8 +84,11 @@ def test_plan_installs_boot_and_main_when_the_firmware_has_them(tmp_path, firmwa
     fw = tmp_path / "fw"
     shutil.copytree(firmware, fw)
     (fw / "main.py").write_text("import carkey\n")
-    dests = [i.dest for i in lib.install_plan("virtual", firmware_dir=fw, build_dir=tmp_path / "b")]
-    assert dests[-2:] == ["/board.py", "/main.py"]
+    plan = lib.install_plan("virtual", firmware_dir=fw, build_dir=tmp_path / "b")
+    dests = [i.dest for i in plan]
+    expected = [d for d in ("/boot.py", "/main.py") if (fw / d[1:]).exists()]
+    assert dests[dests.index("/board.py") + 1 :] == expected
+    assert plan[-1].data == b"import carkey\n"
 
 
 def test_unknown_board_is_refused_with_the_choices():
@@ -255,18 +258,19 @@ def test_not_enough_space_exits_7_and_copies_nothing(tmp_path, firmware, build, 
 def test_flash_that_corrupts_writes_is_a_hash_mismatch_exit_8(tmp_path, firmware, build, capsys):
     flash = tmp_path / "flash"
     flash.mkdir()
-    # A failing flash, simulated on the board: every .mpy written comes back with its first byte changed.
+    # A failing flash, simulated on the board: every file written comes back with its first byte
+    # changed, and writes to /boot.py (which holds this simulation) are lost.
     (flash / "boot.py").write_text(
         "import builtins\n_open = builtins.open\n"
         "class _Bad:\n"
         "    def __init__(self, f):\n        self.f = f\n        self.first = True\n"
         "    def write(self, b):\n"
         "        if self.first and b:\n            b = b'X' + bytes(b)[1:]\n            self.first = False\n"
-        "        return self.f.write(b)\n"
-        "    def close(self):\n        self.f.close()\n"
+        "        return self.f.write(b) if self.f else len(b)\n"
+        "    def close(self):\n        self.f and self.f.close()\n"
         "def _o(p, m='r', *a):\n"
-        "    f = _open(p, m, *a)\n"
-        "    return _Bad(f) if 'w' in m and p.endswith('.mpy') else f\n"
+        "    if 'w' not in m:\n        return _open(p, m, *a)\n"
+        "    return _Bad(None if p.endswith('boot.py') else _open(p, m, *a))\n"
         "builtins.open = _o\n"
     )
     with VirtualBoard(flash) as failing:
