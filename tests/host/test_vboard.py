@@ -260,6 +260,15 @@ def test_board_root_is_the_flash_directory_not_the_host_root(board):
     assert (board.flash_dir / "written.txt").read_text() == "w"
 
 
+def test_rename_and_relative_paths_stay_on_the_board(board):
+    out = mpremote(board.port, "exec",
+                   "import os\ntry:\n    os.mkdir('/rn')\nexcept OSError:\n    pass\nos.chdir('/rn')\n"
+                   "open('a.t', 'w').write('x')\nos.rename('a.t', 'a.ok')\nos.rename('/rn/a.ok', '../moved.ok')\n"
+                   "print(os.getcwd(), os.listdir('.'), open('/moved.ok').read())\nos.chdir('/')").stdout
+    assert out == "/rn [] x\n"
+    assert (board.flash_dir / "moved.ok").read_text() == "x"
+
+
 def test_mpremote_run_executes_a_host_script(board, tmp_path):
     script = tmp_path / "job.py"
     script.write_text("for i in range(3):\n    print('line', i)\n")

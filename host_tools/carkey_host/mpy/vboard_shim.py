@@ -51,7 +51,11 @@ _poll.register(sys.stdin, select.POLLIN)
 
 class _Flash:
     def __init__(self, root):
+        self._root = root.rstrip("/")
         self._v = vfs.VfsPosix(root)
+        # VfsPosix with a root builds both rename paths in one buffer (the second
+        # overwrites the first): rename goes through a root-less VfsPosix instead.
+        self._host = vfs.VfsPosix()
 
     def _p(self, path):
         if not path.startswith("/"):
@@ -121,7 +125,7 @@ class _Flash:
         self._v.remove(self._p(path))
 
     def rename(self, old, new):
-        self._v.rename(self._p(old), self._p(new))
+        self._host.rename(self._root + self._p(old), self._root + self._p(new))
 
 
 def _mount():
