@@ -15,7 +15,7 @@ copied, files left under /lib/carkey by older versions are removed (a stale .py 
 shadow the new .mpy), and a second round re-hashes what was written.
 
 mpremote is used as a library (its SerialTransport), pinned in requirements.lock:
-one connection and one raw REPL session for the whole deploy, a progress callback
+one connection and one raw REPL for the whole deploy, a progress callback
 per chunk, and typed errors (TransportError / TransportExecError) to map onto exit
 codes, where chained `mpremote` subprocesses would reconnect per step and leave
 only their text output to interpret.
@@ -178,7 +178,7 @@ def _blocks(n):
 
 
 class Board:
-    """A raw-REPL session on one port (mpremote's SerialTransport), errors mapped to carkey's."""
+    """The raw REPL of one port (mpremote's SerialTransport), errors mapped to carkey's."""
 
     def __init__(self, port, timeout=10):
         from mpremote.transport_serial import SerialTransport, TransportError
