@@ -341,6 +341,45 @@ def nfc_rows(results, fixture_path=FIXTURE):
     return rows
 
 
+BOARD_FIXTURE = "/bench_fixture.json"
+BOARD_STATE = "/bench_state"
+
+
+def run_on_board(port, names=None, runs=5, progress=print, timeout=600):
+    """The firmware benchmark on a board itself (deployed with `carkey deploy`): one
+    operation per raw-REPL run, so a slow operation only has to finish within
+    `timeout` seconds. The reader rows replay taps recorded here, copied to the board.
+    Returns {name: {"board_ms", "min_ms", "runs", "alloc_bytes"}}."""
+    from .deploy import Board
+    from .errors import CarkeyError
+
+    names = list(names or [n for n in _cpython_ops()] + ["reader_after_tap"])
+    board = Board(port)
+    results = {}
+    try:
+        if any(n in READER_OPS for n in names):
+            progress("recording a standard and a fast tap against the simulated phone...")
+            board.write_file(BOARD_FIXTURE, record_reader_fixture().read_bytes())
+        for name in names:
+            progress(f"  {name} ({runs} runs on the board)...")
+            code = (f"import carkey.bench as b\nb.main(['--runs={runs}', '--fixture={BOARD_FIXTURE}', "
+                    f"'--state={BOARD_STATE}', {name!r}])\n")
+            out, err = board.run(code, timeout)
+            if err:
+                raise CarkeyError(f"{name} failed on the board:\n{err.decode().strip()[-800:]}")
+            for line in out.decode().splitlines():
+                if line.startswith("{"):
+                    r = json.loads(line)
+                    if "error" in r:
+                        raise CarkeyError(f"{name}: {r['error']}")
+                    results[name] = {"board_ms": r["median_us"] / 1000, "min_ms": r["min_us"] / 1000,
+                                     "runs": r["runs"], "alloc_bytes": r["alloc_bytes"]}
+        board.soft_reset()
+    finally:
+        board.close()
+    return results
+
+
 def print_table(results):
     from rich.console import Console
     from rich.table import Table

@@ -215,6 +215,16 @@ class Board:
         except TransportError as e:
             raise NoAnswer(f"the board stopped answering on {self.port}: {e}") from None
 
+    def run(self, code, timeout):
+        """Run code, waiting up to `timeout` s for its output to end (slow benchmarks).
+        Returns (stdout, stderr) as bytes."""
+        from mpremote.transport_serial import TransportError
+
+        try:
+            return self._t.exec_raw(code, timeout=timeout)
+        except TransportError as e:
+            raise NoAnswer(f"the board stopped answering on {self.port}: {e}") from None
+
     def write_file(self, dest, data, progress=None):
         from mpremote.transport_serial import TransportError
 
