@@ -232,7 +232,7 @@ def time_cpython(fn, runs=200):
 def run(names=None, runs=15, heap=True, progress=print):
     """Benchmark `names` (default: all) and return {name: figures}."""
     cpython_ops = _cpython_ops()
-    names = names or list(cpython_ops)
+    names = names or list(cpython_ops) + ["reader_after_tap"]
     compile_firmware(MPY_DIR)
     if any(n in READER_OPS for n in names):
         progress("recording a standard and a fast tap of the firmware ECU against the simulated phone...")

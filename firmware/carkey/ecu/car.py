@@ -89,6 +89,7 @@ class Car:
         self.lockout = self._load_lockout()
         self._records = []  # audit records of the last tap, written by settle()
         self._dirty = False  # key-store changes settle() commits
+        self._tables_fit = True  # verification tables can be built on this heap
 
     def settle(self):
         """After a tap: write its audit records and commit what it changed. The app
@@ -108,9 +109,17 @@ class Car:
         from carkey.protocol.identity import run_steps
 
         built = 0
-        for cred in self.keys.without_table()[:limit]:
-            self.keys.store_table(cred, await run_steps(p256.verify_table_steps(cred.pub)))
-            built += 1
+        if self._tables_fit:
+            for cred in self.keys.without_table()[:limit]:
+                try:
+                    table = await run_steps(p256.verify_table_steps(cred.pub))
+                except MemoryError:
+                    # Building a table needs ~40 KiB beyond a tap: on a heap that small,
+                    # keys are verified without one (slower, never wrong).
+                    self._tables_fit = False
+                    break
+                self.keys.store_table(cred, table)
+                built += 1
         return built
 
     def _note(self, *record):
