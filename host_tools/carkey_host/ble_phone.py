@@ -515,7 +515,8 @@ def count_exchanges(trace, conn: int) -> dict:
 # --- the carkey phone (commands, shares, Kpersistent cache) over the virtual air --------
 
 
-def visit_car(phone, address, name: str, number: int = 1, mtu: int = PHONE_MTU, timeout: float = 5.0):
+def visit_car(phone, address, name: str, number: int = 1, mtu: int = PHONE_MTU, timeout: float = 5.0,
+              addr: bytes | None = None):
     """One visit of a carkey_host.phone.Phone to the car advertising `name`.
 
     Returns (Transaction, LinkLog); the phone's Kpersistent cache is saved, so the
@@ -527,7 +528,7 @@ def visit_car(phone, address, name: str, number: int = 1, mtu: int = PHONE_MTU, 
     device = phone.device
     device.last_reader_status = device.last_control_flow = None
     try:
-        central, write_handle, _ = connect_air(address, name, mtu, timeout)
+        central, write_handle, _ = connect_air(address, name, mtu, timeout, addr=addr)
         try:
             log = serve_air(central, write_handle, device.process)
             log.mtu = central.mtu

@@ -196,7 +196,7 @@ class VirtualCar:
         return result
 
 
-_APP = "import virtual\nfrom carkey.ecu import app\napp.run(virtual, state_dir={state!r})\n"
+_APP = "import virtual\nfrom carkey.ecu import app\napp.run(virtual, state_dir={state!r}, passive_entry={passive})\n"
 
 
 class RunningCar:
@@ -205,7 +205,7 @@ class RunningCar:
     radios the PN532 stand-in at `pn532` (a pty path) and the virtual air at `air`
     ((host, port)), each optional. Use as a context manager; stop() returns its output."""
 
-    def __init__(self, flash_dir, pn532=None, air=None, heapsize=None):
+    def __init__(self, flash_dir, pn532=None, air=None, heapsize=None, passive_entry=False):
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = self.flash_dir / "state"
@@ -217,7 +217,7 @@ class RunningCar:
         cmd = [paths.micropython_executable()]
         if heapsize:
             cmd += ["-X", f"heapsize={heapsize}"]
-        cmd += ["-c", _APP.format(state=str(self.state_dir))]
+        cmd += ["-c", _APP.format(state=str(self.state_dir), passive=bool(passive_entry))]
         self.proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
 

@@ -94,3 +94,37 @@ def test_unlock_over_ble_then_nfc_on_one_running_car(flash, tmp_path):
     taps = [(r["transport"], r["kind"], r["command"], r["result"]) for r in car.log() if r["command"] in (1, 2)]
     assert taps == [(2, 0, 2, 0), (2, 1, 2, 0), (1, 1, 1, 0)]  # BLE standard, BLE fast, NFC fast lock
     assert "Traceback" not in out, out
+
+
+def test_passive_entry_unlocks_on_approach_and_locks_on_walk_away(flash, tmp_path):
+    from carkey_host.ble_phone import AirCentral
+
+    flash.mkdir()
+    car = VirtualCar(flash / "state")
+    keys = KeyDir(tmp_path / "phone")
+    ident = car.provision(keys.init(), int(time.time()))
+    keys.trust(bytes.fromhex(ident["group_id"]), bytes.fromhex(ident["reader_public_key"]))
+    phone_addr = bytes.fromhex("5eed0000a1c1")
+    level = {"dbm": -95}
+    passive = []
+
+    def passive_records():
+        passive[:] = [(r["command"], r["result"]) for r in car.log() if r["kind"] == 4]
+        return passive
+
+    with VirtualAir(port=0) as air:
+        air.rssi = lambda advertiser, scanner: level["dbm"]
+        with RunningCar(flash, air=air.address, passive_entry=True) as board:
+            txn, _ = visit_car(Phone(keys, commands=[(0x01, b"")]), air.address,
+                               device_name(bytes.fromhex(ident["group_id"])), 1, addr=phone_addr)
+            assert txn.control_flow == (1, 0)
+            beacon = AirCentral(air.address, addr=phone_addr)
+            try:
+                beacon.beacon(b"\x02\x01\x06")  # the phone keeps advertising after its visit
+                level["dbm"] = -50  # walking up to the car
+                board.wait_for(lambda: passive_records() == [(0x02, 0)], "the passive unlock")
+                level["dbm"] = -95  # walking away
+                board.wait_for(lambda: passive_records() == [(0x02, 0), (0x01, 0)], "the passive lock")
+            finally:
+                beacon.close()
+    assert passive == [(0x02, 0), (0x01, 0)]

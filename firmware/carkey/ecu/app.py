@@ -89,7 +89,7 @@ class Watchdog:
 
 
 class App:
-    def __init__(self, board, platform=None, state_dir=STATE_DIR, place="door"):
+    def __init__(self, board, platform=None, state_dir=STATE_DIR, place="door", passive_entry=False):
         from carkey.ecu.door import DoorController
         from carkey.hw.pins import Board
 
@@ -106,6 +106,10 @@ class App:
         # waits simply gets its first command later (the reader speaks first).
         self._tap_lock = asyncio.Lock()
         self.watchdog = None
+        # Passive entry (unlock on approach, lock on walk-away) is the owner's opt-in.
+        self.passive_entry = passive_entry
+        self._watch = None
+        self._watched_pub = None
 
     def _start_car(self):
         from carkey.ecu import admin
@@ -144,8 +148,17 @@ class App:
             outcome = await self._tap(link, TRANSPORT_BLE)
             if outcome.error == codes.AUTH_FAILED:
                 await link.close()  # no second try on this connection (docs/PROTOCOL.md §2b)
+            elif outcome.granted and self._watch is not None:
+                self._watched_pub = outcome.credential_pub
+                self._watch.watch(link.addr)
 
         await server.serve(on_phone)
+
+    async def _on_proximity(self, action):
+        # ACTION_LOCK / ACTION_UNLOCK are the §4.1 command ids.
+        async with self._tap_lock:
+            self.car.passive(action, self._watched_pub, TRANSPORT_BLE)
+            self.car.settle()
 
     async def _idle(self):
         # Precompute ephemeral keys and nonces between taps (the pool pauses itself
@@ -181,6 +194,12 @@ class App:
             server = BleServer(device_name(self.car.identity.group_id), ble)
             server.start()
             tasks.append(asyncio.create_task(self._ble(server)))
+            if self.passive_entry:
+                from carkey.hw.ble_proximity import PassiveEntry, Proximity
+                from carkey.hw.ble_watch import ProximityWatch
+
+                self._watch = ProximityWatch(server, PassiveEntry(Proximity(), enabled=True))
+                tasks.append(asyncio.create_task(self._watch.run(self._on_proximity)))
         tasks.append(asyncio.create_task(self._idle()))
         self.watchdog = self.platform.watchdog()
         if self.watchdog is not None:
@@ -203,14 +222,16 @@ def safe_boot(board):
     return Pin(pin, Pin.IN, Pin.PULL_UP).value() == 0
 
 
-def run(board=None, platform=None, state_dir=STATE_DIR):
+def run(board=None, platform=None, state_dir=STATE_DIR, passive_entry=None):
     if board is None:
         import board  # the board description deploy installed as /board.py
     if platform is None and getattr(board, "CHIP", None) == "virtual":
         from virtual_hw.platform import VirtualPlatform
 
         platform = VirtualPlatform()
-    app = App(board, platform, state_dir)
+    if passive_entry is None:
+        passive_entry = bool(getattr(board, "PASSIVE_ENTRY", False))
+    app = App(board, platform, state_dir, passive_entry=passive_entry)
     try:
         asyncio.run(app.run())
     finally:

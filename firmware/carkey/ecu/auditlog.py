@@ -28,6 +28,7 @@ KIND_STANDARD = const(0)
 KIND_FAST = const(1)
 KIND_FALLBACK = const(2)  # fast requested, no cached key matched, finished through AUTH1
 KIND_ADMIN = const(3)  # owner-signed request over USB
+KIND_PASSIVE = const(4)  # passive entry: a phone that authenticated came near or went away
 
 RECORD_SIZE = const(32)
 EXPORT_MAGIC = b"CKAL"

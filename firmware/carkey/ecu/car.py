@@ -17,7 +17,7 @@ from micropython import const
 from carkey import storage
 from carkey.clock import Clock
 from carkey.ecu import codes, envelope, policy
-from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_STANDARD, AuditLog
+from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_PASSIVE, KIND_STANDARD, AuditLog
 from carkey.ecu.keystore import KeyStore, key_slot
 from carkey.protocol import tlv
 from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
@@ -58,9 +58,10 @@ def create_identity(dir):
 class Outcome:
     """What one transaction did, for callers that report it (CLI, tests, bench)."""
 
-    def __init__(self, kind, granted, results, error=None):
+    def __init__(self, kind, granted, results, error=None, credential_pub=None):
         self.kind = kind  # "standard", "fast", "fallback", or None before authentication
         self.granted = granted
+        self.credential_pub = credential_pub  # the key that authenticated (None before that)
         self.results = results  # [(command, result code)]
         self.error = error  # audit result code of a failed transaction, else None
 
@@ -101,6 +102,16 @@ class Car:
         if self._dirty:
             self._dirty = False
             self.keys.commit()
+
+    def passive(self, command, pub, transport):
+        """Passive entry: the phone of the last granted BLE tap came near (unlock) or went
+        away (lock). Nothing new is authenticated, so the key's policy is checked as for
+        a fast tap, and the decision is logged as passive entry. Returns the result code."""
+        now = self.clock.now()
+        cred = self.keys.get(pub) if pub is not None else None
+        code = self._decide(cred, command, b"", codes.KIND_FAST, now)
+        self._note(now, key_slot(pub) if pub is not None else None, transport, KIND_PASSIVE, command, code)
+        return code
 
     async def prepare_tables(self, limit=1):
         """Idle work: build up to `limit` missing verification tables (sliced, so
@@ -215,7 +226,7 @@ class Car:
             await session.end(granted)
         except (LinkError, ProtocolError):
             pass  # the decision stands; the device learns it from the results
-        return Outcome(kind, granted, results, error)
+        return Outcome(kind, granted, results, error, pub)
 
     def _count_failure(self, now):
         if not self.lockout.locked(now):  # failures during a lockout are not counted
