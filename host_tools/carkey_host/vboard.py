@@ -472,11 +472,16 @@ class VirtualBoard:
                     self._state = "running"
                     self._up.set()
                     self._process_input()  # what arrived before the code started is its input
+            elif ev == b"E":
+                # The code ended: no SIGINT from now on, and the supervisor learns so from
+                # the A. An interrupt may make it send E twice; only the first is answered.
+                if self._state in ("running", "interrupted"):
+                    self._state = "ending"
+                    child.ack()
             elif ev == b"D":
                 self._last_status = data[i : i + 1]
                 i += 1
                 self._state = "ending"
-                child.ack()
             elif ev == b"P":
                 if self._state not in ("busy", "running", "interrupted", "ending"):
                     continue

@@ -9,6 +9,7 @@ Run: .venv/bin/pytest -q tests/host/test_vboard.py
 """
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -288,6 +289,95 @@ def test_mpremote_interrupts_a_main_py_that_never_ends(board, clean_flash):
     t = Serial(board.port)
     try:
         t.s.write(b"\r\x03\x02\x04")  # friendly soft reset: main.py starts looping
+        t.until(b"MPY: soft reboot\r\n")
+    finally:
+        t.close()
+    assert mpremote(board.port, "exec", "print('in control')").stdout == "in control\n"
+
+
+def _read_events(child, events, done):
+    deadline = time.monotonic() + TIMEOUT
+    while not done(events) and time.monotonic() < deadline:
+        if select.select([child.evt_r], [], [], 0.5)[0]:
+            events += os.read(child.evt_r, 64)
+    return events
+
+
+def test_sigint_racing_the_end_of_user_code_is_its_keyboard_interrupt(tmp_path):
+    # The Unix port raises KeyboardInterrupt from the signal handler, inside whatever call
+    # is running, also after a read or write has moved its bytes. A SIGINT the bridge sends
+    # just as the code returns must neither be lost nor hit the supervisor's own protocol
+    # I/O (a lost A or a doubled event left the board silent for good).
+    from carkey_host.vboard import _Child
+
+    (tmp_path / "boot.py").write_text("x = 1\n")
+    for attempt in range(40):
+        child = _Child(tmp_path, [], None, 0, {})
+        try:
+            child.send_all(b"p", b"boot.py")
+            events = _read_events(child, b"", lambda ev: b"E" in ev or b"D" in ev)
+            spin = time.perf_counter() + (attempt % 20) * 50e-6  # from at once to 1 ms later
+            while time.perf_counter() < spin:
+                pass
+            child.interrupt()
+            child.ack()
+            events = _read_events(child, events, lambda ev: ev.endswith(b"P"))
+            assert events in (b"GEDEP", b"GEEDEP"), events  # a second E is answered once, not twice
+            output = b""
+            while select.select([child.out_fd], [], [], 0)[0]:
+                chunk = os.read(child.out_fd, 4096)
+                if not chunk:
+                    break
+                output += chunk
+            assert output == b"Traceback (most recent call last):\nKeyboardInterrupt: \n"
+        finally:
+            child.close()
+
+
+APP_MAIN = """\
+import asyncio, select, socket
+
+async def serve():
+    a, b = socket.socket(), socket.socket()
+    a.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
+    a.listen(1)
+    a.setblocking(False)
+    p = select.poll()
+    p.register(a, select.POLLIN)
+    n = 0
+    while True:
+        p.poll(0)
+        n += 1
+        if n % 50 == 0:
+            print("tick", n)
+        await asyncio.sleep_ms(2)
+
+asyncio.run(serve())
+"""
+
+
+@pytest.mark.parametrize("attempt", range(20))
+def test_ctrl_c_right_after_a_soft_reset_stops_the_boot_and_main_stays_off(board, term, clean_flash, attempt):
+    # mpremote's enter_raw_repl right after a friendly soft reset: its Ctrl-C is held until
+    # boot.py starts, and boot.py ends at once. The interrupt must still count (pyexec raises
+    # a KeyboardInterrupt that is pending when the code ends), so main.py, skipped after a
+    # failed boot.py, cannot start and keep the REPL away.
+    (clean_flash / "boot.py").write_text("x = 1\n")
+    (clean_flash / "main.py").write_text(APP_MAIN)
+    data = term.send(b"\x04\r\x03\r\x01", RAW + b">")
+    assert data.startswith(b"\r\nMPY: soft reboot\r\nTraceback (most recent call last):\r\n")
+    assert b"KeyboardInterrupt: \r\n" in data and b"tick" not in data
+    assert term.send(b"print('in control')\x04", b"\x04>") == b"OKin control\r\n\x04\x04>"
+    term.send(b"\x02", b">>> ")
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_mpremote_interrupts_an_asyncio_main_py_after_a_boot_py(board, clean_flash, attempt):
+    (clean_flash / "boot.py").write_text("x = 1\n")
+    (clean_flash / "main.py").write_text(APP_MAIN)
+    t = Serial(board.port)
+    try:
+        t.s.write(b"\r\x03\x02\x04")  # friendly soft reset: boot.py, then main.py runs for ever
         t.until(b"MPY: soft reboot\r\n")
     finally:
         t.close()

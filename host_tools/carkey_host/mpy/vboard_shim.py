@@ -19,13 +19,23 @@
 #   s  one friendly-REPL statement ("single" mode: expression values are printed)
 #   f  friendly paste-mode block ("exec" mode)
 #   p  path of a file to run if it exists (boot.py, main.py)
-# and the single byte A, the acknowledgement of a D event (see below).
+# and the single byte A, the acknowledgement of an E event (see below).
 # Events (EVT_FD), one or two bytes each:
 #   G        user code starts: from now on the bridge turns Ctrl-C into SIGINT
-#   D<st>    user code ended, st = 0 ok, E exception, X SystemExit (soft reset),
-#            N file absent; the bridge stops sending SIGINT and answers A
+#   E        user code ended; the bridge stops sending SIGINT and answers A. E may
+#            come twice (see below): the bridge answers the first one only
+#   D<st>    the command's status, st = 0 ok, E exception, X SystemExit (soft reset),
+#            N file absent (no code ran: no G, no E)
 #   P        everything for this command is written to stdout: prompt may follow
-# Waiting for A absorbs a SIGINT that was already on its way when user code ended.
+#
+# This Unix port raises KeyboardInterrupt asynchronously, from the signal handler: it
+# can surface inside any call, also after a read or write has already moved its bytes.
+# So between G and the A nothing here may depend on knowing whether an I/O call
+# completed: E may be written again after an interrupt (the bridge ignores the second),
+# and the A is waited for with poll, which consumes nothing; it is read once no SIGINT
+# can come any more. A SIGINT the bridge sent before it saw E is the user code's
+# KeyboardInterrupt even when the code had already returned: pyexec raises a pending
+# interrupt after the code the same way (and drops it when the code raised).
 
 import io
 import sys
@@ -47,6 +57,8 @@ _out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
 _in = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
 _poll = select.poll()
 _poll.register(sys.stdin, select.POLLIN)
+_ack = select.poll()
+_ack.register(_CMD_FD, select.POLLIN)
 
 
 class _Flash:
@@ -145,23 +157,11 @@ def _mount():
 def _read_exact(n):
     buf = b""
     while len(buf) < n:
-        try:
-            chunk = _cmd.read(n - len(buf))
-        except KeyboardInterrupt:
-            continue
+        chunk = _cmd.read(n - len(buf))
         if not chunk:
             sys.exit(0)  # the bridge is gone: nothing may outlive it
         buf += chunk
     return buf
-
-
-def _event(b):
-    while True:
-        try:
-            _evt.write(b)
-            return
-        except KeyboardInterrupt:
-            pass
 
 
 def _drain_stdin():
@@ -170,22 +170,6 @@ def _drain_stdin():
     while _poll.poll(0):
         if not _in.read(1):
             break
-
-
-def _wait_ack():
-    while _read_exact(1) != b"A":
-        pass
-    _settle()
-
-
-def _settle():
-    # A SIGINT sent just before the bridge saw D is pending by now: let it raise here,
-    # harmlessly (pending exceptions are raised on backward jumps).
-    try:
-        for _ in range(8):
-            pass
-    except KeyboardInterrupt:
-        pass
 
 
 def _print_exception(e):
@@ -197,38 +181,52 @@ def _print_exception(e):
             _out.write(line.encode() + b"\n")
 
 
+def _compile(kind, payload):
+    if kind == b"p":
+        with open(payload) as f:
+            return compile(f.read(), payload, "exec")
+    return compile(payload, "<stdin>", "single" if kind == b"s" else "exec")
+
+
 def _run(kind, payload, g):
     if kind == b"p":
         try:
             if os.stat(payload)[0] & 0x4000:
                 raise OSError
         except OSError:
-            _event(b"DN")
-            _wait_ack()
+            _evt.write(b"DN")
             return
-    status = b"0"
     err = None
-    try:
-        # Inside the try: a SIGINT right after G belongs to the user code.
-        _evt.write(b"G")
-        if kind == b"p":
-            with open(payload) as f:
-                src = f.read()
-            exec(compile(src, payload, "exec"), g)
-        elif kind == b"s":
-            exec(compile(payload, "<stdin>", "single"), g)
-        else:
-            exec(compile(payload, "<stdin>", "exec"), g)
-    except SystemExit:
-        status = b"X"
-    except BaseException as e:  # noqa: B036 - the REPL reports everything, as pyexec does
-        status = b"E"
-        err = e
-    _event(b"D" + status)
-    _wait_ack()
+    # 1 user code runs, 2 E to send, 3 waiting for the A, 4 quiet: no SIGINT can come.
+    # Every step is inside the try, so an interrupt anywhere only repeats a step.
+    step = 1
+    while step < 4:
+        try:
+            if step == 1:
+                _evt.write(b"G")
+                exec(_compile(kind, payload), g)
+                step = 2
+            elif step == 2:
+                _evt.write(b"E")
+                step = 3
+            else:
+                _ack.poll(-1)  # the A is there: every SIGINT was sent before it
+                for _ in range(8):
+                    pass  # a deferred interrupt (a port without async ones) raises here
+                step = 4
+        except BaseException as e:  # noqa: B036 - the REPL reports everything, as pyexec does
+            if step > 1 and not isinstance(e, KeyboardInterrupt):
+                raise  # the bridge is gone (EPIPE)
+            if err is None:
+                err = e  # the code's own exception, or an interrupt that came as it returned
+            if step == 1:
+                step = 2
+    _read_exact(1)  # the A
+    status = b"0" if err is None else b"X" if isinstance(err, SystemExit) else b"E"
+    _evt.write(b"D" + status)
     if kind == b"r":
         _out.write(b"\x04")
-    if err is not None:
+    if status == b"E":
         _print_exception(err)
     if kind == b"r":
         _out.write(b"\x04")
@@ -238,18 +236,14 @@ def main():
     _mount()
     g = {"__name__": "__main__"}
     while True:
-        try:
-            head = _read_exact(5)
-            kind = head[:1]
-            n = (head[1] << 24) | (head[2] << 16) | (head[3] << 8) | head[4]
-            payload = _read_exact(n).decode() if n else ""
-            _drain_stdin()
-            _run(kind, payload, g)
-            payload = None
-            _event(b"P")
-        except KeyboardInterrupt:
-            # Only reachable through a late SIGINT: the bridge never sends one outside user code.
-            _event(b"P")
+        head = _read_exact(5)
+        kind = head[:1]
+        n = (head[1] << 24) | (head[2] << 16) | (head[3] << 8) | head[4]
+        payload = _read_exact(n).decode() if n else ""
+        _drain_stdin()
+        _run(kind, payload, g)
+        payload = None
+        _evt.write(b"P")
 
 
 main()
