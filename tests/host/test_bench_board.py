@@ -4,25 +4,19 @@ Run: .venv/bin/pytest -q tests/host/test_bench_board.py
 """
 
 import json
-import subprocess
-import sys
 
 from carkey_host.vboard import VirtualBoard
-
-
-def carkey(*args):
-    return subprocess.run([sys.executable, "-m", "carkey_host.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+from carkey_cli import carkey
 
 
 def test_bench_runs_on_the_board(tmp_path):
     port = tmp_path / "tty"
     with VirtualBoard(tmp_path / "flash", port):
-        assert carkey("deploy", "--port", port, "--board", "virtual").returncode == 0
-        r = carkey("bench", "--port", port, "--runs", "3", "--json", "hkdf", "gcm_64", "reader_fast_txn")
+        assert carkey("deploy", "--port", port, "--board", "virtual", check=False).returncode == 0
+        r = carkey("bench", "--port", port, "--runs", "3", "--json", "hkdf", "gcm_64", "reader_fast_txn", check=False)
         assert r.returncode == 0, r.stdout + r.stderr
         results = json.loads(r.stdout[r.stdout.index("{"):])
-        bad = carkey("bench", "--port", port, "no_such_op")
+        bad = carkey("bench", "--port", port, "no_such_op", check=False)
     assert set(results) == {"hkdf", "gcm_64", "reader_fast_txn"}
     for row in results.values():
         assert row["runs"] == 3 and 0 < row["min_ms"] <= row["board_ms"]

@@ -28,6 +28,7 @@ from carkey_host.keydir import KeyDir
 from carkey_host.phone import Phone
 from carkey_host.tcp_link import ThreadedServer
 from carkey_host.vcar import VirtualCar
+from carkey_cli import carkey as _carkey
 
 UNLOCK = env.COMMANDS["unlock"]
 DRIVE = env.COMMANDS["drive"]
@@ -400,14 +401,6 @@ def _kill_later(car, port, delay):
 
 
 # --- the CLI contract --------------------------------------------------------------------
-
-
-def _carkey(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "carkey_host.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
 
 
 @pytest.mark.parametrize("framing", ["raw", "lp"])

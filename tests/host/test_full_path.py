@@ -10,20 +10,11 @@ Run: .venv/bin/pytest -q tests/host/test_full_path.py
 
 import json
 import re
-import subprocess
-import sys
 import time
 
 from carkey_host.vboard import VirtualBoard
 from carkey_host.virtual_air import VirtualAir
-
-
-def carkey(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "carkey_host.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=180)
-    if check:
-        assert proc.returncode == 0, f"carkey {' '.join(map(str, args))}:\n{proc.stdout}{proc.stderr}"
-    return proc
+from carkey_cli import carkey
 
 
 def test_deploy_provision_unlock_log(tmp_path):

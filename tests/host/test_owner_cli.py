@@ -9,8 +9,6 @@ Run: .venv/bin/pytest -q tests/host/test_owner_cli.py
 
 import json
 import re
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -19,14 +17,7 @@ from carkey_host.keydir import KeyDir
 from carkey_host.phone import Phone
 from carkey_host.tcp_link import FramedSocket, listen
 from carkey_host.vcar import VirtualCar
-
-
-def carkey(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "carkey_host.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
+from carkey_cli import carkey
 
 
 @pytest.fixture
