@@ -33,17 +33,6 @@ class FakeResetPin:
             self.chip.silent = False  # RSTPDN low resets a hung chip
 
 
-class FakeResetPin:
-    def __init__(self, chip):
-        self.chip = chip
-        self.levels = []
-
-    def value(self, v):
-        self.levels.append(v)
-        if not v:
-            self.chip.silent = False  # RSTPDN low resets a hung chip
-
-
 class TestI2c(unittest.TestCase):
     def test_get_firmware_version_transactions(self):
         chip = FakeChip()

@@ -108,20 +108,27 @@ def poll(taps, select_apdu, ecp=None, stop_after_ms=10000):
             "failed_taps": st.failed_taps, "polls": st.polls}
 
 
-def reader_taps(path, spec_json):
-    # The firmware reader over the NFC link, one tap per entry of spec["taps"]
-    # (list target, Reader.transact, exchanges, end, release); see reader_client.py.
-    from carkey.protocol.reader import KEY_SLOT_MODE, PUBLIC_KEY_MODE, PrecomputePool, Reader, ReaderIdentity
+def _reader_on(path, spec_json):
+    # The firmware reader with the spec's identity and credentials, its driver on the pty.
+    from carkey.protocol.reader import PrecomputePool, Reader, ReaderIdentity
     from fakelink import Cred, FakeCredentials
-    import gc
 
     spec = json.loads(spec_json)
     attach(path)
-    pn532 = _state["pn532"]
     identity = ReaderIdentity.from_bytes(bytes.fromhex(spec["identity"]))
     creds = FakeCredentials([Cred(bytes.fromhex(c["pub"]), None) for c in spec["credentials"]])
     pool = PrecomputePool(ephemerals=1, nonces=1)
     reader = Reader(identity, pool, timeout_ms=spec.get("timeout_ms", 3000))
+    return spec, _state["pn532"], creds, pool, reader
+
+
+def reader_taps(path, spec_json):
+    # The firmware reader over the NFC link, one tap per entry of spec["taps"]
+    # (list target, Reader.transact, exchanges, end, release); see reader_client.py.
+    from carkey.protocol.reader import KEY_SLOT_MODE, PUBLIC_KEY_MODE
+    import gc
+
+    spec, pn532, creds, pool, reader = _reader_on(path, spec_json)
     out = []
 
     async def tap(t):
@@ -161,16 +168,8 @@ def reader_poll(path, spec_json):
     # on_target for spec["taps"] taps; returns one entry per tap and the poll stats.
     from carkey.hw.pn532 import ecp_access_frame
     from carkey.protocol.errors import TransactionError
-    from carkey.protocol.reader import PrecomputePool, Reader, ReaderIdentity
-    from fakelink import Cred, FakeCredentials
 
-    spec = json.loads(spec_json)
-    attach(path)
-    pn532 = _state["pn532"]
-    identity = ReaderIdentity.from_bytes(bytes.fromhex(spec["identity"]))
-    creds = FakeCredentials([Cred(bytes.fromhex(c["pub"]), None) for c in spec["credentials"]])
-    pool = PrecomputePool(ephemerals=1, nonces=1)
-    reader = Reader(identity, pool, timeout_ms=3000)
+    spec, pn532, creds, pool, reader = _reader_on(path, spec_json)
     taps = []
 
     async def on_target(link, target):
