@@ -4,10 +4,17 @@ Firmware tests (tests/firmware/test_*.py) are not imported by CPython: each file
 runs inside the MicroPython Unix port through tests/mpy/mpy_runner.py, and every
 test method becomes its own pytest item with MicroPython's traceback on failure.
 A module-level `MPY_HEAPSIZE = "64k"` runs that file with `micropython -X heapsize=64k`.
+
+What the harness puts on that heap must not depend on where the checkout is: the
+runner starts as `micropython -m mpy_runner` from the repository root with a
+MICROPYPATH of relative folders, so every path string (sys.path, module __file__,
+argv) is the same at any checkout path, and every module (runner, fakes, firmware,
+the test file) loads precompiled instead of being compiled on the heap under test.
 """
 
 import ast
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -39,9 +46,33 @@ SUPPORT_MPY = TEST_MPY / "support"
 TESTS_MPY = TEST_MPY / "tests"
 
 
+def _repo_relative(path):
+    return Path(path).relative_to(paths.REPO_ROOT).as_posix()
+
+
 def firmware_test_env():
-    return micropython_env(
-        extra_paths=[SUPPORT_MPY, MPY_SUPPORT, FIRMWARE_TESTS, paths.REPO_ROOT / "boards"], firmware_dir=FIRMWARE_MPY
+    env = micropython_env()
+    env["MICROPYPATH"] = os.pathsep.join(
+        [".frozen"]
+        + [_repo_relative(p) for p in (FIRMWARE_MPY, SUPPORT_MPY, MPY_SUPPORT, FIRMWARE_TESTS, paths.REPO_ROOT / "boards")]
+    )
+    return env
+
+
+def runner_command(heapsize, mode, module_path, *test_ids):
+    """argv running tests/mpy/mpy_runner.py in `mode` ("--list" or "--json"); run it with
+    cwd=REPO_ROOT and env=firmware_test_env(). `module_path` is best repository-relative."""
+    return mpy_command(heapsize) + ["-m", "mpy_runner", mode, str(module_path), *test_ids]
+
+
+def run_firmware_module(heapsize, mode, module_path, *test_ids):
+    return subprocess.run(
+        runner_command(heapsize, mode, module_path, *test_ids),
+        capture_output=True,
+        text=True,
+        env=firmware_test_env(),
+        cwd=paths.REPO_ROOT,
+        timeout=MODULE_TIMEOUT_S,
     )
 
 
@@ -68,6 +99,32 @@ def _module_heapsize(path):
     return None
 
 
+def _test_lines(path):
+    """{"Class.method": 0-based line of its def} for the test methods of a file (best effort)."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError:
+        return {}
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+    def methods(cls, seen=()):
+        # Own defs win over ones inherited from a base class of the same file.
+        found = {}
+        for base in reversed(cls.bases):
+            if isinstance(base, ast.Name) and base.id in classes and base.id not in seen:
+                found.update(methods(classes[base.id], seen + (cls.name,)))
+        for item in cls.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found[item.name] = item.lineno - 1
+        return found
+
+    return {f"{name}.{meth}": line for name, cls in classes.items() for meth, line in methods(cls).items()}
+
+
+# The runner's --list output starts with this when the module raised unittest.SkipTest at import.
+SKIP_PREFIX = "#skip "
+
+
 class MicroPythonFile(pytest.File):
     def collect(self):
         self.heapsize = _module_heapsize(self.path)
@@ -76,20 +133,19 @@ class MicroPythonFile(pytest.File):
         except BuildError as e:
             raise self.CollectError(str(e)) from None
         # The runner imports by module name from this directory: it finds the .mpy.
-        self.module_path = str(compiled.with_suffix(".py"))
-        proc = subprocess.run(
-            mpy_command(self.heapsize) + [str(RUNNER), "--list", self.module_path],
-            capture_output=True,
-            text=True,
-            env=firmware_test_env(),
-            cwd=paths.REPO_ROOT,
-            timeout=MODULE_TIMEOUT_S,
-        )
+        self.module_path = _repo_relative(compiled.with_suffix(".py"))
+        proc = run_firmware_module(self.heapsize, "--list", self.module_path)
+        lines = proc.stdout.splitlines()
+        if proc.returncode == 0 and lines and lines[0].startswith(SKIP_PREFIX):
+            # unittest.SkipTest raised while importing the module: the whole file is skipped.
+            reason = lines[0][len(SKIP_PREFIX):] or "skipped at import"
+            raise pytest.skip.Exception(f"{self.path.name}: {reason}", allow_module_level=True)
         if proc.returncode != 0:
             raise self.CollectError(
                 f"MicroPython could not import {self.path.name}:\n{proc.stdout}{proc.stderr}"
             )
         self._results = None
+        self._lines = _test_lines(self.path)
         for test_id in proc.stdout.split():
             yield MicroPythonItem.from_parent(self, name=test_id.replace(".", "::"), test_id=test_id)
 
@@ -97,14 +153,7 @@ class MicroPythonFile(pytest.File):
         """Run every selected test of this file in one MicroPython process, once."""
         if self._results is None:
             selected = [item.test_id for item in session.items if item.parent is self]
-            proc = subprocess.run(
-                mpy_command(self.heapsize) + [str(RUNNER), "--json", self.module_path, *selected],
-                capture_output=True,
-                text=True,
-                env=firmware_test_env(),
-                cwd=paths.REPO_ROOT,
-                timeout=MODULE_TIMEOUT_S,
-            )
+            proc = run_firmware_module(self.heapsize, "--json", self.module_path, *selected)
             self._results = {}
             for line in proc.stdout.splitlines():
                 if line.startswith("{"):
@@ -142,7 +191,9 @@ class MicroPythonItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, None, f"{self.path.name}::{self.test_id} [micropython]"
+        # A line number, never None: pytest places skips at the item's location and
+        # fails with an INTERNALERROR when the line is missing.
+        return self.path, self.parent._lines.get(self.test_id, 0), f"{self.path.name}::{self.test_id} [micropython]"
 
 
 def pytest_pycollect_makemodule(module_path, parent):

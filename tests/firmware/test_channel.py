@@ -15,7 +15,7 @@ h = bytes.fromhex
 SK_READER = bytes(range(32))
 SK_DEVICE = bytes(range(32, 64))
 
-# Fast transaction of shared/vectors/aliro-expedited-kat.json: EXCHANGE command
+# Fast transaction of tests/vectors/aliro-expedited-kat.json: EXCHANGE command
 # and answer, both at counter 1.
 KAT_SK_READER = h("f2938d3325eb72991efcd79cd5b6bcc729198ae592fb4742464d43ce32e9a4ef")
 KAT_SK_DEVICE = h("14a03a4339d992b1f0afd4fe2cf2fca2325104e6d20e6c8bd169fd4efc8e960a")

@@ -61,7 +61,7 @@ X963_CASES = (
      "142d43525a78e5bc79a17f59676a5706dc54d54d4d1f0bd7e386128ec26afc21"),
 )
 
-# /work/shared/vectors/aliro-expedited-kat.json, transaction 1: kdh_x963,
+# tests/vectors/aliro-expedited-kat.json, transaction 1: kdh_x963,
 # hkdf_volatile, hkdf_persistent, stepup_keys_hkdf; transaction 2: hkdf_volatile_fast.
 KAT_Z = "f729b3b088b38ad02a68635bed39005b8c35ab3d8f25dd2ff0ce3f23b0c78f0e"
 KAT_TXN_ID = "dd2bfe3497711014b2150313162bfb64"

@@ -52,7 +52,7 @@ RFC_SIGS = (
               "019f4113742a2b14bd25926b49c649155f267e60d3814b4c0cc84250e46f0083"),
 )
 
-# From /work/shared/vectors/aliro-expedited-kat.json, transaction 1 (standard) and "common".
+# From tests/vectors/aliro-expedited-kat.json, transaction 1 (standard) and "common".
 KAT_READER_PRIV = "b402dded91e47e0dc3ebe5ef54f75c39ffc406bce6c6322038d031b213085fb1"
 KAT_READER_PUB = (
     "04a103154c2115843e3c8493818cc10ae1e6e72215fd90df3cd0c57db87c582fd9"

@@ -1,6 +1,6 @@
 """Known-answer replay of the Aliro expedited phase against the simulated user device.
 
-Replays both transactions of shared/vectors/aliro-expedited-kat.json (standard, then
+Replays both transactions of tests/vectors/aliro-expedited-kat.json (standard, then
 fast) through carkey_host.aliro.UserDevice byte for byte, and checks every
 intermediate value (ECDH, Kdh, salts, HKDF outputs, signatures, cryptogram, IVs).
 
@@ -25,11 +25,8 @@ from carkey_host.aliro.channel import (
 from carkey_host.aliro.kpersistent_cache import KpersistentCache
 from carkey_host.aliro.user_device import State, UserDevice
 
-KAT_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "aliro-expedited-kat.json"
-
-if not KAT_PATH.exists():
-    pytest.skip(f"Aliro KAT file not found at {KAT_PATH}", allow_module_level=True)
-
+# Part of the repository (see tests/vectors/README.md): a missing file is an error, not a skip.
+KAT_PATH = Path(__file__).resolve().parents[1] / "vectors" / "aliro-expedited-kat.json"
 KAT = json.loads(KAT_PATH.read_text())
 COMMON = KAT["common"]
 STANDARD, FAST = KAT["transactions"]

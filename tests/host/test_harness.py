@@ -10,20 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from carkey_host import paths
 from carkey_host.mpy_bridge import MicroPython, MicroPythonError
-from conftest import RUNNER, firmware_test_env, mpy_command
+from conftest import firmware_test_env, mpy_command, run_firmware_module
 
-SAMPLE = Path(__file__).resolve().parent / "data" / "mpy_sample_tests.py"
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE = (DATA / "mpy_sample_tests.py").relative_to(paths.REPO_ROOT)
 
 
-def run_sample(*extra, heapsize="64k"):
-    proc = subprocess.run(
-        mpy_command(heapsize) + [str(RUNNER), "--json", str(SAMPLE), *extra],
-        capture_output=True,
-        text=True,
-        env=firmware_test_env(),
-        timeout=60,
-    )
+def run_sample(*extra, heapsize="64k", sample=SAMPLE):
+    proc = run_firmware_module(heapsize, "--json", sample, *extra)
     return proc, {r["id"]: r for r in map(json.loads, proc.stdout.splitlines())}
 
 
@@ -53,6 +49,18 @@ def test_failure_shows_where_and_why():
 def test_selection_runs_only_named_tests():
     proc, results = run_sample("TestSample.test_passes")
     assert list(results) == ["TestSample.test_passes"]
+    assert proc.returncode == 0
+
+
+def test_runner_heap_holds_no_checkout_path():
+    # What the runner keeps on the heap (sys.path, module __file__ names) must be the same
+    # at any checkout path, and no harness module may be compiled from source on the heap
+    # under test: heap-bounded tests once passed or failed with the checkout path's length.
+    proc, results = run_sample(sample=(DATA / "mpy_where_loaded.py").relative_to(paths.REPO_ROOT))
+    assert {k: (v["outcome"], v["message"]) for k, v in results.items()} == {
+        "TestWhereLoaded.test_harness_modules_are_precompiled_and_relative": ("passed", ""),
+        "TestWhereLoaded.test_search_path_is_relative": ("passed", ""),
+    }, proc.stderr
     assert proc.returncode == 0
 
 
