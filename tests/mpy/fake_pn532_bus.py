@@ -10,7 +10,10 @@
 # next n answers), late (keep the answer back until poke()).
 #
 # FakeUart delivers those frames like the HSU: in small pieces. The I2C and SPI
-# buses are in fake_pn532_buses.py.
+# buses are in fake_pn532_buses.py. Its logs keep the newest fakelog.LIMIT entries;
+# `counts` has how many frames of each command code the chip received in all.
+
+from fakelog import keep
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
 NACK = b"\x00\x00\xff\xff\x00\x00"
@@ -34,6 +37,7 @@ class FakeChip:
     def __init__(self, target=None):
         self.frames = []  # host command frames, whole, as written
         self.commands = []  # (cmd, params)
+        self.counts = {}  # cmd -> frames received, in all
         self.raw = []  # everything the host wrote, write by write
         self.out = []  # frames ready for the host
         self.target = target
@@ -55,7 +59,7 @@ class FakeChip:
     def host_write(self, data):
         data = bytes(data)
         if self.log:
-            self.raw.append(data)
+            keep(self.raw, data)
         if data[:1] == b"\x55":  # HSU wake-up: 55 55 and zeros, a write of its own
             assert data == b"\x55\x55" + bytes(14), "wake-up preamble"
             self.wakes += 1
@@ -85,9 +89,10 @@ class FakeChip:
         assert data[-1] == 0, "postamble"
         assert payload[0] == 0xD4, "TFI"
         if self.log:
-            self.frames.append(data)
+            keep(self.frames, data)
         cmd, params = payload[1], payload[2:]
-        self.commands.append((cmd, params))
+        keep(self.commands, (cmd, params))
+        self.counts[cmd] = self.counts.get(cmd, 0) + 1
         if self.silent:
             return
         if self.drop_ack:

@@ -3,7 +3,9 @@
 #
 # FakeI2C delivers frames as transactions that start with the ready byte; FakeSPI
 # takes DW/SR/DR prefixes under CS, LSB first on the wire (or MSB first for a
-# SoftSPI-style bus, which the chip then reads bit-reversed).
+# SoftSPI-style bus, which the chip then reads bit-reversed). Logs are bounded (fakelog).
+
+from fakelog import keep, keep_first
 
 
 class FakeI2C:
@@ -17,7 +19,7 @@ class FakeI2C:
     def writeto(self, addr, data):
         if addr != self.address:
             raise OSError(19)  # ENODEV: nobody acknowledges the address
-        self.log.append(("w", bytes(data)))
+        keep(self.log, ("w", bytes(data)))
         self.chip.host_write(data)
         return len(data)
 
@@ -34,7 +36,7 @@ class FakeI2C:
             buf[1 : 1 + n] = frame[:n]
         elif out:
             buf[0] = 1
-        self.log.append(("r", bytes(buf)))
+        keep(self.log, ("r", bytes(buf)))
 
 
 def _rev(b):
@@ -72,7 +74,7 @@ class FakeSPI:
         self.lsb = lsb
         self.cs = FakeCs(self)
         self.wire = []  # per CS-low transaction: bytes as the chip read them off MOSI
-        self.mosi = b""  # every byte the host passed to write(), before the bus shifted it
+        self.mosi = bytearray()  # the first bytes the host passed to write(), before the bus shifted them
         self._mode = None
         self._tx = b""
         self._frame = b""
@@ -85,7 +87,7 @@ class FakeSPI:
         self._tx = b""
 
     def end(self):
-        self.wire.append(self._tx)
+        keep(self.wire, self._tx)
         if self._mode == 0x01:
             self.chip.host_write(self._tx[1:])
         elif self._mode == 0x03:
@@ -94,7 +96,7 @@ class FakeSPI:
 
     def write(self, data):
         assert self.cs.level == 0, "SPI write with CS high"
-        self.mosi += bytes(data)
+        keep_first(self.mosi, data)
         data = self._conv(data)
         if self._mode is None:
             self._mode = data[0]

@@ -5,7 +5,10 @@
 # command with the next expectation (None accepts any) and returns the answer,
 # or raises it when it is an exception instance. Past the end of the script it
 # raises LinkError, as a device that went away would. Every command is recorded
-# in .sent for assertions on what the reader did after an error.
+# in .sent for assertions on what the reader did after an error (the newest
+# fakelog.LIMIT commands; .count has them all).
+
+from fakelog import keep
 
 from carkey.protocol.errors import LinkError
 
@@ -19,16 +22,18 @@ class FakeLink:
         self.script = list(script)
         self.sent = []
         self.timeouts = []
+        self.count = 0
 
     async def transceive(self, capdu, timeout_ms):
         capdu = bytes(capdu)
-        self.sent.append(capdu)
-        self.timeouts.append(timeout_ms)
+        self.count += 1
+        keep(self.sent, capdu)
+        keep(self.timeouts, timeout_ms)
         if not self.script:
             raise LinkError("script exhausted")
         expected, answer = self.script.pop(0)
         if expected is not None and capdu != expected:
-            raise ScriptMismatch("command %d: sent %s, expected %s" % (len(self.sent), capdu.hex(), expected.hex()))
+            raise ScriptMismatch("command %d: sent %s, expected %s" % (self.count, capdu.hex(), expected.hex()))
         if isinstance(answer, Exception):
             raise answer
         return bytes(answer)

@@ -5,8 +5,11 @@
 # recorded as (virtual ms, role, physical level), so a test can assert the exact
 # shape of a pulse. Inputs hold a physical level the test sets with FakePins.set().
 # Nothing here sleeps: time moves only when the test calls VirtualClock.advance().
+# The timeline keeps the newest fakelog.LIMIT entries.
 
 import time
+
+from fakelog import keep
 
 
 class VirtualClock:
@@ -41,7 +44,7 @@ class FakePin:
         if self.mode != "out":
             raise AssertionError("write to input pin " + self.role)
         self._level = 1 if v else 0
-        self._pins.timeline.append((self._pins.clock.ms, self.role, self._level))
+        keep(self._pins.timeline, (self._pins.clock.ms, self.role, self._level))
 
     def on(self):
         self.value(1)
@@ -63,7 +66,7 @@ class FakePins:
         self.pins[role] = pin
         if mode == "out":
             # Creating an output drives it, as machine.Pin(..., value=) does.
-            self.timeline.append((self.clock.ms, role, idle_level))
+            keep(self.timeline, (self.clock.ms, role, idle_level))
         return pin
 
     def set(self, role, level):

@@ -1,9 +1,14 @@
 # carkey — fake UART for firmware tests: records every byte written, can refuse part of a write.
 # SPDX-License-Identifier: MIT
 
+from fakelog import keep
+
 
 class FakeUART:
-    """A machine.UART stand-in with write(); `accept` caps how many bytes one write takes."""
+    """A machine.UART stand-in with write(); `accept` caps how many bytes one write takes.
+
+    `writes` keeps the newest fakelog.LIMIT writes, and data() joins those.
+    """
 
     def __init__(self, accept=None):
         self.writes = []
@@ -13,7 +18,7 @@ class FakeUART:
         data = bytes(buf)  # the writer reuses its buffer: keep a copy
         if self.accept is not None:
             data = data[: self.accept]
-        self.writes.append(data)
+        keep(self.writes, data)
         return len(data)
 
     def data(self):
