@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-host test-firmware bench demo lock clean
+.PHONY: setup lint test test-paths test-host test-firmware bench demo lock clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(BIN)/micropython -c "import sys; print('micropython', sys.version)"
 	touch $@
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint
 	$(BIN)/pytest -q
+
+# The whole `make test` from fresh clones of HEAD at a 4- and a 120-character path
+# (each builds its own .venv): nothing may depend on where the checkout is.
+test-paths:
+	bash tests/clone_paths.sh
 
 test-host: $(STAMP)
 	$(BIN)/pytest -q tests/host

@@ -10,7 +10,7 @@ import asyncio
 import gc
 
 import unittest
-from fake_pn532_bus import ACK, FakeChip, make_frame
+from fake_pn532_bus import FakeChip, make_frame
 from fake_pn532_buses import FakeSPI
 from fakelink import FakeLink
 from fakelog import LIMIT
@@ -92,6 +92,13 @@ class FakeLogsTest(unittest.TestCase):
         self.assertLess(heap_growth(step, RUN), 512)
         self.assertEqual(len(pins.timeline), LIMIT)
         self.assertEqual(pins.timeline[-1], (clock.ms, "led", (2 * LIMIT + RUN - 1) & 1))
+
+    def test_every_fake_keeps_the_same_number(self):
+        import fakelink
+        import fakepins
+        import fakeuart
+
+        self.assertEqual((fakelink.LOG_LIMIT, fakepins.LOG_LIMIT, fakeuart.LOG_LIMIT), (LIMIT, LIMIT, LIMIT))
 
     def test_uart_writes_are_bounded(self):
         uart = FakeUART()

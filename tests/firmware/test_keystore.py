@@ -9,7 +9,6 @@
 # else loaded: the test runner and this file would not leave room for 32 credentials
 # on a 64-bit Unix port, which needs about 1.7 times the RAM of a 32-bit ESP32.
 
-import gc
 import hashlib
 import os
 import struct

@@ -5,7 +5,6 @@
 #  or: MICROPYPATH=firmware:tests/mpy:tests/firmware .venv/bin/micropython tests/firmware/test_keystore_cards.py
 
 import hashlib
-import os
 from binascii import unhexlify as h
 
 import unittest

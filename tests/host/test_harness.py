@@ -12,7 +12,7 @@ import pytest
 
 from carkey_host import paths
 from carkey_host.mpy_bridge import MicroPython, MicroPythonError
-from conftest import firmware_test_env, mpy_command, run_firmware_module
+from conftest import mpy_command, run_firmware_module
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE = (DATA / "mpy_sample_tests.py").relative_to(paths.REPO_ROOT)

@@ -5,7 +5,7 @@
 # tests exercise the real lookups without touching a file. The bridge entry points
 # let host tests run document acceptance inside MicroPython with such a store.
 
-from carkey.ecu.codes import ACTION_REVOKE, ACTION_SUSPEND, ROLE_OWNER, STATUS_ACTIVE, STATUS_REVOKED, STATUS_SUSPENDED
+from carkey.ecu.codes import ROLE_OWNER, STATUS_ACTIVE, STATUS_REVOKED
 from carkey.ecu.keystore import Credential, KeyStore
 
 _NO_DIR = "/nonexistent/carkey-test-keystore"

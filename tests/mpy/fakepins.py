@@ -5,11 +5,19 @@
 # recorded as (virtual ms, role, physical level), so a test can assert the exact
 # shape of a pulse. Inputs hold a physical level the test sets with FakePins.set().
 # Nothing here sleeps: time moves only when the test calls VirtualClock.advance().
-# The timeline keeps the newest fakelog.LIMIT entries.
+# The timeline keeps the newest LOG_LIMIT entries.
 
 import time
 
-from fakelog import keep
+# Newest timeline entries kept, as fakelog.LIMIT (test_fake_logs checks they agree). Not
+# imported from there: this file is also compiled alone onto a board-sized heap.
+LOG_LIMIT = 32
+
+
+def _keep(log, entry):
+    log.append(entry)
+    if len(log) > LOG_LIMIT:
+        log.pop(0)
 
 
 class VirtualClock:
@@ -44,7 +52,7 @@ class FakePin:
         if self.mode != "out":
             raise AssertionError("write to input pin " + self.role)
         self._level = 1 if v else 0
-        keep(self._pins.timeline, (self._pins.clock.ms, self.role, self._level))
+        _keep(self._pins.timeline, (self._pins.clock.ms, self.role, self._level))
 
     def on(self):
         self.value(1)
@@ -66,7 +74,7 @@ class FakePins:
         self.pins[role] = pin
         if mode == "out":
             # Creating an output drives it, as machine.Pin(..., value=) does.
-            keep(self.timeline, (self.clock.ms, role, idle_level))
+            _keep(self.timeline, (self.clock.ms, role, idle_level))
         return pin
 
     def set(self, role, level):

@@ -7,7 +7,7 @@ import sys
 from .. import flash as lib
 from . import out as _out
 
-EPILOG = f"""\
+EPILOG = """\
 Flashes MicroPython itself (once per board, or to upgrade it); `carkey deploy` then
 installs carkey on top. Get the image from micropython.org/download: the full .bin
 for ESP32_GENERIC, ESP32_GENERIC_S3 or ESP32_GENERIC_C3. It is written at 0x1000 on
