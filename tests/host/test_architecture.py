@@ -10,7 +10,6 @@ Run: .venv/bin/pytest -q tests/host/test_architecture.py
 
 import ast
 import sys
-from pathlib import Path
 
 import pytest
 
