@@ -2,13 +2,16 @@
 # SPDX-License-Identifier: MIT
 #
 # CarBody.pin is a carkey.hw.pins pin factory. Output changes are kept in a
-# timeline (ticks_ms, role, level) so a run can show what the relays did; the lock
+# timeline (ticks_ms, role, level), the newest TIMELINE_LIMIT of them, so a run can
+# show what the relays did (a virtual board runs for hours); the lock
 # follows the lock and unlock motor outputs as a real door lock does, and the
 # doors and ignition are set by whoever plays the driver. save()/load() keep the
 # body between runs of the Unix-port car, as a parked car keeps its state.
 
 import json
 import time
+
+TIMELINE_LIMIT = 256
 
 _DOOR_BITS = {"door_driver": 0, "door_passenger": 1, "door_rear_left": 2, "door_rear_right": 3, "door_trunk": 4}
 
@@ -52,6 +55,8 @@ class CarBody:
 
     def output_changed(self, role, level):
         self.timeline.append((self._clock(), role, level))
+        if len(self.timeline) > TIMELINE_LIMIT:
+            self.timeline.pop(0)
         if level and role == "lock":
             self.locked = True
         elif level and role in ("unlock", "unlock_driver"):

@@ -140,7 +140,7 @@ class Demo:
             sim.place(PhoneTarget(lock, on_end=ended.append))
             board.wait_for(lambda: ended, "the NFC tap")
             ms = (time.perf_counter() - start) * 1000
-            self._radio_line("NFC", ended[0], ms, f"{len(sim.target.apdus)} APDUs through the PN532")
+            self._radio_line("NFC", ended[0], ms, f"{sim.target.apdu_count} APDUs through the PN532")
             sim.remove()
         if board.output.strip():
             self.say(f"    [dim]{board.output.strip()[-500:]}[/]")

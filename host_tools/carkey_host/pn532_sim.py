@@ -13,7 +13,8 @@ Aliro `UserDevice` or a `carkey_host.phone.Phone` there.
 
 Fault injection: `corrupt_next_answer()`, `drop_next_ack()`, `delay_next_answer(s)`,
 `remove_after(n_apdus)`, `hang()` (ignore everything until the next wake-up), and
-`send_error_frame_next()`. Every command, APDU pair and ECP frame is recorded.
+`send_error_frame_next()`. Commands, APDU pairs and ECP frames are recorded, the newest
+LOG_LIMIT of each (`carkey nfc-sim` runs for hours); `apdu_count` counts every APDU.
 """
 
 import os
@@ -21,6 +22,7 @@ import select
 import threading
 import time
 import tty
+from collections import deque
 
 from . import nfc_timing
 from .aliro.user_device import LinkDropped
@@ -28,6 +30,7 @@ from .aliro.user_device import LinkDropped
 ACK = b"\x00\x00\xff\x00\xff\x00"
 NACK = b"\x00\x00\xff\xff\x00\x00"
 ERROR_FRAME = b"\x00\x00\xff\x01\xff\x7f\x81\x00"
+LOG_LIMIT = 256  # entries each record keeps, the newest
 WAKE = b"\x55\x55\x00\x00\x00"
 
 FIRMWARE = (0x32, 0x01, 0x06, 0x07)  # IC PN532, version 1.6, ISO 14443-A/B and 18092 supported
@@ -73,7 +76,8 @@ class PhoneTarget:
         self.uid, self.atqa, self.sak, self.ats = bytes(uid), bytes(atqa), sak, bytes(ats)
         self.requires_ecp = requires_ecp
         self.on_end = on_end
-        self.apdus = []
+        self.apdus = deque(maxlen=LOG_LIMIT)
+        self.apdu_count = 0
         self.presentations = 0
         self._mark = 0
 
@@ -81,7 +85,7 @@ class PhoneTarget:
         self.device.reset()
         self.device.last_reader_status = self.device.last_control_flow = None
         self.presentations += 1
-        self._mark = len(self.apdus)
+        self._mark = self.apdu_count
         if self.phone is not None:
             from .phone import Transaction
 
@@ -96,6 +100,7 @@ class PhoneTarget:
                 self.phone.transaction.dropped = True
             raise TargetGone("the device dropped the link") from None
         self.apdus.append((capdu, rapdu))
+        self.apdu_count += 1
         return rapdu
 
     def deactivate(self):
@@ -107,8 +112,8 @@ class PhoneTarget:
                 txn.control_flow = self.device.last_control_flow
             self.phone.keydir.save_kpersistent_cache(self.device.kpersistent_cache)
         self.device.reset()
-        if self.on_end is not None and len(self.apdus) > self._mark:
-            self._mark = len(self.apdus)
+        if self.on_end is not None and self.apdu_count > self._mark:
+            self._mark = self.apdu_count
             self.on_end(txn)
 
 
@@ -140,9 +145,10 @@ class Pn532Sim:
         self._muted = False  # the target stopped answering (dropped the link)
         self._ecp_seen = False
         self.field_on = False
-        self.commands = []  # (command code, parameters) of every well-formed frame
-        self.apdus = []  # (capdu, rapdu) of whole APDUs exchanged with a target
-        self.ecp_frames = []
+        self.commands = deque(maxlen=LOG_LIMIT)  # (command code, parameters) of well-formed frames
+        self.apdus = deque(maxlen=LOG_LIMIT)  # (capdu, rapdu) of whole APDUs exchanged with a target
+        self.apdu_count = 0
+        self.ecp_frames = deque(maxlen=LOG_LIMIT)
         self.wakeups = 0
         self.empty_polls = 0  # InListPassiveTarget answered with no target
         self.nacks = 0
@@ -190,7 +196,7 @@ class Pn532Sim:
 
     def remove_after(self, n_apdus):
         """Take the target away once it has answered `n_apdus` more APDUs."""
-        self._remove_after = len(self.apdus) + n_apdus
+        self._remove_after = self.apdu_count + n_apdus
 
     def hang(self):
         """Stop answering anything until the host sends the wake-up preamble."""
@@ -431,7 +437,7 @@ class Pn532Sim:
             return self._answer_part()
         capdu = bytes(self._chain + data)
         self._chain = bytearray()
-        if self._remove_after is not None and len(self.apdus) >= self._remove_after:
+        if self._remove_after is not None and self.apdu_count >= self._remove_after:
             self._remove_after = None  # taken away before this command reached it
             self._deactivate()
             self.target = None
@@ -442,6 +448,7 @@ class Pn532Sim:
             self._muted = True
             return bytes([ST_TIMEOUT])
         self.apdus.append((capdu, rapdu))
+        self.apdu_count += 1
         self._rf_s = nfc_timing.rf_apdu_s(len(capdu), len(rapdu), self._params)
         self._answer_rest = rapdu
         return self._answer_part()

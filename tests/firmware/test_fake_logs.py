@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 #
 # Each fake that records what the code under test did (PN532 chip and buses, APDU link,
-# GPIO timeline, UART) is driven far past fakelog.LIMIT: its logs keep the newest
-# entries only, the counts keep the totals, and the heap does not grow with the run.
+# GPIO timeline, UART, the virtual board's car body) is driven far past its limit: its
+# logs keep the newest entries only, the counts keep the totals, and the heap does not
+# grow with the run.
 #   .venv/bin/pytest -q tests/firmware/test_fake_logs.py
 
 import asyncio
@@ -99,6 +100,18 @@ class FakeLogsTest(unittest.TestCase):
         import fakeuart
 
         self.assertEqual((fakelink.LOG_LIMIT, fakepins.LOG_LIMIT, fakeuart.LOG_LIMIT), (LIMIT, LIMIT, LIMIT))
+
+    def test_virtual_car_body_timeline_is_bounded(self):
+        from virtual_hw.car_body import TIMELINE_LIMIT, CarBody
+
+        body = CarBody()
+        n = 4 * TIMELINE_LIMIT
+        for i in range(n):
+            body.output_changed("unlock", i & 1)
+        self.assertEqual(len(body.timeline), TIMELINE_LIMIT)
+        self.assertEqual(body.timeline[-1][1:], ("unlock", (n - 1) & 1))
+        # The oldest entry kept is an end (level 0) whose start was dropped: not a pulse.
+        self.assertEqual(len(body.pulses()), TIMELINE_LIMIT // 2 - 1)
 
     def test_uart_writes_are_bounded(self):
         uart = FakeUART()

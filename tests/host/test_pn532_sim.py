@@ -18,7 +18,7 @@ import pytest
 
 from carkey_host import paths
 from carkey_host.mpy_bridge import MicroPython, MicroPythonError
-from carkey_host.pn532_sim import Pn532Sim
+from carkey_host.pn532_sim import LOG_LIMIT, Pn532Sim
 
 MPY_SUPPORT = paths.REPO_ROOT / "tests" / "mpy"
 SELECT = bytes.fromhex("00A4040009A000000909ACCE550100")
@@ -78,7 +78,7 @@ def started(mp, sim, target=None):
 def test_firmware_version_after_wake_up(mp, sim):
     assert probe(mp, "begin") == [0x32, 0x01, 0x06, 0x07]
     assert sim.wakeups == 1
-    assert sim.commands == [
+    assert list(sim.commands) == [
         (0x14, bytes.fromhex("011401")),
         (0x02, b""),
         (0x32, bytes.fromhex("05ff0101")),
@@ -90,7 +90,7 @@ def test_asleep_chip_ignores_frames_without_wake_up(mp, sim):
     with pytest.raises(MicroPythonError) as e:
         probe(mp, "call", 0x02, b"")
     assert e.value.type == "Pn532Timeout"
-    assert sim.commands == []
+    assert list(sim.commands) == []
 
 
 def test_empty_field(mp, sim):
@@ -114,7 +114,7 @@ def test_apdu_round_trip(mp, sim):
     card = started(mp, sim, EchoCard())
     assert probe(mp, "transceive", SELECT) == SELECT[::-1] + b"\x90\x00"
     assert card.seen == [SELECT]
-    assert sim.apdus == [(SELECT, SELECT[::-1] + b"\x90\x00")]
+    assert list(sim.apdus) == [(SELECT, SELECT[::-1] + b"\x90\x00")]
 
 
 def test_longest_apdus_use_extended_frames(mp, sim):
@@ -218,7 +218,7 @@ def test_express_target_answers_only_after_ecp(mp, sim):
     sim.place(card)
     assert probe(mp, "list_target") is None
     probe(mp, "send_ecp", ECP)
-    assert sim.ecp_frames == [ECP]
+    assert list(sim.ecp_frames) == [ECP]
     assert sim.commands[-2] == (0x08, bytes.fromhex("630280630380"))  # CRC_A on for the raw frame
     assert probe(mp, "list_target")["uid"] == EchoCard.uid
 
@@ -246,6 +246,27 @@ def test_poll_loop_serves_one_tap_per_presentation(mp, sim):
     assert card.seen == [SELECT, SELECT]
     assert all(f == ECP for f in sim.ecp_frames)
 
+
+
+def _frame(payload):
+    n = len(payload)
+    return bytes([0, 0, 0xFF, n, (-n) & 0xFF]) + payload + bytes([(-sum(payload)) & 0xFF, 0])
+
+
+def test_records_keep_the_newest_entries_on_a_long_run():
+    # `carkey nfc-sim` serves a polling board for hours: its records must not grow forever.
+    n = LOG_LIMIT + 100
+    with Pn532Sim(awake=True) as sim:
+        fd = os.open(sim.path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            for i in range(n):  # GetFirmwareVersion, numbered by two extra parameter bytes
+                os.write(fd, _frame(bytes([0xD4, 0x02, i & 0xFF, i >> 8])))
+            last = (0x02, bytes([(n - 1) & 0xFF, (n - 1) >> 8]))
+            sim.wait_for(lambda s: len(s.commands) > 0 and s.commands[-1] == last)
+            assert len(sim.commands) == LOG_LIMIT
+            assert sim.commands[0] == (0x02, bytes([100, 0]))  # the oldest kept: the first 100 went
+        finally:
+            os.close(fd)
 
 # --- the virtual board's UART ---------------------------------------------------------
 
