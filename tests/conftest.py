@@ -27,7 +27,6 @@ from carkey_host.mpy_bridge import MicroPython, micropython_env
 TESTS_DIR = Path(__file__).resolve().parent
 FIRMWARE_TESTS = TESTS_DIR / "firmware"
 MPY_SUPPORT = TESTS_DIR / "mpy"
-RUNNER = MPY_SUPPORT / "mpy_runner.py"
 MODULE_TIMEOUT_S = 600
 
 
