@@ -7,6 +7,12 @@ class CarkeyError(Exception):
     exit_code = 1
 
 
+class UsageError(CarkeyError):
+    """An argument that parses but means nothing usable: a bad date, a slot no key has (exit code 2)."""
+
+    exit_code = 2
+
+
 class Refused(CarkeyError):
     """The work ran to its end and the answer was no (a refused transaction, a failed check)."""
 

@@ -1,7 +1,7 @@
 """`carkey phone …`: the simulated phone (a user device holding a credential)."""
 
 from .. import envelope as env
-from ..errors import CarkeyError
+from ..errors import CarkeyError, UsageError
 from ..keydir import KeyDir, parse_hex
 from ..tcp_link import FRAMINGS, parse_endpoint
 from . import out as _out
@@ -94,14 +94,14 @@ def _command_handler(name):
 def _parse_command(text):
     name, _, arg = text.partition("=")
     if name not in env.COMMANDS:
-        raise CarkeyError(f"unknown command {name!r}; choose from {', '.join(env.COMMANDS)}")
+        raise UsageError(f"unknown command {name!r}; choose from {', '.join(env.COMMANDS)}")
     if name == "drive":
         minutes = int(arg or "30") if (arg or "30").isdigit() else -1
         if not 1 <= minutes <= 240:
-            raise CarkeyError("drive wants minutes 1..240, e.g. --command drive=30")
+            raise UsageError("drive wants minutes 1..240, e.g. --command drive=30")
         return env.COMMANDS[name], bytes([minutes])
     if arg:
-        raise CarkeyError(f"{name} takes no argument")
+        raise UsageError(f"{name} takes no argument")
     return env.COMMANDS[name], b""
 
 
