@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from . import envelope as env
 from .aliro import tlv
-from .aliro.user_device import LinkDropped, UserDevice
+from .aliro.user_device import LinkDropped, State, UserDevice
 from .keydir import KeyDir
 from .tcp_link import FramedSocket, FramingError, LinkClosed, listen
 
@@ -27,6 +27,7 @@ class Transaction:
     control_flow: tuple | None = None
     dropped: bool = False
     error: str | None = None
+    authenticated: bool = False  # the secure channel opened: the reader proved the key this phone trusts
 
 
 class Phone:
@@ -90,6 +91,7 @@ class Phone:
                     txn.dropped = True
                     break
                 link.send(r_apdu)
+                txn.authenticated = txn.authenticated or self.device.state is State.SECURE
         except (FramingError, OSError, tlv.TlvError) as e:
             txn.error = str(e)
         finally:

@@ -120,9 +120,15 @@ def do_phone_serve(args):
         elif txn.error:
             _out(f"connection {txn.number}: link error: {txn.error}")
         else:
-            granted = txn.control_flow is not None and txn.control_flow[0] == 1
             results = "; ".join(r.describe() for r in txn.results) or "no carkey results"
-            _out(f"connection {txn.number}: {'granted' if granted else 'refused'}: {results}")
+            if txn.control_flow is not None:
+                _out(f"connection {txn.number}: {'granted' if txn.control_flow[0] == 1 else 'refused'}: {results}")
+            elif txn.authenticated:
+                # e.g. an Aliro reader that is not a carkey car: no verdict is no refusal
+                _out(f"connection {txn.number}: authenticated; reader sent no result"
+                     + (f": {results}" if txn.results else ""))
+            else:
+                _out(f"connection {txn.number}: reader hung up before authenticating")
 
     phone.serve(host, port, args.framing, args.connections, on_listening, on_transaction)
 
