@@ -29,6 +29,20 @@ class Transaction:
     error: str | None = None
     authenticated: bool = False  # the secure channel opened: the reader proved the key this phone trusts
 
+    def describe(self) -> str:
+        """One line on what happened, as `phone serve` and `nfc-sim` print it."""
+        if self.dropped:
+            return "dropped the link (reader not trusted)"
+        if self.error:
+            return f"link error: {self.error}"
+        results = "; ".join(r.describe() for r in self.results) or "no carkey results"
+        if self.control_flow is not None:
+            return f"{'granted' if self.control_flow[0] == 1 else 'refused'}: {results}"
+        if self.authenticated:
+            # e.g. an Aliro reader that is not a carkey car: no verdict is no refusal
+            return "authenticated; reader sent no result" + (f": {results}" if self.results else "")
+        return "reader hung up before authenticating"
+
 
 class Phone:
     def __init__(self, keydir: KeyDir, commands=(), revocations=()):

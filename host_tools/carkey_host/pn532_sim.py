@@ -23,7 +23,7 @@ import time
 import tty
 
 from . import nfc_timing
-from .aliro.user_device import LinkDropped
+from .aliro.user_device import LinkDropped, State
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
 NACK = b"\x00\x00\xff\xff\x00\x00"
@@ -96,6 +96,8 @@ class PhoneTarget:
                 self.phone.transaction.dropped = True
             raise TargetGone("the device dropped the link") from None
         self.apdus.append((capdu, rapdu))
+        if self.phone is not None and self.phone.transaction is not None and self.device.state is State.SECURE:
+            self.phone.transaction.authenticated = True
         return rapdu
 
     def deactivate(self):

@@ -115,20 +115,7 @@ def do_phone_serve(args):
         _out(f"phone listening on {sockname[0]}:{sockname[1]} ({args.framing} framing)")
 
     def on_transaction(txn):
-        if txn.dropped:
-            _out(f"connection {txn.number}: dropped the link (reader not trusted)")
-        elif txn.error:
-            _out(f"connection {txn.number}: link error: {txn.error}")
-        else:
-            results = "; ".join(r.describe() for r in txn.results) or "no carkey results"
-            if txn.control_flow is not None:
-                _out(f"connection {txn.number}: {'granted' if txn.control_flow[0] == 1 else 'refused'}: {results}")
-            elif txn.authenticated:
-                # e.g. an Aliro reader that is not a carkey car: no verdict is no refusal
-                _out(f"connection {txn.number}: authenticated; reader sent no result"
-                     + (f": {results}" if txn.results else ""))
-            else:
-                _out(f"connection {txn.number}: reader hung up before authenticating")
+        _out(f"connection {txn.number}: {txn.describe()}")
 
     phone.serve(host, port, args.framing, args.connections, on_listening, on_transaction)
 
