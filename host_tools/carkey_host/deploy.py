@@ -41,7 +41,7 @@ from pathlib import Path
 
 from . import paths
 from .build import BuildError, compile_firmware
-from .errors import CarkeyError
+from .errors import EXIT_INTERRUPTED, CarkeyError
 from .serialport import EXIT_HASH_MISMATCH, EXIT_NO_SPACE, NoAnswer, check_port
 
 BOARDS = ("esp32_devkitc", "esp32_s3", "esp32_c3_fob", "virtual")
@@ -64,7 +64,7 @@ class HashMismatch(CarkeyError):
 class DeployInterrupted(CarkeyError):
     """Ctrl-C during a deploy; the message says what the board holds now and what to run."""
 
-    exit_code = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+    exit_code = EXIT_INTERRUPTED
 
 
 @dataclass

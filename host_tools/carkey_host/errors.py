@@ -1,5 +1,7 @@
 """The one user-facing error class of the host tools; the CLI prints it as `carkey: message`."""
 
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports it
+
 
 class CarkeyError(Exception):
     """An operational error with a message meant for the person at the terminal (exit code 1)."""

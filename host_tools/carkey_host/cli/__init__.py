@@ -6,9 +6,10 @@ library directly and the CLI only parses, prints and maps errors to exit codes.
 
 Exit codes (README's table): 0 success, 1 operational error, 2 bad usage, 3 refused by
 the car, 4 port missing, 5 port busy, 6 nothing answered, 7 no space, 8 hash mismatch,
-130 interrupted. `main` is the one place that turns an error into its exit code and its
-message: `carkey: message` on stderr and, when the command was given --json, also
-{"error": message, "exit_code": N} on stdout, so a script reads every outcome as JSON.
+130 interrupted (Ctrl-C). `main` is the one place that turns an error into its exit
+code and its message: `carkey: message` on stderr and, when the command was given
+--json, also {"error": message, "exit_code": N} on stdout, so a script reads every
+outcome as JSON.
 """
 
 import argparse
@@ -17,9 +18,7 @@ import json
 import sys
 
 from .. import __version__
-from ..errors import CarkeyError
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+from ..errors import EXIT_INTERRUPTED, CarkeyError
 
 # Command groups, in the order `carkey --help` lists them.
 GROUPS = ("demo", "owner", "reader", "phone", "card", "nfcsim", "air", "vboard", "deploy", "flash", "bench")
@@ -80,10 +79,11 @@ def main(argv=None):
             _fail(str(e), e.exit_code, as_json)
             raise
         return _fail(str(e), e.exit_code, as_json)
-    except KeyboardInterrupt as e:
-        # A command that can leave something half-done says what and what to run next
-        # (raised as CarkeyError from its own handler); any other just stops.
-        return _fail(str(e) or "interrupted (Ctrl-C)", EXIT_INTERRUPTED, as_json)
+    except KeyboardInterrupt:
+        # Ctrl-C is how servers and `log --follow` stop: no message. A command that can
+        # leave something half-done (deploy) turns it into a CarkeyError that says what
+        # happened and what to run next, with this same exit code.
+        return EXIT_INTERRUPTED
     return code or 0
 
 
