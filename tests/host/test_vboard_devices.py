@@ -15,7 +15,10 @@ import sys
 import threading
 import time
 
+import pytest
+
 from carkey_host import deploy, owner
+from carkey_host.errors import Refused
 from carkey_host.keydir import KeyDir
 from carkey_host.phone import Phone
 from carkey_host.pn532_sim import PhoneTarget, Pn532Sim
@@ -43,6 +46,9 @@ def test_pn532_link_given_as_a_host_path_reaches_the_host_and_a_tap_is_granted(t
         assert done.wait(60), f"no tap reached the board; it reported {list(reports)}"
         assert taps[0].control_flow is not None and taps[0].control_flow[0] == 1, taps[0]
         assert list(reports) == []
+        # The board's own refusal travels back as one (exit 3), not as a failure.
+        with pytest.raises(Refused, match="already provisioned"):
+            owner.provision(UsbCar(board.port, timeout=60), keys)
 
 
 def test_cli_vboard_reports_a_missing_pn532_pty_and_the_nfc_task_that_died(tmp_path):
