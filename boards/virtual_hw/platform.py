@@ -8,9 +8,14 @@
 #   CARKEY_AIR     HOST:PORT of the virtual air (no BLE without it; read by bluetooth.py)
 # The car body (lock, doors, ignition) persists in car_body.json in the board's
 # flash directory, and the car-bus stream goes to carbus.log there.
+# CARKEY_PN532 is a host path: on the virtual board the host opens it
+# (virtual_hw/host.py). A task that dies (a radio whose device is gone) is printed
+# on the board's console, as on an ESP32, and reported to the host as well.
 
+import asyncio
 import os
 
+from virtual_hw import host
 from virtual_hw.car_body import CarBody
 
 _BODY = "car_body.json"
@@ -26,10 +31,19 @@ class _FileUART:
             return f.write(buf)
 
 
+def _task_died(loop, context):
+    loop.default_exception_handler(loop, context)
+    coro = repr(getattr(context.get("future"), "coro", ""))
+    name = coro.split("'")[1] if coro.count("'") >= 2 else "?"  # <generator object '_nfc' at ...>
+    exc = context.get("exception")
+    host.report("task %s stopped: %s: %s" % (name.lstrip("_"), type(exc).__name__, exc))
+
+
 class VirtualPlatform:
     def __init__(self, flash_dir="."):
         self.flash_dir = flash_dir
         self.body = CarBody.load(flash_dir + "/" + _BODY)
+        asyncio.get_event_loop().set_exception_handler(_task_died)
 
     def save(self):
         self.body.save(self.flash_dir + "/" + _BODY)
@@ -46,8 +60,8 @@ class VirtualPlatform:
         return make
 
     def pn532(self, spec):
-        path = os.getenv("CARKEY_PN532")
-        if not path:
+        path = host.device("CARKEY_PN532")
+        if path is None:
             return None
         from carkey.hw.pn532 import Pn532
         from carkey.hw.pn532_hsu import UartTransport

@@ -1,8 +1,9 @@
 # carkey — a machine.UART stand-in for the Unix port: a serial tty (pty) in raw, non-blocking mode.
 # SPDX-License-Identifier: MIT
 #
-# The Unix port's `machine` has no UART. PtyUART(path) opens a tty the way the
-# virtual board's PN532 stand-in offers it (carkey_host.pn532_sim) and behaves
+# The Unix port's `machine` has no UART. PtyUART(path) opens a tty (a path, or a
+# descriptor the host opened: virtual_hw/host.py) the way the virtual board's PN532
+# stand-in offers it (carkey_host.pn532_sim) and behaves
 # like the ESP32 UART: read(n)/readinto(buf) return what has arrived (bytes come
 # in pieces), waiting at most `timeout` ms for the first byte and then returning
 # None when nothing came; any() says whether a read would find something.

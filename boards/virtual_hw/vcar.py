@@ -196,7 +196,8 @@ def main():
         req = json.loads(sys.stdin.read())
         result = handle(req)
     except (admin.AdminError, NotProvisioned, StorageError) as e:
-        _out({"ok": False, "error": str(e)})
+        # refused: the firmware judged the request and said no (exit 3 on the host)
+        _out({"ok": False, "error": str(e), "refused": isinstance(e, admin.AdminError)})
         sys.exit(1)
     except Exception as e:  # a firmware fault: report it as such, never as a refusal
         sys.print_exception(e)

@@ -12,7 +12,17 @@ What goes where (install_plan):
 One exec round reads every planned file's size and SHA-256 on the board (plus free
 space and what else sits under /lib/carkey); only missing or different files are
 copied, files left under /lib/carkey by older versions are removed (a stale .py would
-shadow the new .mpy), and a second round re-hashes what was written.
+shadow the new .mpy).
+
+Nothing is written over a good file until its replacement is known good: every file
+is copied to DEST.tmp, a second round re-hashes the copies, and only when all of them
+match does one exec rename them into place (a rename replaces a file in one step on
+littlefs). A Ctrl-C or a lost cable while copying leaves the old firmware whole and
+at most some .tmp files, which the next deploy overwrites or removes.
+
+Reaching the raw REPL interrupts the board's application; when the deploy ends (done,
+dry run, refused or interrupted) the board is soft-reset so main.py runs again,
+unless the caller asks for restart=False.
 
 mpremote is used as a library (its SerialTransport), pinned in requirements.lock:
 one connection and one raw REPL for the whole deploy, a progress callback
@@ -31,7 +41,7 @@ from pathlib import Path
 
 from . import paths
 from .build import BuildError, compile_firmware
-from .errors import CarkeyError
+from .errors import EXIT_INTERRUPTED, CarkeyError
 from .serialport import EXIT_HASH_MISMATCH, EXIT_NO_SPACE, NoAnswer, check_port
 
 BOARDS = ("esp32_devkitc", "esp32_s3", "esp32_c3_fob", "virtual")
@@ -40,6 +50,7 @@ PACKAGE_DIR = "/lib/carkey"
 CHUNK = 512  # bytes per write exec; raw-paste flow control keeps the board's buffer safe
 # littlefs allocates whole blocks; count a file as at least this much when checking space.
 BLOCK = 4096
+STAGED = ".tmp"  # a copy is written to DEST + STAGED, verified, then renamed to DEST
 
 
 class NotEnoughSpace(CarkeyError):
@@ -48,6 +59,12 @@ class NotEnoughSpace(CarkeyError):
 
 class HashMismatch(CarkeyError):
     exit_code = EXIT_HASH_MISMATCH
+
+
+class DeployInterrupted(CarkeyError):
+    """Ctrl-C during a deploy; the message says what the board holds now and what to run."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 @dataclass
@@ -81,6 +98,7 @@ class DeployReport:
     bytes_copied: int = 0
     free_bytes: int = None
     seconds: float = 0.0
+    restarted: bool = False  # the board was soft-reset afterwards, so its application runs
 
     @property
     def copied(self):
@@ -101,6 +119,7 @@ class DeployReport:
             "unchanged": sum(1 for f in self.files if f.action == "unchanged"),
             "bytes_copied": self.bytes_copied,
             "free_bytes": self.free_bytes,
+            "restarted": self.restarted,
             "seconds": round(self.seconds, 3),
         }
 
@@ -261,6 +280,11 @@ class Board:
         self._t.exit_raw_repl()
         self._t.serial.write(b"\x04")
 
+    def drop(self):
+        """Close the port without a word to the board (it may be in the middle of a command)."""
+        with contextlib.suppress(Exception):
+            self._t.close()
+
     def close(self):
         try:
             if self._t.in_raw_repl:
@@ -271,71 +295,156 @@ class Board:
             self._t.close()
 
 
-def deploy(port, board, dry_run=False, reset=False, progress=None, timeout=10, build_dir=None, firmware_dir=None):
+def deploy(port, board, dry_run=False, restart=True, progress=None, timeout=10, build_dir=None,
+           firmware_dir=None):
     """Install the firmware for `board` on the board at `port`; returns a DeployReport.
 
+    restart: soft-reset the board at the end so its application runs again (also after
+    a dry run, a refusal or a Ctrl-C); False leaves it at the REPL, application stopped.
     progress(event, **info) is called with ("plan", files=N, bytes=B), ("file", dest=,
     size=), ("chunk", dest=, done=, size=) and ("verify",) so a caller can draw bars.
+    Ctrl-C raises DeployInterrupted, whose message says what the board holds.
     """
     started = time.monotonic()
     progress = progress or (lambda event, **info: None)
     items = install_plan(board, build_dir=build_dir, firmware_dir=firmware_dir)
     target = Board(port, timeout=timeout)
+    where = {"stage": "survey", "dest": None, "done": 0, "todo": 0, "staged": []}
     try:
-        found, extra, free = target.survey([i.dest for i in items])
-        planned = {i.dest for i in items}
-        results, todo = [], []
-        for item in items:
-            have = found.get(item.dest)
-            if have is None:
-                action = "new"
-            elif have[1] == item.sha256:
-                action = "unchanged"
-            elif have[0] == item.size:
-                action = "replaced"  # same size, other bytes: corrupt on the board
-            else:
-                action = "updated"
-            results.append(FileResult(item.dest, item.size, action))
-            if action != "unchanged":
-                todo.append(item)
-        stale = sorted(p for p in extra if p not in planned)
-        results += [FileResult(p, 0, "removed") for p in stale]
-        need = sum(_blocks(i.size) - _blocks((found.get(i.dest) or (0,))[0] or 0) for i in todo)
-        if free is not None and need > free:
-            raise NotEnoughSpace(
-                f"not enough space on the board: the firmware needs {need} more bytes, {free} are free; "
-                "remove files from the board (mpremote fs rm) or erase it (carkey flash --erase)"
-            )
-        report = DeployReport(port, board, dry_run, results, free_bytes=free)
-        if dry_run:
-            report.seconds = time.monotonic() - started
-            return report
-        if stale:
-            target.exec("import os\nfor p in %r:\n    os.remove(p)" % stale)
-        dirs = sorted({d for i in todo for d in _parents(i.dest)})
-        if dirs:
-            target.exec("import os\nfor d in %r:\n    try:\n        os.mkdir(d)\n    except OSError:\n        pass" % dirs)
-        progress("plan", files=len(todo), bytes=sum(i.size for i in todo))
-        for item in todo:
-            progress("file", dest=item.dest, size=item.size)
-            target.write_file(item.dest, item.data,
-                              lambda done, size, d=item.dest: progress("chunk", dest=d, done=done, size=size))
-            report.bytes_copied += item.size
-        if todo:
-            progress("verify")
-            after, _, report.free_bytes = target.survey([i.dest for i in todo])
-            bad = [i.dest for i in todo if after.get(i.dest) != (i.size, i.sha256)]
-            if bad:
-                raise HashMismatch(
-                    f"{len(bad)} file(s) differ on the board after copying ({', '.join(bad[:5])}): the flash "
-                    "may be failing or full; run the deploy again, or erase the board (carkey flash --erase)"
-                )
-        if reset:
+        report = _install(target, port, board, items, dry_run, progress, where)
+    except KeyboardInterrupt:
+        target.drop()
+        raise _interrupted(port, board, timeout, restart, where) from None
+    except NoAnswer:
+        target.drop()
+        raise
+    except BaseException:
+        with contextlib.suppress(CarkeyError, OSError):
+            _finish(target, restart)  # the error that stopped the deploy is the one to report
+        raise
+    report.restarted = _finish(target, restart)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _finish(target, restart):
+    """Hand the board back: soft-reset into its application, or leave it at the REPL."""
+    try:
+        if restart:
             target.soft_reset()
-        report.seconds = time.monotonic() - started
-        return report
+        return restart
     finally:
         target.close()
+
+
+def _install(target, port, board, items, dry_run, progress, where):
+    found, extra, free = target.survey([i.dest for i in items])
+    planned = {i.dest for i in items}
+    results, todo = [], []
+    for item in items:
+        have = found.get(item.dest)
+        if have is None:
+            action = "new"
+        elif have[1] == item.sha256:
+            action = "unchanged"
+        elif have[0] == item.size:
+            action = "replaced"  # same size, other bytes: corrupt on the board
+        else:
+            action = "updated"
+        results.append(FileResult(item.dest, item.size, action))
+        if action != "unchanged":
+            todo.append(item)
+    stale = sorted(p for p in extra if p not in planned)
+    results += [FileResult(p, 0, "removed") for p in stale if not p.endswith(STAGED)]
+    # The staged copies sit beside the files they replace until the last step.
+    need = sum(_blocks(i.size) for i in todo)
+    if free is not None and need > free:
+        raise NotEnoughSpace(
+            f"not enough space on the board: the firmware needs {need} more bytes, {free} are free; "
+            "remove files from the board (mpremote fs rm) or erase it (carkey flash --erase)"
+        )
+    report = DeployReport(port, board, dry_run, results, free_bytes=free)
+    if dry_run:
+        return report
+    if stale:
+        target.exec("import os\nfor p in %r:\n    os.remove(p)" % stale)
+    dirs = sorted({d for i in todo for d in _parents(i.dest)})
+    if dirs:
+        target.exec("import os\nfor d in %r:\n    try:\n        os.mkdir(d)\n    except OSError:\n        pass" % dirs)
+    progress("plan", files=len(todo), bytes=sum(i.size for i in todo))
+    where.update(stage="copy", todo=len(todo))
+    for item in todo:
+        staged = item.dest + STAGED
+        where.update(dest=item.dest)
+        where["staged"].append(staged)
+        progress("file", dest=item.dest, size=item.size)
+        target.write_file(staged, item.data,
+                          lambda done, size, d=item.dest: progress("chunk", dest=d, done=done, size=size))
+        report.bytes_copied += item.size
+        where["done"] += 1
+    if not todo:
+        return report
+    progress("verify")
+    where.update(stage="verify", dest=None)
+    copies, _, _ = target.survey(where["staged"])
+    bad = [i.dest for i in todo if copies.get(i.dest + STAGED) != (i.size, i.sha256)]
+    if bad:
+        _remove(target, where["staged"])
+        raise HashMismatch(
+            f"{len(bad)} file(s) differ on the board after copying ({', '.join(bad[:5])}): the flash "
+            "may be failing or full; the board keeps its previous files. Run the deploy again, or erase "
+            "the board (carkey flash --erase)"
+        )
+    where.update(stage="rename")
+    # littlefs replaces DEST in one step; a FAT build refuses to, so there DEST goes first.
+    target.exec("import os\nfor d in %r:\n    try:\n        os.rename(d+%r,d)\n    except OSError:\n"
+                "        os.remove(d)\n        os.rename(d+%r,d)" % ([i.dest for i in todo], STAGED, STAGED))
+    where.update(stage="done", staged=[])
+    after, _, report.free_bytes = target.survey([i.dest for i in todo])
+    bad = [i.dest for i in todo if after.get(i.dest) != (i.size, i.sha256)]
+    if bad:
+        raise HashMismatch(
+            f"{len(bad)} file(s) differ on the board after putting them in place ({', '.join(bad[:5])}): "
+            "the flash may be failing; run the deploy again, or erase the board (carkey flash --erase)"
+        )
+    return report
+
+
+def _remove(target, paths_on_board):
+    target.exec("import os\nfor p in %r:\n    try:\n        os.remove(p)\n    except OSError:\n        pass"
+                % list(paths_on_board))
+
+
+def _interrupted(port, board, timeout, restart, where):
+    """After a Ctrl-C: reconnect, drop the staged copies, restart the application, and
+    say what the board holds now."""
+    again = f"`carkey deploy --port {port} --board {board}`"
+    stage = where["stage"]
+    if stage == "survey":
+        what = "before anything was copied: the board is unchanged"
+    elif stage in ("copy", "verify"):
+        doing = f"while copying {where['dest']} " if stage == "copy" else "while checking the copies "
+        what = (f"{doing}({where['done']} of {where['todo']} files copied): nothing was put in place, "
+                "the board keeps its previous firmware")
+    elif stage == "rename":
+        what = ("while putting the checked files in place: some modules may be new and some old (none is "
+                "truncated)")
+    else:
+        what = "after every file was installed and checked: the new firmware is in place"
+    try:
+        target = Board(port, timeout=timeout)
+        try:
+            if where["staged"]:
+                _remove(target, where["staged"])
+        finally:
+            _finish(target, restart)
+        after = "its application was started again" if restart else "it waits at its REPL (application stopped)"
+    except CarkeyError as e:
+        after = f"then the board did not answer ({e}); press its reset button"
+    if stage == "done":
+        return DeployInterrupted(f"deploy interrupted (Ctrl-C) {what}; {after}. Nothing to redo.")
+    return DeployInterrupted(f"deploy interrupted (Ctrl-C) {what}; {after}. To install the new firmware, "
+                             f"run {again} again.")
 
 
 def _parents(dest):

@@ -1,6 +1,6 @@
 """Flash a MicroPython firmware image onto an ESP32 over its ROM serial bootloader, through esptool's API.
 
-    result = flash("/dev/ttyUSB0", "ESP32_GENERIC-v1.24.1.bin", erase=True)
+    result = flash("/dev/ttyUSB0", "ESP32_GENERIC-v1.26.0.bin", erase=True)
 
 The work is a short list of esptool.cmds calls (documented in esptool's scripting
 guide): connect_esp (which detects the chip unless one is named), run_stub,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .aliro.kpersistent_cache import CacheFormatError, KpersistentCache
-from .errors import CarkeyError
+from .errors import CarkeyError, UsageError
 
 CREDENTIAL = "credential.pem"
 CREDENTIAL_PUB = "credential.pub.pem"
@@ -65,9 +65,9 @@ def parse_hex(text: str, length: int, what: str) -> bytes:
     try:
         value = bytes.fromhex(text)
     except ValueError:
-        raise CarkeyError(f"{what}: not hexadecimal: {text!r}") from None
+        raise UsageError(f"{what}: not hexadecimal: {text!r}") from None
     if len(value) != length:
-        raise CarkeyError(f"{what}: expected {length} bytes, got {len(value)}")
+        raise UsageError(f"{what}: expected {length} bytes, got {len(value)}")
     return value
 
 

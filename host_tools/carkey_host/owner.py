@@ -11,7 +11,7 @@ import time
 
 from . import documents
 from .envelope import RESULTS
-from .errors import CarkeyError, Refused
+from .errors import CarkeyError, Refused, UsageError
 from .keydir import KeyDir
 
 OK = 0x00
@@ -47,11 +47,17 @@ def provision(target, owner: KeyDir, unix_time: int | None = None) -> dict:
 def share(target_or_group, owner: KeyDir, friend_pub: bytes, role: str, **fields) -> bytes:
     """A share document for friend_pub (role, entitlements, validity, schedule, use limit)."""
     group_id = target_or_group if isinstance(target_or_group, bytes) else _group(owner, target_or_group)
+    ends = fields.get("valid_until") or 0
+    if ends and ends <= time.time():
+        # Refused rather than warned: the car would refuse every tap with it, and a
+        # share not yet presented would only sit in the friend's phone.
+        raise UsageError(f"the share's window ended at {time.strftime('%Y-%m-%d %H:%M', time.gmtime(ends))} UTC: "
+                         "give a --valid-until in the future")
     try:
         return documents.make_share(owner.private_key(), group_id, friend_pub, role, serial=owner.next_serial(),
                                     **fields)
     except documents.DocumentError as e:
-        raise CarkeyError(f"cannot share: {e}") from None
+        raise UsageError(f"cannot share: {e}") from None
 
 
 def add_key(target, owner: KeyDir, friend_pub: bytes, role: str, **fields) -> dict:
@@ -71,6 +77,22 @@ def revocation(target_or_group, owner: KeyDir, slot: bytes, action: str) -> byte
 def change_key(target, owner: KeyDir, slot: bytes, action: str) -> dict:
     """Suspend, resume or revoke the key in `slot` now."""
     return _check(target.submit(revocation(target, owner, slot, action)), f"the {action}")
+
+
+def find_slot(listing: dict, text: str) -> bytes:
+    """The slot of the one key in `listing` (list_keys) whose slot starts with `text`
+    (hex, at least 4 digits). A slot no key has is a usage error, never revoked
+    blindly: a slot on the revocation list stays there for good."""
+    prefix = text.strip().lower()
+    if len(prefix) < 4 or len(prefix) > 16 or any(c not in "0123456789abcdef" for c in prefix):
+        raise UsageError(f"--slot {text!r}: want 4 to 16 hex digits of a slot shown by `carkey keys list`")
+    matches = [k["slot"] for k in listing["keys"] if k["slot"].startswith(prefix)]
+    if not matches:
+        raise UsageError(f"no key in this car has slot {prefix}: `carkey keys list` shows the slots "
+                         "(to revoke a share not yet presented, use --credential FRIEND.pub.pem)")
+    if len(matches) > 1:
+        raise UsageError(f"slot {prefix} is ambiguous: {', '.join(matches)}; give more digits")
+    return bytes.fromhex(matches[0])
 
 
 def _admin(target, owner: KeyDir, operation: str, argument: bytes = b"") -> dict:

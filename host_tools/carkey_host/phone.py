@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from . import envelope as env
 from .aliro import tlv
-from .aliro.user_device import LinkDropped, UserDevice
+from .aliro.user_device import LinkDropped, State, UserDevice
 from .keydir import KeyDir
 from .tcp_link import FramedSocket, FramingError, LinkClosed, listen
 
@@ -27,6 +27,21 @@ class Transaction:
     control_flow: tuple | None = None
     dropped: bool = False
     error: str | None = None
+    authenticated: bool = False  # the secure channel opened: the reader proved the key this phone trusts
+
+    def describe(self) -> str:
+        """One line on what happened, as `phone serve` and `nfc-sim` print it."""
+        if self.dropped:
+            return "dropped the link (reader not trusted)"
+        if self.error:
+            return f"link error: {self.error}"
+        results = "; ".join(r.describe() for r in self.results) or "no carkey results"
+        if self.control_flow is not None:
+            return f"{'granted' if self.control_flow[0] == 1 else 'refused'}: {results}"
+        if self.authenticated:
+            # e.g. an Aliro reader that is not a carkey car: no verdict is no refusal
+            return "authenticated; reader sent no result" + (f": {results}" if self.results else "")
+        return "reader hung up before authenticating"
 
 
 class Phone:
@@ -90,6 +105,7 @@ class Phone:
                     txn.dropped = True
                     break
                 link.send(r_apdu)
+                txn.authenticated = txn.authenticated or self.device.state is State.SECURE
         except (FramingError, OSError, tlv.TlvError) as e:
             txn.error = str(e)
         finally:

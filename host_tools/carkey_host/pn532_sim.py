@@ -25,7 +25,7 @@ import tty
 from collections import deque
 
 from . import nfc_timing
-from .aliro.user_device import LinkDropped
+from .aliro.user_device import LinkDropped, State
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
 NACK = b"\x00\x00\xff\xff\x00\x00"
@@ -101,6 +101,8 @@ class PhoneTarget:
             raise TargetGone("the device dropped the link") from None
         self.apdus.append((capdu, rapdu))
         self.apdu_count += 1
+        if self.phone is not None and self.phone.transaction is not None and self.device.state is State.SECURE:
+            self.phone.transaction.authenticated = True
         return rapdu
 
     def deactivate(self):

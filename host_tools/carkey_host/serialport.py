@@ -7,6 +7,7 @@ Exit codes (beyond the CLI's 0 ok, 1 error, 2 usage, 3 refused):
 """
 
 import os
+import time
 
 import serial
 
@@ -17,6 +18,7 @@ EXIT_PORT_BUSY = 5
 EXIT_NO_ANSWER = 6
 EXIT_NO_SPACE = 7
 EXIT_HASH_MISMATCH = 8
+BUSY_GRACE_S = 1.0  # how long a port may look busy before it counts as busy
 
 
 class PortMissing(CarkeyError):
@@ -31,20 +33,32 @@ class NoAnswer(CarkeyError):
     exit_code = EXIT_NO_ANSWER
 
 
+def _busy(text):
+    return "exclusively lock" in text or "Resource temporarily unavailable" in text or "busy" in text.lower()
+
+
 def check_port(port):
     """Raise PortMissing or PortBusy unless `port` can be opened exclusively right now."""
     if not os.path.exists(port):
         hint = " (a dangling link: is `carkey vboard` still running?)" if os.path.islink(port) else ""
         raise PortMissing(f"serial port {port} does not exist{hint}; check the cable, or list ports with "
                           "`python -m serial.tools.list_ports`")
-    try:
-        probe = serial.Serial(port, exclusive=True, timeout=0)
-    except serial.SerialException as e:
-        text = str(e)
-        if "exclusively lock" in text or "Resource temporarily unavailable" in text or "busy" in text.lower():
-            raise PortBusy(f"serial port {port} is busy: close the other program using it "
-                           "(a serial monitor, mpremote repl, another carkey)") from None
-        if "Permission denied" in text:
-            raise PortBusy(f"no permission to open {port}: join the dialout group or fix its mode") from None
-        raise PortMissing(f"cannot open serial port {port}: {text}") from None
-    probe.close()
+    deadline = time.monotonic() + BUSY_GRACE_S
+    while True:
+        try:
+            serial.Serial(port, exclusive=True, timeout=0).close()
+            return
+        except serial.SerialException as e:
+            text = str(e)
+        # A lock can outlive its holder by a moment: a process forked while the port was
+        # open keeps it until it execs (the virtual board starts one at every soft reset,
+        # e.g. right after a deploy). A program that really holds the port still does later.
+        if not _busy(text) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if _busy(text):
+        raise PortBusy(f"serial port {port} is busy: close the other program using it "
+                       "(a serial monitor, mpremote repl, another carkey)") from None
+    if "Permission denied" in text:
+        raise PortBusy(f"no permission to open {port}: join the dialout group or fix its mode") from None
+    raise PortMissing(f"cannot open serial port {port}: {text}")

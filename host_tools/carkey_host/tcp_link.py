@@ -8,7 +8,7 @@ prefixes each APDU with its length as 2 bytes big-endian.
 import socket
 import struct
 
-from .errors import CarkeyError
+from .errors import CarkeyError, UsageError
 
 FRAMINGS = ("raw", "lp")
 MAX_APDU = 65535 + 9
@@ -26,13 +26,13 @@ def parse_endpoint(text):
     """'HOST:PORT' -> (host, port) with a clear error."""
     host, sep, port = text.rpartition(":")
     if not sep or not host:
-        raise CarkeyError(f"--tcp wants HOST:PORT, got {text!r}")
+        raise UsageError(f"--tcp wants HOST:PORT, got {text!r}")
     try:
         port_number = int(port)
     except ValueError:
-        raise CarkeyError(f"--tcp port is not a number: {port!r}") from None
+        raise UsageError(f"--tcp port is not a number: {port!r}") from None
     if not 0 <= port_number <= 65535:
-        raise CarkeyError(f"--tcp port out of range: {port_number}")
+        raise UsageError(f"--tcp port out of range: {port_number}")
     return host.strip("[]"), port_number
 
 
@@ -53,7 +53,7 @@ class FramedSocket:
 
     def __init__(self, sock, framing):
         if framing not in FRAMINGS:
-            raise CarkeyError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
+            raise UsageError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
         self.sock = sock
         self.framing = framing
 

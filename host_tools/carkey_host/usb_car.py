@@ -10,7 +10,7 @@ in factory state; everything else is an owner-signed document the firmware check
 
 import json
 
-from .errors import CarkeyError
+from .errors import CarkeyError, Refused
 
 STATE_DIR = "/state"
 _MARK = "CARKEY-RESULT "
@@ -26,7 +26,8 @@ try:
     result = {call}
     print({mark!r} + json.dumps({{"ok": True, "result": result}}))
 except Exception as e:
-    print({mark!r} + json.dumps({{"ok": False, "error": "%s: %s" % (type(e).__name__, e)}}))
+    print({mark!r} + json.dumps({{"ok": False, "error": "%s: %s" % (type(e).__name__, e),
+                                  "refused": isinstance(e, admin.AdminError)}}))
 """
 
 # First boot draws the reader's private key: on an ESP32 os.urandom is truly random
@@ -56,7 +57,7 @@ class UsbCar:
         else:
             raise CarkeyError(f"the board on {self.port} gave no answer: {output.strip()[-300:]!r}")
         if not answer["ok"]:
-            raise CarkeyError(answer["error"].split(": ", 1)[-1] if answer["error"].startswith(
+            raise (Refused if answer.get("refused") else CarkeyError)(answer["error"].split(": ", 1)[-1] if answer["error"].startswith(
                 ("AdminError", "NotProvisioned")) else f"the board failed: {answer['error']}")
         return answer["result"]
 

@@ -13,8 +13,16 @@ directory). Code runs in a `micropython` process started with
 carkey_host/mpy/vboard_shim.py, which maps "/" to the flash directory; a soft reset
 replaces that process, so the heap and every module start fresh as on the board.
 docs/VBOARD.md lists what differs from a real ESP32.
+
+The board's "/" is its flash directory, so a host path handed to its virtual hardware
+(the PN532 pty in CARKEY_PN532) would be looked up inside the flash. The bridge opens
+such device files on the host instead, at every (re)start of the interpreter, and hands
+the descriptor over as CARKEY_PN532_FD; the interpreter also gets a pipe,
+CARKEY_HOST_LOG_FD, on which the virtual hardware reports what the host must hear (a
+radio task that died, a device that could not be opened): `on_report` gets each line.
 """
 
+import collections
 import ctypes
 import errno
 import os
@@ -53,6 +61,11 @@ STARTUP_TIMEOUT = 30
 FLASH_BYTES = 2 * 1024 * 1024
 # Program input (what the running code may read from stdin) the bridge holds at most.
 IN_LIMIT = 1 << 16
+# Environment variables naming host device files the virtual hardware opens: the bridge
+# opens them on the host and passes NAME_FD (boards/virtual_hw/host.py).
+DEVICE_ENV = ("CARKEY_PN532",)
+HOST_LOG_ENV = "CARKEY_HOST_LOG_FD"
+REPORTS_KEPT = 100
 
 _COMPOUND = ("@", "if", "while", "for", "try", "with", "def", "class", "async")
 
@@ -129,16 +142,32 @@ def _banner_version():
 class _Child:
     """One MicroPython process: a power-on or a soft reset's fresh interpreter."""
 
-    def __init__(self, flash_dir, extra_paths, heapsize, flash_bytes, extra_env):
+    def __init__(self, flash_dir, extra_paths, heapsize, flash_bytes, extra_env, report=print):
         cmd = [paths.micropython_executable()]
         if heapsize:
             cmd += ["-X", f"heapsize={heapsize}"]
         cmd_r, self.cmd_w = os.pipe()
         self.evt_r, evt_w = os.pipe()
+        self.log_r, log_w = os.pipe()
+        self.log_partial = b""
+        self.log_ended = False
         env = dict(os.environ)
         env.pop("MICROPYPATH", None)
         env["MICROPYPATH"] = ".frozen"
         env.update(extra_env)
+        env[HOST_LOG_ENV] = str(log_w)
+        devices = []
+        for name in DEVICE_ENV:
+            env.pop(name + "_FD", None)
+            if not env.get(name):
+                continue
+            try:
+                fd = os.open(env[name], os.O_RDWR | os.O_NOCTTY)
+            except OSError as e:
+                report(f"cannot open {env[name]} ({name}) on the host: {e.strerror}")
+                continue
+            devices.append(fd)
+            env[name + "_FD"] = str(fd)
         try:
             self.proc = subprocess.Popen(
                 cmd + [str(SHIM), str(cmd_r), str(evt_w), str(flash_dir), str(flash_bytes or 0),
@@ -146,15 +175,16 @@ class _Child:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(cmd_r, evt_w),
+                pass_fds=(cmd_r, evt_w, log_w, *devices),
                 env=env,
                 cwd=str(flash_dir),
                 start_new_session=True,  # a Ctrl-C typed at the host terminal is not the board's
                 preexec_fn=_die_with_parent,
             )
         finally:
-            os.close(cmd_r)
-            os.close(evt_w)
+            for fd in (cmd_r, evt_w, log_w, *devices):
+                os.close(fd)
+        os.set_blocking(self.log_r, False)
         self.started = False  # has it sent any event yet
         self.partial = b""  # a D event whose status byte has not arrived yet
         self.early_output = bytearray()  # what it printed before that, for an error message
@@ -193,7 +223,7 @@ class _Child:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        for fd in (self.cmd_w, self.evt_r):
+        for fd in (self.cmd_w, self.evt_r, self.log_r):
             try:
                 os.close(fd)
             except OSError:
@@ -217,13 +247,21 @@ class VirtualBoard:
     flash_bytes: the filesystem size os.statvfs reports (default 2 MiB, an ESP32 with
                4 MB flash; None: the host disk's figures). Writes are not limited.
     env:       extra environment for the interpreter, e.g. {"CARKEY_PN532": pty path,
-               "CARKEY_AIR": "127.0.0.1:7300"} for boards/virtual_hw.
+               "CARKEY_AIR": "127.0.0.1:7300"} for boards/virtual_hw. Paths in DEVICE_ENV
+               are host paths (relative ones from the current directory), opened on the host.
+    on_report: called (from the bridge thread) with each line the virtual hardware reports
+               to the host; the last REPORTS_KEPT lines are also kept in `reports`.
     """
 
     def __init__(self, flash_dir, link_path=None, heapsize=None, extra_path=VIRTUAL_PATH,
-                 flash_bytes=FLASH_BYTES, env=None):
+                 flash_bytes=FLASH_BYTES, env=None, on_report=None):
         self.flash_bytes = flash_bytes
         self.env = dict(env or {})
+        for name in DEVICE_ENV:
+            if self.env.get(name):
+                self.env[name] = os.path.abspath(self.env[name])  # links kept: a restarted stand-in moves them
+        self.on_report = on_report
+        self.reports = collections.deque(maxlen=REPORTS_KEPT)
         self.flash_dir = Path(flash_dir).resolve()
         self.link_path = Path(link_path) if link_path else None
         self.heapsize = heapsize
@@ -336,7 +374,8 @@ class VirtualBoard:
             self._child.close()
         if reason:
             self._write(reason)
-        self._child = _Child(self.flash_dir, self.extra_path, self.heapsize, self.flash_bytes, self.env)
+        self._child = _Child(self.flash_dir, self.extra_path, self.heapsize, self.flash_bytes, self.env,
+                             self._report)
         self.boots += 1
         self._steps = [("p", "boot.py")]
         if self._mode == "friendly":
@@ -404,12 +443,16 @@ class VirtualBoard:
             while not self._stopping:
                 child = self._child
                 rlist = [self._wake_r, self._master, child.out_fd, child.evt_r]
+                if not child.log_ended:
+                    rlist.append(child.log_r)
                 wlist = [self._master] if self._outbuf else []
                 r, w, _ = select.select(rlist, wlist, [], 0.5)
                 if self._stopping:
                     break
                 if w:
                     self._flush_out()
+                if child.log_r in r:
+                    self._pump_reports(child)
                 if child.out_fd in r:
                     self._pump_child_output(child)
                 if child.evt_r in r:
@@ -423,6 +466,24 @@ class VirtualBoard:
                 self._process_input()
         except Exception as e:  # keep the reason; stop() still cleans up
             self._error = e
+
+    def _pump_reports(self, child):
+        try:
+            data = os.read(child.log_r, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if not data:
+            child.log_ended = True  # its end closed: nothing more to read (and no busy loop)
+            return
+        lines = (child.log_partial + data).split(b"\n")
+        child.log_partial = lines.pop()[-4096:]
+        for line in lines:
+            self._report(line.decode("utf-8", "replace"))
+
+    def _report(self, text):
+        self.reports.append(text)
+        if self.on_report is not None:
+            self.on_report(text)
 
     def _pump_child_output(self, child):
         while True:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import paths
 from .build import BuildError, compile_firmware
-from .errors import CarkeyError
+from .errors import CarkeyError, Refused, UsageError
 from .mpy_bridge import micropython_env
 
 BOARDS_DIR = paths.REPO_ROOT / "boards"
@@ -107,7 +107,7 @@ class VirtualCar:
             detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {proc.returncode}"
             raise CarkeyError(f"the virtual car crashed: {detail}")
         if not last["ok"]:
-            raise CarkeyError(last["error"])
+            raise (Refused if last.get("refused") else CarkeyError)(last["error"])
         return last
 
     # --- operations -------------------------------------------------------------
@@ -124,7 +124,7 @@ class VirtualCar:
                profile: bytes = b"") -> dict:
         self._require_state()
         if role not in ROLES:
-            raise CarkeyError(f"role must be one of {', '.join(ROLES)}")
+            raise UsageError(f"role must be one of {', '.join(ROLES)}")
         req = {"op": "enroll", "public_key": public_key.hex(), "role": role, "not_before": not_before,
                "not_after": not_after, "use_limit": use_limit, "profile": profile.hex()}
         if entitlements is not None:
@@ -158,7 +158,7 @@ class VirtualCar:
         self._require_state()
         bad = [k for k in sequence if k not in SEQUENCE_KINDS]
         if not sequence or bad:
-            raise CarkeyError(f"--sequence takes {' or '.join(SEQUENCE_KINDS)}, comma-separated"
+            raise UsageError(f"--sequence takes {' or '.join(SEQUENCE_KINDS)}, comma-separated"
                               + (f"; not {', '.join(bad)}" if bad else ""))
         txns = []
         done = self._run({"op": "connect", "host": host, "port": port, "framing": framing,
@@ -168,7 +168,7 @@ class VirtualCar:
     def enroll_card(self, uid: bytes, role: str, entitlements=None) -> dict:
         self._require_state()
         if role not in ROLES or role == "owner":
-            raise CarkeyError("a card's role is driver, guest or valet")
+            raise UsageError("a card's role is driver, guest or valet")
         req = {"op": "enroll_card", "uid": bytes(uid).hex(), "role": role}
         if entitlements is not None:
             req["entitlements"] = entitlements

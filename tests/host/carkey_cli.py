@@ -4,11 +4,11 @@ import subprocess
 import sys
 
 
-def carkey(*args, check=True, timeout=300):
+def carkey(*args, check=True, timeout=300, env=None):
     """`carkey ARGS...` in a subprocess; with check=True, a non-zero exit fails the test
     with the command and everything it printed."""
     proc = subprocess.run([sys.executable, "-m", "carkey_host.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
     if check:
         assert proc.returncode == 0, f"carkey {' '.join(map(str, args))}:\n{proc.stdout}{proc.stderr}"
     return proc

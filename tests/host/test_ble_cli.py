@@ -30,7 +30,7 @@ def test_phone_bad_arguments(tmp_path, capsys, argv, message):
     for flag, value in zip(argv[::2], argv[1::2]):
         base[flag] = value
     args = [x for kv in base.items() for x in kv]
-    assert main(["air", "phone", *args]) == 1
+    assert main(["air", "phone", *args]) == 2
     assert message in capsys.readouterr().err
 
 

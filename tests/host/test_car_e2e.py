@@ -438,13 +438,13 @@ def test_cli_errors(tmp_path):
     assert _carkey("reader", "identity", "--state", tmp_path / "none", check=False).returncode == 1
     _carkey("reader", "init", "--state", tmp_path / "car")
     again = _carkey("reader", "init", "--state", tmp_path / "car", check=False)
-    assert again.returncode == 1 and "already holds a reader identity" in again.stderr
+    assert again.returncode == 3 and "already holds a reader identity" in again.stderr
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key")
     r = _carkey("reader", "enroll", "--state", tmp_path / "car", "--credential", bad, "--role", "owner", check=False)
     assert r.returncode == 1 and "not a PEM public key" in r.stderr
     r = _carkey("reader", "connect", "--state", tmp_path / "car", "--tcp", "127.0.0.1:1", "--sequence", "slow",
                 check=False)
-    assert r.returncode == 1 and "--sequence" in r.stderr
+    assert r.returncode == 2 and "--sequence" in r.stderr
     r = _carkey("reader", "enroll", "--state", tmp_path / "car", "--credential", bad, "--role", "king", check=False)
     assert r.returncode == 2

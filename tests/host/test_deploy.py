@@ -177,7 +177,7 @@ def test_reset_after_deploy_starts_the_new_main_py(tmp_path, firmware, build):
     (fw / "main.py").write_text("open('/started.txt', 'w').write('main ran')\n")
     with VirtualBoard(tmp_path / "flash") as b:
         boots = b.boots
-        report = lib.deploy(b.port, "virtual", reset=True, firmware_dir=fw, build_dir=tmp_path / "build")
+        report = lib.deploy(b.port, "virtual", firmware_dir=fw, build_dir=tmp_path / "build")
         assert changed(report)["/main.py"] == "new"
         marker = b.flash_dir / "started.txt"
         deadline = time.monotonic() + 10

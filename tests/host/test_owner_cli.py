@@ -62,7 +62,7 @@ def test_provision_then_list_keys(car):
     listing = json.loads(carkey("keys", "list", "--state", state, "--keys", owner, "--json").stdout)
     assert [(k["role"], k["status"]) for k in listing["keys"]] == [("owner", "active")]
     again = carkey("provision", "--state", state, "--keys", owner, check=False)
-    assert again.returncode == 1 and "already provisioned" in again.stderr
+    assert again.returncode == 3 and "already provisioned" in again.stderr
     assert tap(state, owner)[0].granted
 
 
@@ -117,10 +117,10 @@ def test_owner_commands_refuse_clearly(car, tmp_path):
     r = carkey("keys", "list", "--state", state, "--keys", stranger, check=False)
     assert r.returncode == 1 and "not one" in r.stderr and "trusts" in r.stderr
     r = carkey("keys", "list", "--keys", owner, check=False)
-    assert r.returncode == 1 and "--port P" in r.stderr
+    assert r.returncode == 2 and "--port P" in r.stderr
     r = carkey("keys", "add", "--state", state, "--keys", owner, "--credential", owner / "credential.pub.pem",
                "--role", "driver", "--schedule", "someday", check=False)
-    assert r.returncode == 1 and "schedule" in r.stderr
+    assert r.returncode == 2 and "schedule" in r.stderr
     # Signed by an owner the car no longer knows as one: refused by the firmware (exit 3).
     kd = KeyDir(stranger)
     ident = VirtualCar(state).identity()

@@ -47,4 +47,4 @@ def test_bad_arguments(running):
     air, keys, _, _ = running
     assert carkey("phone", "unlock", "--keys", keys, check=False).returncode == 2  # no radio named
     r = carkey("phone", "drive", "--keys", keys, "--air", air, "--minutes", "999", check=False)
-    assert r.returncode == 1 and "1..240" in r.stderr
+    assert r.returncode == 2 and "1..240" in r.stderr

@@ -131,7 +131,7 @@ def test_cli_nfc_sim_serves_the_firmware_reader(mp, tmp_path, capsys):
 @pytest.mark.parametrize("argv, code, message", [
     (["nfc-sim", "--keys", "/nonexistent/phone", "--taps", "1"], 1, "carkey: /nonexistent/phone: no credential"),
     (["nfc-sim", "--keys", "KEYS", "--taps", "0"], 2, "--taps: not a positive number: '0'"),
-    (["nfc-sim", "--keys", "KEYS", "--command", "fly"], 1, "unknown command 'fly'"),
+    (["nfc-sim", "--keys", "KEYS", "--command", "fly"], 2, "unknown command 'fly'"),
 ])
 def test_cli_nfc_sim_bad_input(tmp_path, capsys, argv, code, message):
     if "KEYS" in argv:

@@ -2,7 +2,7 @@
 
 import time
 
-from ..errors import CarkeyError, Refused
+from ..errors import CarkeyError, Refused, UsageError
 from ..keydir import KeyDir
 from ..tcp_link import parse_endpoint
 from . import out as _out
@@ -12,7 +12,7 @@ def _endpoint(text, what):
     try:
         return parse_endpoint(text)
     except CarkeyError as e:
-        raise CarkeyError(str(e).replace("--tcp", what)) from None
+        raise UsageError(str(e).replace("--tcp", what)) from None
 
 
 def do_air_serve(args):
@@ -20,7 +20,7 @@ def do_air_serve(args):
 
     host, port = _endpoint(args.listen, "--listen")
     if args.supervision_timeout_ms < 0:
-        raise CarkeyError("--supervision-timeout-ms must be 0 or more")
+        raise UsageError("--supervision-timeout-ms must be 0 or more")
     try:
         air = VirtualAir(host, port, supervision_timeout_ms=args.supervision_timeout_ms)
     except OSError as e:
@@ -39,11 +39,11 @@ def do_air_phone(args):
 
     address = _endpoint(args.air, "--air")
     if not MIN_MTU <= args.mtu <= MAX_MTU:
-        raise CarkeyError(f"--mtu must be {MIN_MTU}..{MAX_MTU}")
+        raise UsageError(f"--mtu must be {MIN_MTU}..{MAX_MTU}")
     if not args.name.startswith(NAME_PREFIX) or len(args.name) != len(NAME_PREFIX) + 8:
-        raise CarkeyError(f"--name looks like {NAME_PREFIX}XXXXXXXX (the car's advertised name)")
+        raise UsageError(f"--name looks like {NAME_PREFIX}XXXXXXXX (the car's advertised name)")
     if args.visits < 1:
-        raise CarkeyError("--visits must be 1 or more")
+        raise UsageError("--visits must be 1 or more")
     phone = Phone(KeyDir(args.keys), commands=[_parse_command(c) for c in args.command])
     refused = False
     for n in range(1, args.visits + 1):

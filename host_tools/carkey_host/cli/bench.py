@@ -9,9 +9,9 @@ def do_bench(args):
     from ..bench import TARGETS_ESP32_MS, run_on_board
 
     if args.runs < 1:
-        from ..errors import CarkeyError
+        from ..errors import UsageError
 
-        raise CarkeyError("--runs must be 1 or more")
+        raise UsageError("--runs must be 1 or more")
     results = run_on_board(args.port, args.operations or None, args.runs, progress=out)
     if args.json:
         out(json.dumps(results, indent=2, sort_keys=True))

@@ -12,14 +12,21 @@ What is installed: every firmware module compiled to /lib/carkey/**.mpy, the boa
 description as /board.py, and /boot.py and /main.py when the firmware has them.
 Only files whose SHA-256 differs on the board are copied, files left in /lib/carkey
 by older versions are removed, and every copied file is hashed again on the board.
+Each file is copied to a temporary name and put in place only when every copy matches,
+so an interrupted deploy (Ctrl-C, a pulled cable) leaves the previous firmware whole.
+
+Reaching the board's REPL stops its application; every deploy, also --dry-run, a
+refused one or a Ctrl-C, ends with a soft reset that starts it again (--no-restart
+leaves the board at its REPL instead).
 
 examples:
   carkey deploy --port /dev/ttyUSB0 --board esp32_devkitc
   carkey deploy --port /tmp/carkey-board --board virtual --dry-run
-  carkey deploy --port /dev/ttyACM0 --board esp32_s3 --json --reset
+  carkey deploy --port /dev/ttyACM0 --board esp32_s3 --json --no-restart
 
 exit codes: 0 done, 1 error, 2 bad usage, 4 port missing, 5 port busy,
-  6 no MicroPython REPL answered, 7 not enough space, 8 hash mismatch after copying
+  6 no MicroPython REPL answered, 7 not enough space, 8 hash mismatch after copying,
+  130 interrupted (the message says what the board holds and what to run)
 
 boards: {', '.join(lib.BOARDS)}
 """
@@ -73,12 +80,15 @@ def _table(report):
     free = f", {report.free_bytes} bytes free" if report.free_bytes is not None else ""
     console.print(f"{verb} {len(report.copied)} file(s) ({report.bytes_copied} bytes), removed "
                   f"{len(report.removed)}, {unchanged} unchanged{free}, {report.seconds:.2f} s")
+    console.print("the board's application was started again" if report.restarted else
+                  "the board waits at its REPL, application stopped (press reset or Ctrl-D there to start it)")
 
 
 def do_deploy(args):
     progress, callback = _progress_ui(not args.json and sys.stderr.isatty())
     try:
-        report = lib.deploy(args.port, args.board, dry_run=args.dry_run, reset=args.reset, progress=callback,
+        report = lib.deploy(args.port, args.board, dry_run=args.dry_run, restart=not args.no_restart,
+                            progress=callback,
                             timeout=args.timeout)
     finally:
         if progress is not None:
@@ -104,7 +114,9 @@ def register(sub):
     p.add_argument("--board", required=True, choices=lib.BOARDS, metavar="BOARD",
                    help="board description to install: " + ", ".join(lib.BOARDS))
     p.add_argument("--dry-run", action="store_true", help="compare with the board and show what would change; copy nothing")
-    p.add_argument("--reset", action="store_true", help="soft-reset the board afterwards so main.py starts")
+    p.add_argument("--no-restart", action="store_true",
+                   help="leave the board at its REPL, application stopped (default: soft-reset so main.py runs)")
+    p.add_argument("--reset", action="store_true", help=argparse.SUPPRESS)  # older scripts: now the default
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts) instead of the table")
     p.add_argument("--timeout", type=float, default=10, metavar="S",
                    help="seconds to wait for the board's REPL (default 10)")

@@ -10,14 +10,15 @@ from . import out as _out
 EPILOG = """\
 Flashes MicroPython itself (once per board, or to upgrade it); `carkey deploy` then
 installs carkey on top. Get the image from micropython.org/download: the full .bin
-for ESP32_GENERIC, ESP32_GENERIC_S3 or ESP32_GENERIC_C3. It is written at 0x1000 on
+for ESP32_GENERIC, ESP32_GENERIC_S3 or ESP32_GENERIC_C3, v1.21 or later (which
+version and why: docs/HARDWARE.md §1.9). It is written at 0x1000 on
 an ESP32 and at 0x0 on an S3 or C3; the chip is detected unless --chip names it, and
 an image built for another chip is refused.
 
 If nothing answers: hold BOOT, tap EN/RST, release BOOT, and run the command again.
 
 examples:
-  carkey flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.24.1.bin --erase
+  carkey flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.26.0.bin --erase
   carkey flash --port /dev/ttyACM0 --firmware ESP32_GENERIC_S3.bin --chip esp32s3 --baud 921600
 
 exit codes: 0 done, 1 error, 2 bad usage or bad image file, 4 port missing,

@@ -20,12 +20,7 @@ def do_nfc_sim(args):
              f"{', express mode (waits for ECP)' if args.express else ''}")
 
     def on_tap(number, txn):
-        if txn.dropped:
-            _out(f"tap {number}: dropped the link (reader not trusted)")
-            return
-        granted = txn.control_flow is not None and txn.control_flow[0] == 1
-        results = "; ".join(r.describe() for r in txn.results) or "no carkey results"
-        _out(f"tap {number}: {'granted' if granted else 'refused'}: {results}")
+        _out(f"tap {number}: {txn.describe()}")
 
     try:
         serve_phone(phone, link=args.link, requires_ecp=args.express, taps=args.taps, on_ready=on_ready,

@@ -10,14 +10,14 @@ import time
 from datetime import datetime, timezone
 
 from .. import documents, owner
-from ..errors import CarkeyError
+from ..errors import CarkeyError, UsageError
 from ..keydir import KeyDir, load_public_key_pem, parse_hex
 from . import out
 
 
 def _target(args):
     if bool(args.port) == bool(args.state):
-        raise CarkeyError("say which car: --port P (a board) or --state DIR (the virtual car)")
+        raise UsageError("say which car: --port P (a board) or --state DIR (the virtual car)")
     if args.state:
         from ..vcar import VirtualCar
 
@@ -33,7 +33,7 @@ def _when(text, what):
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise CarkeyError(f"{what}: not a date and time: {text!r} (e.g. 2026-12-24T18:00, taken as UTC)") from None
+        raise UsageError(f"{what}: not a date and time: {text!r} (e.g. 2026-12-24T18:00, taken as UTC)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return int(value.timestamp())
@@ -45,15 +45,15 @@ def _share_fields(args):
     try:
         fields["schedule"] = [documents.Window.parse(w) for w in args.schedule]
     except documents.DocumentError as e:
-        raise CarkeyError(str(e)) from None
+        raise UsageError(str(e)) from None
     if args.entitlements is not None:
         fields["entitlements"] = args.entitlements
     return fields
 
 
-def _slot(args):
+def _slot(args, target, kd):
     if args.slot:
-        return parse_hex(args.slot, 8, "--slot")
+        return owner.find_slot(owner.list_keys(target, kd), args.slot)
     return documents.key_slot(load_public_key_pem(args.credential))
 
 
@@ -66,7 +66,7 @@ def _print_keys(listing, as_json):
 
     table = Table(title="keys enrolled in the car")
     for col in ("slot", "kind", "role", "status", "entitlements", "uses", "last use", "fast"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "slot", min_width=16 if col == "slot" else None)
     for k in listing["keys"]:
         last = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k["last_use"])) if k["last_use"] else "-"
         table.add_row(k["slot"], k.get("kind", "phone"), k["role"], k["status"], f"0x{k['entitlements']:04x}",
@@ -116,8 +116,10 @@ def do_keys_share(args):
 
 def _change(action):
     def do(args):
-        owner.change_key(_target(args), KeyDir(args.keys), _slot(args), action)
-        out(f"key {(_slot(args)).hex()} {action}{'d' if action.endswith('e') else 'ed'}")
+        target, kd = _target(args), KeyDir(args.keys)
+        slot = _slot(args, target, kd)
+        owner.change_key(target, kd, slot, action)
+        out(f"key {slot.hex()} {action}{'d' if action.endswith('e') else 'ed'}")
 
     return do
 
@@ -156,7 +158,7 @@ def _key_args(p):
     p.add_argument("--role", required=True, choices=("driver", "guest", "valet"))
     p.add_argument("--entitlements", type=lambda t: int(t, 0), metavar="BITS", help="narrow the role's commands, e.g. 0x03")
     p.add_argument("--valid-from", metavar="ISO", help="start, e.g. 2026-12-24T18:00 (UTC)")
-    p.add_argument("--valid-until", metavar="ISO", help="end (exclusive), UTC")
+    p.add_argument("--valid-until", metavar="ISO", help="end (exclusive), UTC; a time already past is refused (exit 2)")
     p.add_argument("--schedule", action="append", default=[], metavar="WINDOW",
                    help="weekly window, e.g. 'mon-fri 08:00-17:00' (UTC); repeatable, at most 8")
     p.add_argument("--use-limit", type=int, default=0, metavar="N", help="number of uses (0: unlimited)")
@@ -190,7 +192,8 @@ def register(sub):
         p = ksub.add_parser(action, help=f"{action} a key" + (" for good" if action == "revoke" else ""))
         _car_args(p)
         which = p.add_mutually_exclusive_group(required=True)
-        which.add_argument("--slot", metavar="HEX8", help="the key's slot (from `carkey keys list`)")
+        which.add_argument("--slot", metavar="HEX", help="the key's slot as `carkey keys list` shows it, or an "
+                           "unambiguous prefix (4+ hex digits); a slot no key has is refused (exit 2)")
         which.add_argument("--credential", metavar="FILE.pem", help="the key's public key PEM")
         p.set_defaults(func=_change(action))
 

@@ -1,7 +1,7 @@
 """`carkey phone …`: the simulated phone (a user device holding a credential)."""
 
 from .. import envelope as env
-from ..errors import CarkeyError
+from ..errors import CarkeyError, UsageError
 from ..keydir import KeyDir, parse_hex
 from ..tcp_link import FRAMINGS, parse_endpoint
 from . import out as _out
@@ -94,14 +94,14 @@ def _command_handler(name):
 def _parse_command(text):
     name, _, arg = text.partition("=")
     if name not in env.COMMANDS:
-        raise CarkeyError(f"unknown command {name!r}; choose from {', '.join(env.COMMANDS)}")
+        raise UsageError(f"unknown command {name!r}; choose from {', '.join(env.COMMANDS)}")
     if name == "drive":
         minutes = int(arg or "30") if (arg or "30").isdigit() else -1
         if not 1 <= minutes <= 240:
-            raise CarkeyError("drive wants minutes 1..240, e.g. --command drive=30")
+            raise UsageError("drive wants minutes 1..240, e.g. --command drive=30")
         return env.COMMANDS[name], bytes([minutes])
     if arg:
-        raise CarkeyError(f"{name} takes no argument")
+        raise UsageError(f"{name} takes no argument")
     return env.COMMANDS[name], b""
 
 
@@ -115,14 +115,7 @@ def do_phone_serve(args):
         _out(f"phone listening on {sockname[0]}:{sockname[1]} ({args.framing} framing)")
 
     def on_transaction(txn):
-        if txn.dropped:
-            _out(f"connection {txn.number}: dropped the link (reader not trusted)")
-        elif txn.error:
-            _out(f"connection {txn.number}: link error: {txn.error}")
-        else:
-            granted = txn.control_flow is not None and txn.control_flow[0] == 1
-            results = "; ".join(r.describe() for r in txn.results) or "no carkey results"
-            _out(f"connection {txn.number}: {'granted' if granted else 'refused'}: {results}")
+        _out(f"connection {txn.number}: {txn.describe()}")
 
     phone.serve(host, port, args.framing, args.connections, on_listening, on_transaction)
 

@@ -2,7 +2,7 @@
 
 import json
 
-from ..errors import CarkeyError, Refused
+from ..errors import CarkeyError, Refused, UsageError
 from ..keydir import load_public_key_pem
 from ..tcp_link import FRAMINGS, parse_endpoint
 from ..vcar import ROLES, VirtualCar
@@ -39,7 +39,7 @@ def do_enroll(args):
 def do_connect(args):
     host, port = parse_endpoint(args.tcp)
     if port == 0:
-        raise CarkeyError("--tcp needs the port the user device listens on")
+        raise UsageError("--tcp needs the port the user device listens on")
     sequence = [s.strip() for s in args.sequence.split(",") if s.strip()]
     txns, _ = VirtualCar(args.state).connect(host, port, args.framing, sequence,
                                               on_txn=lambda t: out(t.line()))

@@ -2,6 +2,7 @@
 
 import argparse
 import signal
+import sys
 import threading
 
 from ..vboard import VirtualBoard
@@ -17,7 +18,10 @@ The board's filesystem is DIR: "/" on the board is DIR on the host, so /main.py,
   mpremote connect /tmp/carkey-board repl        (Ctrl-] leaves mpremote)
 
 The module path is /lib, then boards/virtual_hw and boards (read-only): the virtual
-radio, the PN532 pty UART, the car body. --pn532 and --air tell them where to connect.
+radio, the PN532 pty UART, the car body. --pn532 and --air tell them where to connect;
+--pn532 is a path on this computer (the board's own "/" is DIR), opened here at every
+start of the board. What the virtual hardware reports to the host (a device that
+cannot be opened, a radio task that stopped) is printed here as `carkey: board: ...`.
 
 Ctrl-D at the board's prompt is a soft reset: boot.py, then main.py, run again in a
 fresh interpreter. Runs until Ctrl-C or SIGTERM; see docs/VBOARD.md.
@@ -30,7 +34,12 @@ def do_vboard(args):
         env["CARKEY_PN532"] = args.pn532
     if args.air:
         env["CARKEY_AIR"] = args.air
-    board = VirtualBoard(args.dir, link_path=args.link, heapsize=args.heapsize, env=env)
+    def on_report(text):
+        # What the board's virtual hardware says to the host, e.g. a radio task that died:
+        # visible here even when nobody watches the board's REPL.
+        print(f"carkey: board: {text}", file=sys.stderr, flush=True)
+
+    board = VirtualBoard(args.dir, link_path=args.link, heapsize=args.heapsize, env=env, on_report=on_report)
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -65,6 +74,7 @@ def register(sub):
     p.add_argument("--link", metavar="PATH", help="make PATH a symlink to the pty (it must not exist yet)")
     p.add_argument("--heapsize", metavar="SIZE", default=None,
                    help="MicroPython heap, e.g. 64k for a small ESP32 build (default: the port's)")
-    p.add_argument("--pn532", metavar="PTY", help="the PN532 stand-in's pty or link (sets CARKEY_PN532 on the board)")
+    p.add_argument("--pn532", metavar="PTY",
+                   help="the PN532 stand-in's pty or link on this computer (`carkey nfc-sim --link`)")
     p.add_argument("--air", metavar="HOST:PORT", help="the virtual air for BLE (sets CARKEY_AIR on the board)")
     p.set_defaults(func=do_vboard)
