@@ -1,0 +1,72 @@
+"""`carkey fob …`: the key fob firmware, run in the MicroPython Unix port over a state directory."""
+
+import json
+
+from .. import envelope as env
+from ..tcp_link import FRAMINGS, parse_endpoint
+from ..vfob import VirtualFob, parse_trust
+from . import out
+
+PRESS_COMMANDS = ("unlock", "lock", "trunk")
+
+
+def do_init(args):
+    pub = VirtualFob(args.state).init()
+    out(f"fob credential created in {args.state} (the private key stays there)")
+    out(f"credential public key: {pub.hex()}")
+
+
+def do_identity(args):
+    ident = VirtualFob(args.state).identity()
+    if args.json:
+        out(json.dumps({"credential_public_key": ident["credential_public_key"]}))
+        return
+    out(f"credential public key: {ident['credential_public_key']}")
+    for car in ident["cars"]:
+        out(f"trusts reader group {car['group_id']} (key {car['reader_public_key'][:18]}...)")
+    n, granted, refused = ident["counters"]
+    out(f"transactions: {n} ({granted} granted, {refused} refused)")
+
+
+def do_trust(args):
+    group_id, reader_key = parse_trust(args.group_id, args.reader_public_key)
+    VirtualFob(args.state).trust(group_id, reader_key)
+    out(f"trusting reader group {group_id.hex()}")
+
+
+def do_serve(args):
+    host, port = parse_endpoint(args.tcp)
+
+    def on_listening(addr):
+        out(f"fob listening on {addr[0]}:{addr[1]} ({args.framing} framing)")
+
+    VirtualFob(args.state).serve(host, port, args.framing, args.connections, env.COMMANDS[args.command],
+                                 on_listening, lambda c: out(c.line()))
+
+
+def register(sub):
+    fob = sub.add_parser("fob", help="the key fob firmware (run on this computer, or on a board)")
+    fsub = fob.add_subparsers(dest="fob_command", metavar="ACTION", required=True)
+
+    p = fsub.add_parser("init", help="make the fob's credential key pair in a state directory (the fob's flash)")
+    p.add_argument("--state", required=True, metavar="DIR")
+    p.set_defaults(func=do_init)
+
+    p = fsub.add_parser("identity", help="show the fob's credential public key")
+    p.add_argument("--state", required=True, metavar="DIR")
+    p.add_argument("--json", action="store_true", help='{"credential_public_key": HEX65}')
+    p.set_defaults(func=do_identity)
+
+    p = fsub.add_parser("trust", help="trust a car (reader group) by its public key")
+    p.add_argument("--state", required=True, metavar="DIR")
+    p.add_argument("--reader-public-key", required=True, metavar="HEX65", help="from `carkey reader identity`")
+    p.add_argument("--group-id", required=True, metavar="HEX16")
+    p.set_defaults(func=do_trust)
+
+    p = fsub.add_parser("serve", help="answer readers over TCP, one transaction per connection")
+    p.add_argument("--state", required=True, metavar="DIR")
+    p.add_argument("--tcp", required=True, metavar="HOST:PORT", help="where to listen (port 0: any free port)")
+    p.add_argument("--framing", choices=FRAMINGS, default="lp", help="raw: one APDU per write; lp: 2-byte length prefix")
+    p.add_argument("--command", choices=PRESS_COMMANDS, default="unlock", help="what the fob asks each car for")
+    p.add_argument("--connections", type=int, default=None, metavar="N", help="stop after N connections")
+    p.set_defaults(func=do_serve)
