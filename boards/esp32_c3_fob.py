@@ -23,3 +23,11 @@ INPUTS = {
 }
 
 BUSES = {}
+
+# A CR2032 or LiPo through a 100k/100k divider into ADC1 channel 1 (GPIO 1);
+# below low_mv the LED flickers after each press (docs/FOB.md).
+BATTERY = {"adc": 1, "divider": 2, "low_mv": 3300}
+
+# Gesture -> command (unlock, lock, trunk); button timing in ms (carkey.fob.button).
+BUTTON_ACTIONS = {"short": "unlock", "long": "lock", "double": "trunk"}
+BUTTON_TIMING = {"debounce_ms": 30, "long_ms": 800, "double_ms": 350, "stuck_ms": 10000}

@@ -10,6 +10,9 @@
 #   {"op": "trust", "state": DIR, "group_id": HEX16, "reader_public_key": HEX65}
 #   {"op": "serve", "state": DIR, "host": H, "port": P, "framing": "raw"|"lp",
 #    "connections": N|null, "command": ID}               answers readers over TCP
+#   {"op": "press", "state": DIR, "command": "unlock"|"lock"|"trunk"}
+#                                                        one press over the virtual air (CARKEY_AIR):
+#                                                        {"command", "outcome", "kind", "granted", "result", "signal", ...}
 # serve prints {"listening": [H, P]} once, then per connection {"connection": N,
 # "how", "kind", "granted", "result", "new_kpersistent"}.
 
@@ -82,6 +85,13 @@ def handle(req):
         return {"group_id": gid.hex()}
     if op == "serve":
         return _serve(st, req)
+    if op == "press":
+        import virtual_fob
+        from virtual_hw.fob_platform import VirtualFobPlatform
+
+        from carkey.fob import app
+
+        return app.press_once(virtual_fob, req.get("command"), VirtualFobPlatform(dir), dir)
     raise FobStateError("unknown operation %r" % op)
 
 

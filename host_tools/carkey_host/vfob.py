@@ -50,13 +50,14 @@ class VirtualFob:
         self.heapsize = heapsize
         self.timeout_s = timeout_s
 
-    def _start(self, request):
+    def _start(self, request, env_extra=None):
         request = dict(request, state=str(self.state_dir))
         cmd = [paths.micropython_executable()]
         if self.heapsize:
             cmd += ["-X", f"heapsize={self.heapsize}"]
         cmd += ["-m", "vfob"]
         env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+        env.update(env_extra or {})
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     env=env, text=True)
@@ -137,6 +138,22 @@ class VirtualFob:
                                             obj["result"], obj["new_kpersistent"]))
 
         return self._finish(proc, line)
+
+
+    def press(self, command: str, air) -> dict:
+        """One press on the fob, its radio on the virtual air at `air` ((host, port)):
+        what the fob saw ({"outcome", "kind", "granted", "result", "signal", ...})."""
+        self._require_state()
+        proc = self._start({"op": "press", "command": command}, {"CARKEY_AIR": "%s:%d" % tuple(air)})
+        return self._finish(proc, timeout=self.timeout_s)
+
+    def led_timeline(self) -> list:
+        """[(ticks_ms, role, level)] of every LED and buzzer write so far."""
+        try:
+            lines = (self.state_dir / "gpio.log").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [(int(t), role, int(v)) for t, role, v in (ln.split() for ln in lines)]
 
 
 def parse_trust(group_id: str, reader_public_key: str):
