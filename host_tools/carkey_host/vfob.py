@@ -158,3 +158,26 @@ class VirtualFob:
 
 def parse_trust(group_id: str, reader_public_key: str):
     return parse_hex(group_id, 16, "--group-id"), parse_hex(reader_public_key, 65, "--reader-public-key")
+
+
+def provision(fob, car, owner_keys, role="driver", name=None) -> dict:
+    """Make the fob a key of the car: the fob makes its credential (if it has none),
+    the owner's key signs the share document that enrolls it (delivered to the car
+    over USB), and the fob learns the car it trusts. `fob` is a UsbFob, `car` a UsbCar
+    (or VirtualCar); `name` labels the fob in the owner's directory (fobs.json)."""
+    from . import owner as owner_ops
+
+    fob_pub = bytes.fromhex(fob.identity()["credential_public_key"])
+    key = owner_ops.add_key(car, owner_keys, fob_pub, role)
+    ident = car.identity()
+    fob.trust(bytes.fromhex(ident["group_id"]), bytes.fromhex(ident["reader_public_key"]))
+    label = {"slot": key["slot"], "name": name or f"fob {key['slot'][:8]}", "public_key": fob_pub.hex(),
+             "group_id": ident["group_id"], "role": key["role"]}
+    path = owner_keys.path / "fobs.json"
+    try:
+        fobs = [f for f in json.loads(path.read_text()) if f.get("slot") != key["slot"]]
+    except (FileNotFoundError, ValueError):
+        fobs = []
+    fobs.append(label)
+    path.write_text(json.dumps(fobs, indent=1) + "\n")
+    return label

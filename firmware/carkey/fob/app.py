@@ -200,22 +200,42 @@ class FobApp:
             await asyncio.sleep_ms(_SAMPLE_MS)
 
 
+def _platform(board, platform):
+    if platform is None and getattr(board, "CHIP", None) == "virtual":
+        from virtual_hw.fob_platform import VirtualFobPlatform
+
+        platform = VirtualFobPlatform()
+    return platform
+
+
+# --- over USB (carkey fob provision / press): the host runs these through the REPL ---
+
+
+def identity(board, platform=None, state_dir=STATE_DIR):
+    # The credential public key (made now, radio on, if the fob has none) and the cars it trusts.
+    app = FobApp(board, _platform(board, platform), state_dir)
+    pub = app.ensure_credential()
+    return {"credential_public_key": pub.hex(),
+            "cars": [{"group_id": g.hex(), "reader_public_key": k.hex()} for g, k in app.state.cars()]}
+
+
+def trust(board, group_id_hex, reader_key_hex, state_dir=STATE_DIR):
+    FobState(state_dir).trust(bytes.fromhex(group_id_hex), bytes.fromhex(reader_key_hex))
+    return {"group_id": group_id_hex}
+
+
 def press_once(board, command_name, platform=None, state_dir=STATE_DIR):
-    # One press without the button (`carkey fob press` over USB): the same visit
-    # and the same signal as a button gesture gives.
+    # One press without the button: the same visit and the same signal as a
+    # button gesture gives.
     if command_name not in COMMANDS:
         raise FobStateError("unknown command %s" % command_name)
-    app = FobApp(board, platform, state_dir)
+    app = FobApp(board, _platform(board, platform), state_dir)
     app.ensure_credential()
     return asyncio.run(app.press(command_name)).to_dict()
 
 
 def run(board, platform=None, state_dir=STATE_DIR):
-    if platform is None and getattr(board, "CHIP", None) == "virtual":
-        from virtual_hw.fob_platform import VirtualFobPlatform
-
-        platform = VirtualFobPlatform()
-    asyncio.run(FobApp(board, platform, state_dir).run())
+    asyncio.run(FobApp(board, _platform(board, platform), state_dir).run())
 
 
 def safe_boot(board):

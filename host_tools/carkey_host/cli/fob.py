@@ -3,6 +3,7 @@
 import json
 
 from .. import envelope as env
+from ..errors import Refused
 from ..tcp_link import FRAMINGS, parse_endpoint
 from ..vfob import VirtualFob, parse_trust
 from . import out
@@ -44,6 +45,38 @@ def do_serve(args):
                                  on_listening, lambda c: out(c.line()))
 
 
+def do_provision(args):
+    from ..keydir import KeyDir
+    from ..usb_car import UsbCar
+    from ..usb_fob import UsbFob
+    from ..vfob import provision
+
+    label = provision(UsbFob(args.port), UsbCar(args.car_port), KeyDir(args.keys), args.role, args.name)
+    out(f"{label['name']}: enrolled as {label['role']} (key slot {label['slot']}), trusts car {label['group_id']}")
+
+
+# What the fob showed, in words.
+SIGNALS = {
+    "granted": "granted (one long glow)",
+    "refused-key": "refused: key unknown, revoked or suspended (2 blinks)",
+    "refused-time": "refused: outside the key's time window (3 blinks)",
+    "locked-out": "refused: locked out after failures (4 blinks)",
+    "refused": "refused (5 blinks)",
+    "car-not-found": "car not found (3 slow blinks)",
+}
+
+
+def do_press(args):
+    from ..usb_fob import UsbFob
+
+    press = UsbFob(args.port, timeout=args.timeout).press(args.command)
+    kind = press.get("kind") or "none"
+    battery = f", battery {press['battery_mv']} mV" if press.get("battery_mv") is not None else ""
+    out(f"{args.command}: {SIGNALS.get(press['signal'], press['signal'])} [kind={kind}{battery}]")
+    if not press["granted"]:
+        raise Refused(f"{args.command} not granted ({press['outcome']})")
+
+
 def register(sub):
     fob = sub.add_parser("fob", help="the key fob firmware (run on this computer, or on a board)")
     fsub = fob.add_subparsers(dest="fob_command", metavar="ACTION", required=True)
@@ -70,3 +103,17 @@ def register(sub):
     p.add_argument("--command", choices=PRESS_COMMANDS, default="unlock", help="what the fob asks each car for")
     p.add_argument("--connections", type=int, default=None, metavar="N", help="stop after N connections")
     p.set_defaults(func=do_serve)
+
+    p = fsub.add_parser("provision", help="make a fob on USB a key of a car on USB (the owner signs its enrolment)")
+    p.add_argument("--port", required=True, metavar="FOB", help="the fob's serial port")
+    p.add_argument("--car-port", required=True, metavar="CAR", help="the car's serial port")
+    p.add_argument("--keys", required=True, metavar="OWNERDIR", help="the owner's key directory")
+    p.add_argument("--role", default="driver", choices=("owner", "driver", "guest", "valet"))
+    p.add_argument("--name", default=None, metavar="TEXT", help="a label for this fob in OWNERDIR/fobs.json")
+    p.set_defaults(func=do_provision)
+
+    p = fsub.add_parser("press", help="press the fob's button over USB; exit 0 only if the car granted")
+    p.add_argument("--port", required=True, metavar="P")
+    p.add_argument("command", choices=PRESS_COMMANDS)
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S")
+    p.set_defaults(func=do_press)
