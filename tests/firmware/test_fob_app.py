@@ -96,7 +96,7 @@ class TestLoop(unittest.TestCase):
         app = fobapp.FobApp(board, platform, self.dir)
         presses = []
 
-        async def fake_press(command):
+        async def fake_press(command, visit=None):
             presses.append((time.ticks_diff(time.ticks_ms(), platform.button.start), command))
             await asyncio.sleep_ms(press_ms)
             p = fobapp.Press(command)

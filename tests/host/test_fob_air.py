@@ -118,3 +118,38 @@ def test_car_out_of_range_is_car_not_found(world):
     assert took < 10  # bounded by the scan deadline (3 s) plus process start
     leds = [(role, v) for _, role, v in world["fob"].led_timeline() if role == "led" and v == 1]
     assert len(leds) == 3  # three slow blinks
+
+
+def test_button_press_runs_the_whole_application(world):
+    # The fob's main loop: the button (a file on the virtual board) goes down, the fob
+    # finds and connects to the car while the gesture is told apart, unlocks, glows,
+    # and goes to deep sleep woken by the button.
+    import subprocess
+
+    from carkey_host import paths
+    from carkey_host.mpy_bridge import micropython_env
+    from carkey_host.vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
+
+    fob_dir = world["fob"].state_dir
+    env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+    env["CARKEY_AIR"] = "%s:%d" % world["air"].address
+    code = ("import virtual_fob\nfrom carkey.fob import app\nfrom virtual_hw.fob_platform import VirtualFobPlatform\n"
+            f"app.run(virtual_fob, VirtualFobPlatform({str(fob_dir)!r}), {str(fob_dir)!r})\n")
+    with running_car(world):
+        assert first_press(world)["granted"]  # the car is up and advertising
+        (fob_dir / "gpio.log").unlink()
+        button = fob_dir / "button"
+        button.write_text("0")
+        proc = subprocess.Popen([paths.micropython_executable(), "-c", code], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        time.sleep(0.5)
+        button.write_text("1")
+        time.sleep(0.15)
+        button.write_text("0")
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert (fob_dir / "asleep").read_text() == '{"button": 3}'
+    leds = [(role, v) for _, role, v in world["fob"].led_timeline() if role == "led"]
+    assert leds[:2] == [("led", 1), ("led", 0)], leds  # one glow: granted
+    taps = [(r["kind"], r["command"], r["result"]) for r in world["car"].log() if r["transport"] == 2]
+    assert taps[-1] == (1, 2, 0)  # a fast unlock

@@ -132,28 +132,58 @@ class FobApp:
             self.state.create_credential()
         return self.state.public_key()
 
-    async def press(self, command_name):
-        from carkey.fob.ble_central import DONE, FobLink, VisitError
-        from carkey.fob.client import Request
+    def start_visit(self):
+        # Finds and connects to the car (carkey.fob.ble_central.FobLink.open) before
+        # the gesture is known: (link, device, task), or None with no car to visit.
+        cars = self.state.cars()
+        if not cars:
+            return None
+        from carkey.fob.ble_central import FobLink
         from carkey.fob.device import UserDevice
         from carkey.hw.ble_gatt import device_name
+
+        device = UserDevice(self.state)
+        link = FobLink(self.radio(), self.deadlines)
+        return link, device, asyncio.create_task(self._open(link, device, device_name(cars[0][0])))
+
+    @staticmethod
+    async def _open(link, device, name):
+        # The task never ends in an exception the loop would report as never retrieved.
+        from carkey.fob.ble_central import VisitError
+
+        try:
+            await link.open(device, name)
+            return None
+        except VisitError as e:
+            return e
+
+    async def press(self, command_name, visit=None):
+        # One press: the visit (started early, or now), then the LED. Returns a Press.
+        from carkey.fob.ble_central import DONE, VisitError
+        from carkey.fob.client import Request
 
         press = Press(command_name)
         start = time.ticks_ms()
         press.battery_mv = self.platform.battery_mv(self.battery)
-        cars = self.state.cars()
-        if not cars:
+        if visit is None:
+            visit = self.start_visit()
+        if visit is None:
             press.outcome = "no-car"
             press.signal = signals.REFUSED
         else:
+            link, device, opening = visit
             req = Request(COMMANDS[command_name])
-            device = UserDevice(self.state, on_exchange=req.on_exchange)
-            link = FobLink(self.radio(), self.deadlines)
+            device.on_exchange = req.on_exchange
             try:
-                press.outcome = await link.visit(device, device_name(cars[0][0]))
+                err = await opening
+                if err is not None:
+                    raise err
+                press.outcome = await link.run(device)
             except VisitError as e:
                 press.outcome = e.outcome
-            txn = device.txn
+            finally:
+                txn = device.txn
+                await link.close(device)
             if txn is not None:
                 press.kind = txn.kind
                 press.granted = press.outcome == DONE and txn.control_flow is not None and txn.control_flow[0] == 1
@@ -169,6 +199,12 @@ class FobApp:
         await signals.show(press.signal, self.led, self.buzzer, low)
         return press
 
+    @staticmethod
+    async def _drop(visit):
+        link, device, opening = visit
+        await opening
+        await link.close(device)
+
     async def run(self, idle_sleep_ms=IDLE_SLEEP_MS, on_press=None):
         # The fob's life between two deep sleeps. Returns after asking for sleep
         # (on a board deep sleep never returns; the virtual board records it).
@@ -176,17 +212,23 @@ class FobApp:
         button = Button(getattr(self.desc, "BUTTON_TIMING", None), pressed_at_boot=self.button_pin.value(),
                         woken_by_button=self.platform.woken_by_button(), now_ms=time.ticks_ms())
         task = None
+        visit = None  # a visit opened when the button went down, waiting for the gesture
         idle_since = time.ticks_ms()
         gpio, active_low, _ = self.desc.INPUTS["button"]
         while True:
             now = time.ticks_ms()
             gesture = button.update(now, self.button_pin.value())
             if gesture == STUCK:
+                if visit is not None:
+                    await self._drop(visit)
                 self.platform.deep_sleep(gpio, active_low, STUCK_SLEEP_MS)
                 return
+            if visit is None and task is None and button.started():
+                visit = self.start_visit()  # scan and connect while the gesture is told apart
             if gesture is not None and task is None:
                 button.set_busy(True)
-                task = asyncio.create_task(self.press(self.actions[gesture]))
+                task = asyncio.create_task(self.press(self.actions[gesture], visit))
+                visit = None
             if task is not None and task.done():
                 press = await task
                 task = None
@@ -195,6 +237,8 @@ class FobApp:
                 if on_press is not None:
                     on_press(press)
             if task is None and button.idle() and time.ticks_diff(now, idle_since) >= idle_sleep_ms:
+                if visit is not None:
+                    await self._drop(visit)  # the button went down but made no gesture
                 self.platform.deep_sleep(gpio, active_low)
                 return
             await asyncio.sleep_ms(_SAMPLE_MS)

@@ -40,6 +40,8 @@ _AD_UUID128 = const(0x07)
 _MAX_COMMAND = const(261)  # the car chains longer commands
 _MAX_ANSWER = const(512)
 _WRITE_WITH_RESPONSE = const(1)
+_CONN_INTERVAL_MIN_US = const(7500)  # the least BLE allows
+_CONN_INTERVAL_MAX_US = const(15000)
 _CCCD_INDICATE = b"\x02\x00"
 _READY = b"\x00\x00"
 
@@ -202,7 +204,8 @@ class FobLink:
     async def connect(self):
         addr_type, addr = self.found
         ms = self.deadlines["connect_ms"]
-        self._ble.gap_connect(addr_type, addr, ms)
+        # A short connection interval: each APDU costs about two connection events.
+        self._ble.gap_connect(addr_type, addr, ms, _CONN_INTERVAL_MIN_US, _CONN_INTERVAL_MAX_US)
         await self._until(lambda: self.connected or self._connect_failed, ms + 500, CONNECT_FAILED, "connect")
         if not self.connected:
             raise VisitError(CONNECT_FAILED, "the car did not accept the connection")
@@ -228,8 +231,6 @@ class FobLink:
         if self.write_handle is None or self.indicate_handle is None:
             raise VisitError(CONNECT_FAILED, "the carkey service lacks its characteristics")
         await self._write(self.indicate_handle + 1, _CCCD_INDICATE, ms)
-        self._rx.reset()
-        await self._write(self.write_handle, _READY, ms)
 
     async def serve(self, device):
         # Answers the car's commands until CONTROL FLOW or a hang-up. Returns DONE.
@@ -273,25 +274,45 @@ class FobLink:
             except VisitError:
                 pass
 
-    async def visit(self, device, name):
-        # One whole visit; returns DONE or raises VisitError(outcome).
+    async def open(self, device, name):
+        # Everything before the car starts talking: find, connect, set up. The fob
+        # runs this from the moment the button goes down, while the gesture is
+        # still being told apart; the next ephemeral key is made meanwhile too.
         self._reset()
         self._ble.irq(self._irq)
-        try:
-            return await asyncio.wait_for_ms(self._visit(device, name), self.deadlines["visit_ms"])
-        except asyncio.TimeoutError:
-            raise VisitError(TIMEOUT, "the visit took too long") from None
-        finally:
-            await self.disconnect()
-            device.reset()
-
-    async def _visit(self, device, name):
-        # The next ephemeral key is made while the radio scans and connects.
         prep = asyncio.create_task(device.prepare())
         try:
-            await self.find(name)
-            await self.connect()
-            await self.setup()
+            await asyncio.wait_for_ms(self._open(name), self.deadlines["visit_ms"])
+        except asyncio.TimeoutError:
+            raise VisitError(TIMEOUT, "finding and connecting took too long") from None
         finally:
             await prep
+
+    async def _open(self, name):
+        await self.find(name)
+        await self.connect()
+        await self.setup()
+
+    async def run(self, device):
+        # "Ready": the car starts the transaction; answer it to the end. DONE or VisitError.
+        try:
+            return await asyncio.wait_for_ms(self._run(device), self.deadlines["visit_ms"])
+        except asyncio.TimeoutError:
+            raise VisitError(TIMEOUT, "the transaction took too long") from None
+
+    async def _run(self, device):
+        self._rx.reset()
+        await self._write(self.write_handle, _READY, self.deadlines["setup_ms"])
         return await self.serve(device)
+
+    async def close(self, device):
+        await self.disconnect()
+        device.reset()
+
+    async def visit(self, device, name):
+        # One whole visit; returns DONE or raises VisitError(outcome).
+        try:
+            await self.open(device, name)
+            return await self.run(device)
+        finally:
+            await self.close(device)

@@ -63,6 +63,11 @@ class Button:
     def pressed(self):
         return self._stable == 1
 
+    def started(self):
+        # A press of ours is under way or just ended (a gesture is coming): the
+        # app starts finding the car now rather than after the gesture.
+        return not self.busy and (self._state == _DOWN or self._state == _GAP)
+
     def set_busy(self, busy):
         self.busy = bool(busy)
         if self._state != _IGNORE:
