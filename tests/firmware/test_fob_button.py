@@ -94,6 +94,15 @@ class TestGestures(unittest.TestCase):
         self.assertEqual([g for _, g in replay(Button(pressed_at_boot=True, woken_by_button=True),
                                                [(0, 1), (1500, 0)], 2000)], [LONG])
 
+    def test_tap_over_before_boot_still_counts(self):
+        # The tap that woke the fob ended while it booted: short, or double with a second.
+        got = replay(Button(pressed_at_boot=False, woken_by_button=True), [], 1000)
+        self.assertEqual([g for _, g in got], [SHORT])
+        got = replay(Button(pressed_at_boot=False, woken_by_button=True), [(100, 1), (180, 0)], 1000)
+        self.assertEqual([g for _, g in got], [DOUBLE])
+        b = Button(pressed_at_boot=False, woken_by_button=True)
+        self.assertTrue(b.started())  # the app starts finding the car at once
+
     def test_stuck_button(self):
         got = replay(Button(), [(100, 1)], 12000)
         self.assertEqual([g for _, g in got], [LONG, STUCK])

@@ -140,7 +140,7 @@ class FobApp:
             return None
         from carkey.fob.ble_central import FobLink
         from carkey.fob.device import UserDevice
-        from carkey.hw.ble_gatt import device_name
+        from carkey.hw.ble_ids import device_name
 
         device = UserDevice(self.state)
         link = FobLink(self.radio(), self.deadlines)

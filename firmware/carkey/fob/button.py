@@ -18,8 +18,9 @@
 #   one that began during it and ends after: a nervous second press never sends
 #   a second command.
 # - At boot: woken by the button (deep sleep), the press in progress is the
-#   user's and counts from boot; any other boot with the button held (a stuck
-#   key, someone holding it through a reset) waits for a release first.
+#   user's and counts from boot, and a tap already over by then (boot takes a
+#   few hundred ms) counts as released at boot; any other boot with the button
+#   held (a stuck key, someone holding it through a reset) waits for a release.
 
 from micropython import const
 from time import ticks_diff
@@ -57,6 +58,10 @@ class Button:
         self._stuck_told = False
         if pressed_at_boot:
             self._state = _DOWN if woken_by_button else _IGNORE
+        elif woken_by_button:
+            # A quick tap that woke the fob was over before the application ran:
+            # it counts as a press released now (a second press makes it double).
+            self._state = _GAP
         else:
             self._state = _IDLE
 
