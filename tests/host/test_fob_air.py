@@ -153,3 +153,29 @@ def test_button_press_runs_the_whole_application(world):
     assert leds[:2] == [("led", 1), ("led", 0)], leds  # one glow: granted
     taps = [(r["kind"], r["command"], r["result"]) for r in world["car"].log() if r["transport"] == 2]
     assert taps[-1] == (1, 2, 0)  # a fast unlock
+
+
+def test_car_lost_kpersistent_falls_back_to_standard(world):
+    # The car forgets the fob's Kpersistent (its own key store, through the firmware):
+    # the fob's cryptogram matches nothing, AUTH1 runs, and the next press is fast again.
+    import subprocess
+
+    from carkey_host import paths
+    from carkey_host.mpy_bridge import micropython_env
+    from carkey_host.vcar import firmware_build
+
+    with running_car(world):
+        assert first_press(world)["kind"] == "standard"
+        assert press(world)["kind"] == "fast"
+    forget = ("from carkey.ecu.keystore import KeyStore\n"
+              f"ks = KeyStore({str(world['car'].state_dir)!r})\n"
+              f"ks.set_kpersistent(bytes.fromhex({world['pub'].hex()!r}), None); ks.commit()\n")
+    subprocess.run([paths.micropython_executable(), "-c", forget], check=True,
+                   env=micropython_env(firmware_dir=firmware_build()))
+    with running_car(world):
+        again = first_press(world)
+        after = press(world)
+    assert (again["kind"], again["granted"]) == ("standard", True)
+    assert (after["kind"], after["granted"]) == ("fast", True)
+    kinds = [r["kind"] for r in world["car"].log() if r["transport"] == 2]
+    assert kinds == [0, 1, 0, 1]  # the car held no Kpersistent for the fob: it asked for a standard one
