@@ -17,12 +17,13 @@ from micropython import const
 
 from carkey.crypto import aes, p256
 from carkey.protocol import apdu, tlv
-from carkey.protocol.aliro_keys import AID, USAGE_DEVICE, USAGE_READER, Transcript, kdh  # noqa: F401 (AID re-exported)
+from carkey.protocol.aliro_keys import USAGE_DEVICE, USAGE_READER, Transcript, kdh
 from carkey.protocol.channel import READER, Channel, ChannelError
 from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
 from carkey.protocol.identity import PrecomputePool, ReaderIdentity, run_steps  # noqa: F401 (re-exported)
 from carkey.protocol.session import FALLBACK, FAST, STANDARD, Session
 
+from carkey.protocol.aliro_keys import AID  # noqa: E402 (defined there: the key fob needs it without the reader)
 _VERSION = b"\x01\x00"
 
 # AUTH0 [41 01 type]: 00 standard, 01 fast
