@@ -16,7 +16,9 @@ from .. import __version__
 from ..errors import CarkeyError
 
 # Command groups, in the order `carkey --help` lists them.
-GROUPS = ("demo", "owner", "reader", "phone", "fob", "card", "nfcsim", "air", "vboard", "deploy", "flash", "bench")
+GROUPS = ("demo", "owner", "reader", "phone", "card", "nfcsim", "air", "vboard", "deploy", "flash", "bench")
+
+GROUPS += ("fob",)  # the key fob: its firmware on this computer and on boards (cli/fob.py)
 
 
 def out(text=""):
