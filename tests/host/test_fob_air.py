@@ -18,6 +18,7 @@ import pytest
 
 from carkey_host import owner as owner_ops
 from carkey_host.aliro import crypto
+from carkey_host.auditlog import BATTERY, format_record
 from carkey_host.keydir import KeyDir
 from carkey_host.vcar import RunningCar, VirtualCar
 from carkey_host.vfob import VirtualFob
@@ -67,8 +68,12 @@ def test_press_standard_then_fast_lock_trunk(world):
     assert [(r["command"], r["kind"], r["granted"]) for r in rest] == [
         ("unlock", "fast", True), ("lock", "fast", True), ("trunk", "fast", True)]
     log = world["car"].log()
-    taps = [(r["kind"], r["command"], r["result"]) for r in log if r["transport"] == 2]
+    taps = [(r["kind"], r["command"], r["result"]) for r in log if r["transport"] == 2 and r["command"] != BATTERY]
     assert taps == [(0, 2, 0), (1, 2, 0), (1, 1, 0), (1, 4, 0)]  # ble: standard unlock, fast unlock/lock/trunk
+    # Each press also told the car the fob's battery (3.9 V on the virtual board).
+    battery = [r for r in log if r["command"] == BATTERY]
+    assert len(battery) == 4 and all(r["result"] == 3900 // 20 for r in battery)
+    assert "battery             3.90 V" in format_record(battery[0])
     leds = [(role, v) for _, role, v in world["fob"].led_timeline() if role == "led"]
     assert leds.count(("led", 1)) == 4  # one glow per granted press
 
@@ -106,7 +111,7 @@ def test_fob_lost_kpersistent_falls_back_to_standard(world):
         after = press(world)
     assert (again["kind"], again["granted"]) == ("standard", True)
     assert (after["kind"], after["granted"]) == ("fast", True)
-    kinds = [r["kind"] for r in world["car"].log() if r["transport"] == 2]
+    kinds = [r["kind"] for r in world["car"].log() if r["transport"] == 2 and r["command"] != BATTERY]
     assert kinds == [0, 1, 2, 1]  # the car saw a fast request fall back to AUTH1
 
 
@@ -152,7 +157,7 @@ def test_button_press_runs_the_whole_application(world):
     leds = [(role, v) for _, role, v in world["fob"].led_timeline() if role == "led"]
     assert leds[:2] == [("led", 1), ("led", 0)], leds  # one glow: granted
     taps = [(r["kind"], r["command"], r["result"]) for r in world["car"].log() if r["transport"] == 2]
-    assert taps[-1] == (1, 2, 0)  # a fast unlock
+    assert taps[-2:] == [(1, BATTERY, 3900 // 20), (1, 2, 0)]  # the battery, then a fast unlock
 
 
 def test_car_lost_kpersistent_falls_back_to_standard(world):
@@ -177,5 +182,5 @@ def test_car_lost_kpersistent_falls_back_to_standard(world):
         after = press(world)
     assert (again["kind"], again["granted"]) == ("standard", True)
     assert (after["kind"], after["granted"]) == ("fast", True)
-    kinds = [r["kind"] for r in world["car"].log() if r["transport"] == 2]
+    kinds = [r["kind"] for r in world["car"].log() if r["transport"] == 2 and r["command"] != BATTERY]
     assert kinds == [0, 1, 0, 1]  # the car held no Kpersistent for the fob: it asked for a standard one

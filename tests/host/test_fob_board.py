@@ -78,3 +78,4 @@ def test_deploy_provision_press_log(tmp_path):
             log = carkey("log", "--port", car_port, "--keys", owner).stdout
     assert re.search(r"ble/standard key \w+ +unlock +ok", log), log
     assert re.search(r"ble/fast +key \w+ +lock +ok", log), log
+    assert re.search(r"ble/\w+ +key \w+ +battery +3\.90 V", log), log  # the fob's battery, as the owner sees it

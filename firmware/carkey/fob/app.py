@@ -172,7 +172,7 @@ class FobApp:
             press.signal = signals.REFUSED
         else:
             link, device, opening = visit
-            req = Request(COMMANDS[command_name])
+            req = Request(COMMANDS[command_name], battery_mv=press.battery_mv)
             device.on_exchange = req.on_exchange
             try:
                 err = await opening
