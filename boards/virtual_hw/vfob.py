@@ -10,6 +10,7 @@
 #   {"op": "trust", "state": DIR, "group_id": HEX16, "reader_public_key": HEX65}
 #   {"op": "serve", "state": DIR, "host": H, "port": P, "framing": "raw"|"lp",
 #    "connections": N|null, "command": ID}               answers readers over TCP
+#   {"op": "import_share", "state": DIR, "group_id": HEX16, "reader_public_key": HEX65, "document": HEX}
 #   {"op": "press", "state": DIR, "command": "unlock"|"lock"|"trunk"}
 #                                                        one press over the virtual air (CARKEY_AIR):
 #                                                        {"command", "outcome", "kind", "granted", "result", "signal", ...}
@@ -85,6 +86,12 @@ def handle(req):
         return {"group_id": gid.hex()}
     if op == "serve":
         return _serve(st, req)
+    if op == "import_share":
+        from carkey.fob import app
+
+        _unhex(req.get("group_id"), "group id", 16)
+        _unhex(req.get("reader_public_key"), "reader public key", 65)
+        return app.import_share(None, req["group_id"], req["reader_public_key"], req.get("document", ""), dir)
     if op == "press":
         import virtual_fob
         from virtual_hw.fob_platform import VirtualFobPlatform

@@ -58,5 +58,9 @@ class UsbFob:
     def trust(self, group_id: bytes, reader_public_key: bytes) -> dict:
         return self._call(f"app.trust(board, {group_id.hex()!r}, {reader_public_key.hex()!r}, state)")
 
+    def import_share(self, group_id: bytes, reader_public_key: bytes, document: bytes) -> dict:
+        return self._call(f"app.import_share(board, {group_id.hex()!r}, {reader_public_key.hex()!r}, "
+                          f"{document.hex()!r}, state)")
+
     def press(self, command: str) -> dict:
         return self._call(f"app.press_once(board, {command!r}, state_dir=state)")

@@ -140,6 +140,12 @@ class VirtualFob:
         return self._finish(proc, line)
 
 
+    def import_share(self, group_id: bytes, reader_public_key: bytes, document: bytes) -> None:
+        """Trust the car and present this owner-signed share document at the next press."""
+        self._require_state()
+        self._run({"op": "import_share", "group_id": group_id.hex(), "reader_public_key": reader_public_key.hex(),
+                   "document": document.hex()})
+
     def press(self, command: str, air) -> dict:
         """One press on the fob, its radio on the virtual air at `air` ((host, port)):
         what the fob saw ({"outcome", "kind", "granted", "result", "signal", ...})."""

@@ -34,6 +34,15 @@ class TestFobEnvelope(unittest.TestCase):
         self.assertEqual(req.on_exchange(answer), b"")
         self.assertEqual(req.result, 0x07)
 
+    def test_share_document_first_and_its_verdict(self):
+        doc = b"\xe2\x81\x90" + b"\x11" * 0x90  # long enough for a two-byte length
+        req = Request(0x02, battery_mv=3700, share=doc)
+        parsed = envelope.parse(req.on_exchange(HELLO))
+        self.assertEqual((parsed.share, parsed.battery_mv, parsed.command), (doc, 3700, 0x02))
+        answer = bytes(envelope.result(0x02, 0x00, b"\x00\x00\x00", True, [(0xE2, 0x00)]))
+        req.on_exchange(answer)
+        self.assertEqual((req.share_result, req.result), (0, 0))
+
     def test_car_refuses_malformed_battery(self):
         for inner in (b"\xc7\x01\x0f", b"\xc2\x01\x02\xc7\x02\x0f\xa0", b"\xc7\x02\x0f\xa0\xc7\x02\x0f\xa0"):
             with self.assertRaises(envelope.EnvelopeError):

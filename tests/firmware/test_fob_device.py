@@ -262,6 +262,16 @@ class TestState(_Case):
         with self.assertRaises(fobstate.FobStateError):
             self.state.credential()
 
+    def test_share_document_per_car(self):
+        doc = b"\xe2\x03abc"
+        self.state.set_share(b"\x01" * 16, doc)
+        self.assertEqual(self.state.share(b"\x01" * 16), doc)
+        self.assertIsNone(self.state.share(b"\x02" * 16))
+        with self.assertRaises(fobstate.FobStateError):
+            self.state.set_share(b"\x01" * 16, b"\xe3\x01x")  # a revocation is not a share
+        self.state.drop_share()
+        self.assertIsNone(self.state.share(b"\x01" * 16))
+
     def test_counters(self):
         self.assertEqual(self.state.counters(), (0, 0, 0))
         self.state.count(True)

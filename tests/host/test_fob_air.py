@@ -184,3 +184,31 @@ def test_car_lost_kpersistent_falls_back_to_standard(world):
     assert (after["kind"], after["granted"]) == ("fast", True)
     kinds = [r["kind"] for r in world["car"].log() if r["transport"] == 2 and r["command"] != BATTERY]
     assert kinds == [0, 1, 0, 1]  # the car held no Kpersistent for the fob: it asked for a standard one
+
+
+def test_fob_given_a_share_document_instead_of_an_enrolment(world, tmp_path):
+    # A second fob, never enrolled: the owner signs a share document for it; the fob
+    # presents it at its first press, the car enrolls it, and the fob stops presenting it.
+    guest = VirtualFob(tmp_path / "guest")
+    pub = guest.init()
+    group = bytes.fromhex(world["ident"]["group_id"])
+    doc = owner_ops.share(group, world["keys"], pub, "driver")
+    guest.import_share(group, bytes.fromhex(world["ident"]["reader_public_key"]), doc)
+    assert (guest.state_dir / "fobshare.a").exists()
+    with running_car(world):
+        first = first_press_of(guest, world)
+        second = guest.press("lock", world["air"].address)
+    assert first["granted"] and first["result"] == 0
+    assert second["granted"] and second["kind"] == "fast"
+    assert not any(guest.state_dir.glob("fobshare.*"))  # accepted: no longer presented
+    log = world["car"].log()
+    assert any(r["command"] == 0xE2 and r["result"] == 0 for r in log)  # the share, judged ok
+
+
+def first_press_of(fob, world, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        r = fob.press("unlock", world["air"].address)
+        if r["outcome"] != "car-not-found" or time.monotonic() > deadline:
+            return r
+        time.sleep(0.2)

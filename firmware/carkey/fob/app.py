@@ -172,7 +172,8 @@ class FobApp:
             press.signal = signals.REFUSED
         else:
             link, device, opening = visit
-            req = Request(COMMANDS[command_name], battery_mv=press.battery_mv)
+            group_id = self.state.cars()[0][0]
+            req = Request(COMMANDS[command_name], battery_mv=press.battery_mv, share=self.state.share(group_id))
             device.on_exchange = req.on_exchange
             try:
                 err = await opening
@@ -194,6 +195,8 @@ class FobApp:
                 press.signal = signals.for_result(press.granted, press.result)
             if press.kind is not None:
                 self.state.count(press.granted)
+            if req.share is not None and req.share_result == 0:
+                self.state.drop_share()  # enrolled now: the car keeps the key
         press.ms = time.ticks_diff(time.ticks_ms(), start)
         low = press.battery_mv is not None and press.battery_mv < self.battery.get("low_mv", 0)
         await signals.show(press.signal, self.led, self.buzzer, low)
@@ -265,6 +268,16 @@ def identity(board, platform=None, state_dir=STATE_DIR):
 
 def trust(board, group_id_hex, reader_key_hex, state_dir=STATE_DIR):
     FobState(state_dir).trust(bytes.fromhex(group_id_hex), bytes.fromhex(reader_key_hex))
+    return {"group_id": group_id_hex}
+
+
+def import_share(board, group_id_hex, reader_key_hex, document_hex, state_dir=STATE_DIR):
+    # A share document instead of an enrolment: the fob trusts that car and presents
+    # the document at its next press.
+    state = FobState(state_dir)
+    group_id = bytes.fromhex(group_id_hex)
+    state.trust(group_id, bytes.fromhex(reader_key_hex))
+    state.set_share(group_id, bytes.fromhex(document_hex))
     return {"group_id": group_id_hex}
 
 

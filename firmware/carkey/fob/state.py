@@ -7,6 +7,7 @@
 #   fobcars  magic CKFC | format | n | n x (group id 16 | reader public key 65)
 #   fobkp    magic CKFP | format | n | n x (reader identifier 32 | Kpersistent 32), newest first
 #   fobcount magic CKFN | format | transactions u32 | granted u32 | refused u32
+#   fobshare magic CKFS | format | group id 16 | share document (an owner-signed E2 ...)
 # A record that is there but malformed raises FobStateError: the fob says so
 # rather than guessing.
 
@@ -20,6 +21,8 @@ KEY_RECORD = "fobkey"
 CARS_RECORD = "fobcars"
 KP_RECORD = "fobkp"
 COUNT_RECORD = "fobcount"
+SHARE_RECORD = "fobshare"
+_MAX_SHARE = const(1024)
 
 _FORMAT = const(1)
 _GROUP_LEN = const(16)
@@ -175,3 +178,27 @@ class FobState:
         body.append(_FORMAT)
         body.extend(struct.pack(">III", n + 1, ok + (1 if granted else 0), refused + (0 if granted else 1)))
         storage.save(self.dir, COUNT_RECORD, body)
+
+    # --- a share document (instead of being enrolled) ------------------------------
+
+    def set_share(self, group_id, document):
+        # Presented in the next transaction with that car; one at a time.
+        if len(group_id) != _GROUP_LEN:
+            raise FobStateError("group id is 16 bytes")
+        if not 2 < len(document) <= _MAX_SHARE or document[0] != 0xE2:
+            raise FobStateError("not a share document")
+        body = bytearray(b"CKFS")
+        body.append(_FORMAT)
+        body.extend(group_id)
+        body.extend(document)
+        storage.save(self.dir, SHARE_RECORD, body)
+
+    def share(self, group_id):
+        rest = _head(b"CKFS", storage.load(self.dir, SHARE_RECORD), "share")
+        if rest is None or len(rest) <= _GROUP_LEN:
+            return None
+        return bytes(rest[_GROUP_LEN:]) if rest[:_GROUP_LEN] == group_id else None
+
+    def drop_share(self):
+        # The car accepted it: the key is enrolled now.
+        storage.remove(self.dir, SHARE_RECORD)

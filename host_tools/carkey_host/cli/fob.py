@@ -66,6 +66,36 @@ SIGNALS = {
 }
 
 
+def do_import_share(args):
+    from .. import documents
+    from ..errors import CarkeyError
+    from ..keydir import parse_hex
+
+    try:
+        doc = open(args.file, "rb").read()
+    except OSError as e:
+        raise CarkeyError(f"{args.file}: {e.strerror}") from None
+    try:
+        share = documents.parse_share(doc)
+    except documents.DocumentError as e:
+        raise CarkeyError(f"{args.file}: not a share document ({e})") from None
+    reader_key = parse_hex(args.reader_public_key, 65, "--reader-public-key")
+    if bool(args.port) == bool(args.state):
+        raise CarkeyError("say which fob: --port P (a board) or --state DIR (the fob on this computer)")
+    if args.port:
+        from ..usb_fob import UsbFob
+
+        fob_pub = bytes.fromhex(UsbFob(args.port).identity()["credential_public_key"])
+        target = UsbFob(args.port)
+    else:
+        target = VirtualFob(args.state)
+        fob_pub = bytes.fromhex(target.identity()["credential_public_key"])
+    if share.friend_pub != fob_pub:
+        raise CarkeyError(f"{args.file} shares the car with another key, not with this fob")
+    target.import_share(share.group_id, reader_key, doc)
+    out(f"share for reader group {share.group_id.hex()} stored: the fob presents it at its next press")
+
+
 def do_press(args):
     from ..usb_fob import UsbFob
 
@@ -111,6 +141,14 @@ def register(sub):
     p.add_argument("--role", default="driver", choices=("owner", "driver", "guest", "valet"))
     p.add_argument("--name", default=None, metavar="TEXT", help="a label for this fob in OWNERDIR/fobs.json")
     p.set_defaults(func=do_provision)
+
+    p = fsub.add_parser("import-share", help="give the fob an owner's share document instead of enrolling it")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", metavar="FOB", help="the fob's serial port")
+    where.add_argument("--state", metavar="DIR", help="the fob firmware on this computer")
+    p.add_argument("--file", required=True, metavar="FILE", help="from `carkey keys share --credential FOB.pem --out FILE`")
+    p.add_argument("--reader-public-key", required=True, metavar="HEX65", help="the car's reader key (the fob trusts it)")
+    p.set_defaults(func=do_import_share)
 
     p = fsub.add_parser("press", help="press the fob's button over USB; exit 0 only if the car granted")
     p.add_argument("--port", required=True, metavar="P")
