@@ -23,3 +23,11 @@ INPUTS = {
 }
 
 BUSES = {}
+
+# The LiPo cell through a 1M/1M divider (100 nF across the lower resistor) into
+# ADC1 channel 1 (GPIO 1); below low_mv the LED flickers after each press (docs/FOB.md).
+BATTERY = {"adc": 1, "divider": 2, "low_mv": 3500}
+
+# Gesture -> command (unlock, lock, trunk); button timing in ms (carkey.fob.button).
+BUTTON_ACTIONS = {"short": "unlock", "long": "lock", "double": "trunk"}
+BUTTON_TIMING = {"debounce_ms": 30, "long_ms": 800, "double_ms": 350, "stuck_ms": 10000}

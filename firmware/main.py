@@ -8,7 +8,10 @@
 
 import board
 
-from carkey.ecu import app
+if getattr(board, "KIND", "car") == "fob":
+    from carkey.fob import app
+else:
+    from carkey.ecu import app
 
 if app.safe_boot(board):
     print("carkey: safe boot (SAFE_BOOT_PIN held low): application not started")

@@ -16,7 +16,10 @@
 # difference: nothing is delivered while the event loop is not running.
 # The observer role (gap_scan) gives RSSI of advertisers for proximity hints: one
 # report per advertiser per scan interval. The central role (gap_connect,
-# gattc_*) and L2CAP are not provided: the car does not use them.
+# gattc_discover_services/characteristics, gattc_exchange_mtu, gattc_write,
+# indications and notifications in) serves the key fob; a node joins the air as
+# a central when AIR_ROLE (or CARKEY_AIR_ROLE) is "central", as the hub wants to
+# know at HELLO. L2CAP is not provided.
 
 import asyncio
 import errno
@@ -41,6 +44,15 @@ _IRQ_GATTS_INDICATE_DONE = const(20)
 _IRQ_MTU_EXCHANGED = const(21)
 _IRQ_SCAN_RESULT = const(5)
 _IRQ_SCAN_DONE = const(6)
+_IRQ_PERIPHERAL_CONNECT = const(7)
+_IRQ_PERIPHERAL_DISCONNECT = const(8)
+_IRQ_GATTC_SERVICE_RESULT = const(9)
+_IRQ_GATTC_SERVICE_DONE = const(10)
+_IRQ_GATTC_CHARACTERISTIC_RESULT = const(11)
+_IRQ_GATTC_CHARACTERISTIC_DONE = const(12)
+_IRQ_GATTC_WRITE_DONE = const(17)
+_IRQ_GATTC_NOTIFY = const(18)
+_IRQ_GATTC_INDICATE = const(19)
 _ADV_IND = const(0x00)
 _ADV_NONCONN_IND = const(0x03)
 _SCAN_RSP = const(0x04)
@@ -58,10 +70,12 @@ _M_ADVERTISE = const(0x02)
 _M_ADV_STOP = const(0x03)
 _M_SCAN = const(0x04)
 _M_DISCONNECT = const(0x06)
+_M_CONNECT = const(0x05)
 _M_DISCOVER = const(0x07)
 _M_TABLE = const(0x08)
 _M_ATT = const(0x10)
 _M_CONNECTED = const(0x81)
+_M_CONNECT_FAILED = const(0x83)
 _M_DISCONNECTED = const(0x82)
 _M_ADV_REPORT = const(0x84)
 _M_SCAN_DONE = const(0x85)
@@ -73,6 +87,7 @@ _ATT_MTU_RSP = const(0x03)
 _ATT_WRITE_REQ = const(0x12)
 _ATT_WRITE_RSP = const(0x13)
 _ATT_WRITE_CMD = const(0x52)
+_ATT_NOTIFICATION = const(0x1B)
 _ATT_INDICATION = const(0x1D)
 _ATT_CONFIRM = const(0x1E)
 _ATT_E_INVALID_HANDLE = const(0x01)
@@ -83,6 +98,8 @@ _ATT_E_INVALID_LENGTH = const(0x0D)
 _HCI_LOCAL_HOST_TERMINATED = const(0x16)
 
 AIR = None  # (host, port); None: CARKEY_AIR or 127.0.0.1:7300
+AIR_ROLE = None  # "central" or "peripheral"; None: CARKEY_AIR_ROLE or peripheral
+_NO_CONN = const(0xFFFF)  # conn_handle of _IRQ_PERIPHERAL_DISCONNECT for a failed gap_connect
 
 
 class UUID:
@@ -144,6 +161,11 @@ class _Conn:
         self.addr = addr
         self.mtu = _DEFAULT_MTU
         self.indicating = 0  # value handle of the indication awaiting confirmation
+        self.central = False  # this node is the central of the connection (gap_connect)
+        self.table = None  # the server's attribute table, once discovered
+        self.writing = 0  # value handle of the write request awaiting its response
+        self.mtu_asked = False
+        self.want = None  # a discovery waiting for the table
 
 
 def _air_address():
@@ -169,6 +191,8 @@ class BLE:
 
     def _init(self):
         self._active = False
+        self._central = False
+        self._connecting = None
         self._sock = None
         self._task = None
         self._rx = None
@@ -416,11 +440,15 @@ class BLE:
         self._poll.register(sock, select.POLLOUT)
         self._active = True
         self._conns = {}
-        self._send(bytes((_M_HELLO, 0)) + self._addr)
+        role = AIR_ROLE or os.getenv("CARKEY_AIR_ROLE") or "peripheral"
+        self._central = role == "central"
+        self._connecting = None
+        self._send(bytes((_M_HELLO, 1 if self._central else 0)) + self._addr)
         self._task = asyncio.create_task(self._pump())
 
     def _close(self):
         self._active = False
+        self._connecting = None
         if self._scan_task is not None:
             self._scan_task.cancel()
             self._scan_task = None
@@ -492,6 +520,11 @@ class BLE:
         conn = self._conns.pop(h, None)
         if conn is None:
             return
+        if conn.central:
+            if conn.writing:
+                self._irq(_IRQ_GATTC_WRITE_DONE, (h, conn.writing, _STATUS_NOT_CONNECTED))
+            self._irq(_IRQ_PERIPHERAL_DISCONNECT, (h, conn.addr_type, memoryview(conn.addr)))
+            return
         if conn.indicating:
             self._irq(_IRQ_GATTS_INDICATE_DONE, (h, conn.indicating, _STATUS_NOT_CONNECTED))
         self._irq(_IRQ_CENTRAL_DISCONNECT, (h, conn.addr_type, memoryview(conn.addr)))
@@ -502,7 +535,16 @@ class BLE:
             h = (msg[1] << 8) | msg[2]
             conn = self._conns.get(h)
             if conn is not None and len(msg) > 3:
-                self._on_att(conn, msg[3:])
+                if conn.central:
+                    self._on_att_client(conn, msg[3:])
+                else:
+                    self._on_att(conn, msg[3:])
+        elif kind == _M_CONNECTED and self._central:
+            self._on_connected(msg)
+        elif kind == _M_CONNECT_FAILED:
+            self._on_connect_failed(msg)
+        elif kind == _M_TABLE:
+            self._on_table(msg)
         elif kind == _M_CONNECTED:
             h = (msg[1] << 8) | msg[2]
             addr = bytes(msg[4:10])
@@ -577,3 +619,149 @@ class BLE:
                 self._att(conn.handle, bytes((_ATT_WRITE_RSP,)))
         elif op & 0x40 == 0 and op not in (_ATT_ERROR, _ATT_MTU_RSP, _ATT_WRITE_RSP):
             self._att_error(conn, op, 0, _ATT_E_REQUEST_NOT_SUPPORTED)
+
+    # --- GAP central and GATT client (the key fob) -------------------------------------
+
+    def gap_connect(self, addr_type, addr, scan_duration_ms=2000, min_conn_interval_us=None,
+                    max_conn_interval_us=None):
+        self._check()
+        if not self._central:
+            raise OSError(errno.EPERM)  # this node joined the air as a peripheral
+        if self._connecting is not None:
+            raise OSError(errno.EALREADY)
+        addr = bytes(addr)
+        if len(addr) != 6:
+            raise ValueError("address is 6 bytes")
+        wait = max(0, min(0xFFFF, int(scan_duration_ms)))
+        self._connecting = (addr_type, addr)
+        self._send(bytes((_M_CONNECT,)) + addr + struct.pack(">H", wait))
+        return True
+
+    def _on_connected(self, msg):
+        h = (msg[1] << 8) | msg[2]
+        addr = bytes(msg[4:10])
+        pending = self._connecting
+        if pending is None or pending[1] != addr:
+            self._send(struct.pack(">BHB", _M_DISCONNECT, h, 0x13))  # nothing asked for it
+            return
+        self._connecting = None
+        conn = _Conn(h, pending[0], addr)
+        conn.central = True
+        self._conns[h] = conn
+        self._irq(_IRQ_PERIPHERAL_CONNECT, (h, pending[0], memoryview(addr)))
+
+    def _on_connect_failed(self, msg):
+        pending = self._connecting
+        if pending is None or pending[1] != bytes(msg[1:7]):
+            return
+        self._connecting = None
+        # As the ESP32 port reports a connection attempt that timed out.
+        self._irq(_IRQ_PERIPHERAL_DISCONNECT, (_NO_CONN, pending[0], memoryview(pending[1])))
+
+    def _client(self, conn_handle):
+        self._check()
+        conn = self._conns.get(conn_handle)
+        if conn is None or not conn.central:
+            raise OSError(errno.ENOTCONN)
+        return conn
+
+    def _later(self, events):
+        # GATT client results arrive from the stack later, never inside the call.
+        async def deliver():
+            for event, data in events:
+                self._irq(event, data)
+
+        asyncio.create_task(deliver())
+
+    def gattc_exchange_mtu(self, conn_handle):
+        conn = self._client(conn_handle)
+        if conn.mtu_asked:
+            raise OSError(errno.EALREADY)
+        conn.mtu_asked = True
+        self._att(conn_handle, struct.pack("<BH", _ATT_MTU_REQ, self._mtu))
+
+    def gattc_discover_services(self, conn_handle, uuid=None):
+        conn = self._client(conn_handle)
+        if conn.table is None:
+            self._send(struct.pack(">BH", _M_DISCOVER, conn_handle))
+            conn.want = ("services", uuid)
+        else:
+            self._later(self._service_events(conn, uuid))
+
+    def gattc_discover_characteristics(self, conn_handle, start_handle, end_handle, uuid=None):
+        conn = self._client(conn_handle)
+        events = []
+        for handle, flags, u in conn.table or ():
+            if flags and start_handle <= handle <= end_handle and (uuid is None or UUID(uuid) == u):
+                events.append((_IRQ_GATTC_CHARACTERISTIC_RESULT, (conn_handle, end_handle, handle, flags, u)))
+        events.append((_IRQ_GATTC_CHARACTERISTIC_DONE, (conn_handle, 0)))
+        self._later(events)
+
+    def _service_events(self, conn, uuid):
+        events = []
+        table = conn.table or []
+        for i, (handle, flags, u) in enumerate(table):
+            if flags:
+                continue
+            end = 0xFFFF
+            for later, f, _ in table[i + 1 :]:
+                if not f:
+                    end = later - 1
+                    break
+            if uuid is None or UUID(uuid) == u:
+                events.append((_IRQ_GATTC_SERVICE_RESULT, (conn.handle, handle, end, u)))
+        events.append((_IRQ_GATTC_SERVICE_DONE, (conn.handle, 0)))
+        return events
+
+    def _on_table(self, msg):
+        h = (msg[1] << 8) | msg[2]
+        conn = self._conns.get(h)
+        if conn is None or not conn.central:
+            return
+        table = []
+        i = 3
+        while i + 5 <= len(msg):
+            handle, flags, n = struct.unpack(">HHB", msg[i : i + 5])
+            table.append((handle, flags, UUID(bytes(msg[i + 5 : i + 5 + n]))))
+            i += 5 + n
+        conn.table = table
+        want = conn.want
+        if want is not None and want[0] == "services":
+            conn.want = None
+            for event, data in self._service_events(conn, want[1]):
+                self._irq(event, data)
+
+    def gattc_write(self, conn_handle, value_handle, data, mode=0):
+        conn = self._client(conn_handle)
+        data = bytes(data)
+        if len(data) > conn.mtu - 3:
+            raise OSError(errno.EINVAL)  # longer than one ATT write at this MTU
+        if mode == 1:
+            if conn.writing:
+                raise OSError(errno.EALREADY)  # one request at a time per connection
+            conn.writing = value_handle
+            self._att(conn_handle, struct.pack("<BH", _ATT_WRITE_REQ, value_handle) + data)
+        else:
+            self._att(conn_handle, struct.pack("<BH", _ATT_WRITE_CMD, value_handle) + data)
+
+    def _on_att_client(self, conn, pdu):
+        op = pdu[0]
+        if op == _ATT_MTU_RSP and len(pdu) == 3:
+            conn.mtu = max(_DEFAULT_MTU, min(self._mtu, pdu[1] | (pdu[2] << 8)))
+            self._irq(_IRQ_MTU_EXCHANGED, (conn.handle, conn.mtu))
+        elif op == _ATT_WRITE_RSP or (op == _ATT_ERROR and len(pdu) == 5 and pdu[1] == _ATT_WRITE_REQ):
+            handle = conn.writing
+            if handle:
+                conn.writing = 0
+                self._irq(_IRQ_GATTC_WRITE_DONE, (conn.handle, handle, 0 if op == _ATT_WRITE_RSP else pdu[4]))
+        elif op == _ATT_INDICATION and len(pdu) >= 3:
+            # The stack confirms an indication by itself, before the application sees it.
+            self._att(conn.handle, bytes((_ATT_CONFIRM,)))
+            self._irq(_IRQ_GATTC_INDICATE, (conn.handle, pdu[1] | (pdu[2] << 8), memoryview(bytes(pdu[3:]))))
+        elif op == _ATT_NOTIFICATION and len(pdu) >= 3:
+            self._irq(_IRQ_GATTC_NOTIFY, (conn.handle, pdu[1] | (pdu[2] << 8), memoryview(bytes(pdu[3:]))))
+        elif op == _ATT_MTU_REQ and len(pdu) == 3:
+            # A server may ask too: answer as NimBLE does.
+            self._att(conn.handle, struct.pack("<BH", _ATT_MTU_RSP, self._mtu))
+            conn.mtu = max(_DEFAULT_MTU, min(pdu[1] | (pdu[2] << 8), self._mtu))
+            self._irq(_IRQ_MTU_EXCHANGED, (conn.handle, conn.mtu))

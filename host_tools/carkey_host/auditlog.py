@@ -4,6 +4,8 @@ import time
 
 from . import envelope as env
 
+BATTERY = 0xF3  # a key fob's battery report: the result byte is the voltage in 20 mV steps
+
 TRANSPORTS = {0: "car", 1: "nfc", 2: "ble", 3: "tcp", 4: "usb"}
 KINDS = {0: "standard", 1: "fast", 2: "fallback", 3: "admin", 4: "passive"}
 EVENTS = {0x00: "transaction", 0xE2: "share-document", 0xE3: "revocation-document", 0xE4: "admin-request",
@@ -23,5 +25,8 @@ def format_record(rec: dict) -> str:
     """One line: seq, UTC time, transport/kind, key slot, what, result."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rec["time"]))
     slot = rec["slot"] if rec["slot"].strip("0") else "-"
+    what, result = command_name(rec["command"]), result_name(rec["result"])
+    if rec["command"] == BATTERY:
+        what, result = "battery", f"{rec['result'] * 20 / 1000:.2f} V"
     return (f"#{rec['seq']:<4} {when}Z {TRANSPORTS.get(rec['transport'], '?'):>3}/{KINDS.get(rec['kind'], '?'):<8} "
-            f"key {slot:<16} {command_name(rec['command']):<19} {result_name(rec['result'])}")
+            f"key {slot:<16} {what:<19} {result}")

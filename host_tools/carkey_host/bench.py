@@ -440,6 +440,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = run(args.operations or None, args.runs, heap=not args.no_heap)
     print_table(results)
+    if not args.operations:  # the key fob's rows: host_tools/carkey_host/bench_fob.py
+        from . import bench_fob
+
+        results.update(bench_fob.print_rows(bench_fob.rows(results, args.runs)))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)

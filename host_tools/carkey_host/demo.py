@@ -120,7 +120,8 @@ class Demo:
         from .virtual_air import VirtualAir
 
         self.say("\n[bold]8. The car on its radios[/]: the firmware's main application on the virtual board,")
-        self.say("   with a BLE radio (virtual air) and a PN532 NFC reader (its byte-exact stand-in on a pty).")
+        self.say("   with a BLE radio (virtual air) and a PN532 NFC reader (its byte-exact stand-in on a pty);")
+        self.say("   then a key fob (its firmware too) enrolled by the owner presses unlock and lock.")
         flash = self.dir / "board-flash"
         flash.mkdir()
         # The board's flash holds the same state as the car above: copy it over.
@@ -128,6 +129,7 @@ class Demo:
 
         shutil.copytree(self.car.state_dir, flash / "state")
         name = device_name(group_id)
+        fob = self._fob(flash, owner, group_id)
         ended = []
         with VirtualAir(port=0) as air, Pn532Sim() as sim, RunningCar(flash, sim.path, air.address) as board:
             phone = Phone(owner, commands=[(env.COMMANDS["unlock"], b"")])
@@ -142,9 +144,32 @@ class Demo:
             ms = (time.perf_counter() - start) * 1000
             self._radio_line("NFC", ended[0], ms, f"{sim.target.apdu_count} APDUs through the PN532")
             sim.remove()
+            for command in ("unlock", "lock"):
+                self._fob_press(fob, air.address, command)
         if board.output.strip():
             self.say(f"    [dim]{board.output.strip()[-500:]}[/]")
         self.car = type(self.car)(flash / "state")  # the audit log below is the board's
+
+    def _fob(self, flash, owner, group_id):
+        """A key fob (its firmware in the Unix port), enrolled by the owner's signature."""
+        from . import owner as owner_ops
+        from .vcar import VirtualCar
+        from .vfob import VirtualFob
+
+        fob = VirtualFob(self.dir / "fob")
+        pub = fob.init()
+        owner_ops.add_key(VirtualCar(flash / "state"), owner, pub, "driver")
+        fob.trust(group_id, owner.trusted_readers()[group_id])
+        return fob
+
+    def _fob_press(self, fob, air, command):
+        start = time.perf_counter()
+        press = fob.press(command, air)
+        ms = (time.perf_counter() - start) * 1000
+        self.timings.append((f"key fob {command} over BLE", "fob", press["kind"] or "-", press["granted"], ms))
+        verdict = "[green]granted[/]" if press["granted"] else "[red]refused[/]"
+        self.say(f"    key fob, {command} pressed: {verdict} ({press['kind']} transaction; LED: {press['signal']}) "
+                 f"in {ms:.0f} ms, the fob's whole visit from its process start")
 
     def _radio_line(self, radio, txn, ms, detail):
         granted = txn.control_flow is not None and txn.control_flow[0] == 1

@@ -39,12 +39,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
+from . import firmware_set, paths
 from .build import BuildError, compile_firmware
 from .errors import EXIT_INTERRUPTED, CarkeyError
 from .serialport import EXIT_HASH_MISMATCH, EXIT_NO_SPACE, NoAnswer, check_port
 
-BOARDS = ("esp32_devkitc", "esp32_s3", "esp32_c3_fob", "virtual")
+BOARDS = ("esp32_devkitc", "esp32_s3", "esp32_c3_fob", "virtual", "virtual_fob")
 BOARDS_DIR = paths.REPO_ROOT / "boards"
 PACKAGE_DIR = "/lib/carkey"
 CHUNK = 512  # bytes per write exec; raw-paste flow control keeps the board's buffer safe
@@ -141,8 +141,11 @@ def install_plan(board, build_dir=None, firmware_dir=None):
     except BuildError as e:
         raise CarkeyError(str(e)) from None
     items = []
+    runs = firmware_set.wanted(board_file, package)  # the car's modules, or the fob's
     for mpy in compiled:
         rel = mpy.relative_to(build_dir / "carkey").as_posix()
+        if not runs(rel[: -len(".mpy")] + ".py"):
+            continue
         items.append(InstallItem(f"{PACKAGE_DIR}/{rel}", mpy, mpy.read_bytes()))
     items.append(InstallItem("/board.py", board_file, board_file.read_bytes()))
     for name in ("boot.py", "main.py"):

@@ -83,8 +83,21 @@ def all_pins(board):
     return pins
 
 
-def test_the_four_boards_exist():
-    assert [p.stem for p in BOARD_FILES] == ["esp32_c3_fob", "esp32_devkitc", "esp32_s3", "virtual"]
+def test_the_five_boards_exist():
+    assert [p.stem for p in BOARD_FILES] == ["esp32_c3_fob", "esp32_devkitc", "esp32_s3", "virtual", "virtual_fob"]
+
+
+@pytest.mark.parametrize("stem", ["esp32_c3_fob", "virtual_fob"])
+def test_fob_battery_and_button_wiring(stem):
+    b = load(BOARDS_DIR / f"{stem}.py")
+    adc = b["BATTERY"]["adc"]
+    assert adc not in {p for p, _, _ in all_pins(b)}, "the battery divider has a pin of its own"
+    chip = CHIPS[b["CHIP"]]
+    assert adc in chip["valid"] and adc not in chip["forbidden"]
+    if b["CHIP"] == "esp32c3":
+        assert adc <= 4, "ADC1 is GPIO 0-4 on the ESP32-C3"
+        assert b["INPUTS"]["button"][0] <= 5, "only GPIO 0-5 wake an ESP32-C3 from deep sleep"
+    assert set(b.get("BUTTON_ACTIONS", {})) <= {"short", "long", "double"}
 
 
 @pytest.fixture(params=BOARD_FILES, ids=lambda p: p.stem)

@@ -189,6 +189,8 @@ class Car:
             command, argument = req.command, req.argument
             if command is None:
                 command, argument = self.default_command, b""
+            if req.battery_mv is not None:  # a key fob's battery, for the owner's log
+                self._note(now, slot, transport, log_kind, codes.EVENT_BATTERY, min(req.battery_mv // 20, 255))
             while True:
                 code = refusal or self._decide(cred, command, argument, policy_kind, now)
                 self._note(now, slot, transport, log_kind, command, code)

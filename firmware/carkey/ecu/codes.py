@@ -71,6 +71,7 @@ EVENT_REVOCATION = const(0xE3)  # a revocation document was judged
 EVENT_ADMIN = const(0xE4)  # an owner-signed admin request was judged
 EVENT_ENROLL = const(0xF1)  # a key enrolled or changed through the admin interface
 EVENT_CLOCK = const(0xF2)  # the clock was set
+EVENT_BATTERY = const(0xF3)  # a key fob reported its battery: the result byte is the voltage in 20 mV steps
 AUTH_FAILED = const(0x80)  # the device did not prove its key (signature, cryptogram, MAC)
 PROTOCOL_ERROR = const(0x81)  # malformed or refused message
 LINK_LOST = const(0x82)  # the link dropped or timed out mid-transaction

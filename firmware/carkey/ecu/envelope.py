@@ -19,6 +19,7 @@ _SHARE = const(0xC3)  # a share document (E2 ...)
 _RESULT = const(0xC4)  # [command][result][car state 3]
 _REVOCATION = const(0xC5)  # a revocation document (E3 ...)
 _DOCUMENT_RESULT = const(0xC6)  # [document tag E2|E3][result]: one per document judged
+_BATTERY = const(0xC7)  # [millivolts, 2 bytes]: a key fob's battery, before its request
 _READER_STATUS = const(0x97)  # [01][01 granted | 00 refused]
 
 VERSION = const(1)
@@ -39,6 +40,7 @@ class Request:
         self.revocations = []
         self.command = None
         self.argument = b""
+        self.battery_mv = None  # a key fob's battery voltage (C7), if it sent one
 
 
 def hello(car_state):
@@ -79,8 +81,8 @@ def result(command, code, car_state, granted, documents=()):
 def parse(data):
     """The Request in a device message (its TLVs without the status trailer).
 
-    Inside E1 the order is [C3]? [C5]* [C2]?; anything else there is an error, as is
-    a second E1. Raises EnvelopeError (or tlv.TlvError) for a malformed message."""
+    Inside E1 the order is [C3]? [C5]* [C7]? [C2]?; anything else there is an error, as
+    is a second E1. Raises EnvelopeError (or tlv.TlvError) for a malformed message."""
     req = Request()
     mv = memoryview(data)
     for tag, start, end in tlv.iterate(mv):
@@ -100,6 +102,10 @@ def parse(data):
                     raise EnvelopeError("more than %d revocation documents" % MAX_REVOCATIONS)
                 req.revocations.append(bytes(value))
                 stage = 1
+            elif inner == _BATTERY and stage <= 1 and req.battery_mv is None:
+                if len(value) != 2:
+                    raise EnvelopeError("battery length")
+                req.battery_mv = (value[0] << 8) | value[1]
             elif inner == _REQUEST and stage <= 1:
                 if not 1 <= len(value) <= 1 + _MAX_ARGUMENT:
                     raise EnvelopeError("command request length")

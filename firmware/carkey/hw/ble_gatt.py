@@ -20,6 +20,7 @@ import time
 from micropython import const
 
 from carkey.hw.ble_frame import FrameError, Reassembler, chunk_size, encode
+from carkey.hw.ble_ids import INDICATE_UUID, PREFERRED_MTU, SERVICE_UUID, WRITE_UUID, device_name  # noqa: F401
 from carkey.protocol.errors import AuthenticationFailed, LinkError, LinkTimeout
 
 _IRQ_CENTRAL_CONNECT = const(1)  # (conn_handle, addr_type, addr)
@@ -35,27 +36,15 @@ _FLAG_INDICATE = const(0x0020)
 
 # CONFIG_BT_NIMBLE_MAX_CONNECTIONS in MicroPython's ESP32 BLE build (sdkconfig.ble).
 MAX_CONNECTIONS = const(4)
-PREFERRED_MTU = const(247)  # asked of phones; the agreed MTU is the smaller of both
 _MAX_COMMAND = const(261)  # header 4 + Lc + 255 data + Le: the reader chains longer ones
 _MAX_ANSWER = const(512)  # as the TCP link: longer answers come in 61xx parts
 _ADV_INTERVAL_US = const(200_000)
 _CHUNK_TIMEOUT_MS = const(1000)  # an indication's confirmation, or the gap between answer chunks
 _READY_TIMEOUT_MS = const(5000)  # connect to "ready": MTU exchange, discovery, subscription
 
-SERVICE_UUID = "7f1e0001-6c2b-4b8e-9f3a-2d5c1ac0a201"
-WRITE_UUID = "7f1e0002-6c2b-4b8e-9f3a-2d5c1ac0a201"  # phone → car: answer chunks
-INDICATE_UUID = "7f1e0003-6c2b-4b8e-9f3a-2d5c1ac0a201"  # car → phone: command chunks
-
-_NAME_PREFIX = "carkey-"
 _AD_FLAGS = const(0x01)
 _AD_NAME = const(0x09)  # complete local name
 _AD_UUID128 = const(0x07)  # complete list of 128-bit service UUIDs
-
-
-def device_name(group_id):
-    # The advertised name: fixed per car (its reader group), so a phone finds
-    # its car among others without connecting to each. 15 characters.
-    return _NAME_PREFIX + bytes(group_id[:4]).hex()
 
 
 def advertising_payload(name):

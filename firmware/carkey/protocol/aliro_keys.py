@@ -11,6 +11,8 @@ from micropython import const
 
 from carkey.crypto import kdf
 
+AID = b"\xa0\x00\x00\x09\x09\xac\xce\x55\x01"  # Aliro expedited phase (SELECT by name)
+
 LABEL_VOLATILE = b"Volatile****"
 LABEL_VOLATILE_FAST = b"VolatileFast"
 LABEL_PERSISTENT = b"Persistent**"

@@ -23,7 +23,7 @@ from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolErro
 from carkey.protocol.identity import PrecomputePool, ReaderIdentity, run_steps  # noqa: F401 (re-exported)
 from carkey.protocol.session import FALLBACK, FAST, STANDARD, Session
 
-AID = b"\xa0\x00\x00\x09\x09\xac\xce\x55\x01"  # Aliro expedited phase
+from carkey.protocol.aliro_keys import AID  # noqa: E402 (defined there: the key fob needs it without the reader)
 _VERSION = b"\x01\x00"
 
 # AUTH0 [41 01 type]: 00 standard, 01 fast

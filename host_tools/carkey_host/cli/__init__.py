@@ -23,6 +23,8 @@ from ..errors import EXIT_INTERRUPTED, CarkeyError
 # Command groups, in the order `carkey --help` lists them.
 GROUPS = ("demo", "owner", "reader", "phone", "card", "nfcsim", "air", "vboard", "deploy", "flash", "bench")
 
+GROUPS += ("fob",)  # the key fob: its firmware on this computer and on boards (cli/fob.py)
+
 
 def out(text=""):
     print(text, flush=True)

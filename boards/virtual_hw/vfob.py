@@ -1,0 +1,119 @@
+# carkey — the virtual fob: the key fob firmware as a Unix-port process over a state directory.
+# SPDX-License-Identifier: MIT
+#
+# Usage: micropython -m vfob < REQUEST_JSON   (boards/ and boards/virtual_hw on the path)
+#
+# One JSON request on stdin, JSON lines on stdout, the last one {"ok": true, ...}
+# or {"ok": false, "error": ...}:
+#   {"op": "init", "state": DIR}                         a new credential, made here
+#   {"op": "identity", "state": DIR}                     {"credential_public_key": HEX65, "cars": [...]}
+#   {"op": "trust", "state": DIR, "group_id": HEX16, "reader_public_key": HEX65}
+#   {"op": "serve", "state": DIR, "host": H, "port": P, "framing": "raw"|"lp",
+#    "connections": N|null, "command": ID}               answers readers over TCP
+#   {"op": "import_share", "state": DIR, "group_id": HEX16, "reader_public_key": HEX65, "document": HEX}
+#   {"op": "press", "state": DIR, "command": "unlock"|"lock"|"trunk"}
+#                                                        one press over the virtual air (CARKEY_AIR):
+#                                                        {"command", "outcome", "kind", "granted", "result", "signal", ...}
+# serve prints {"listening": [H, P]} once, then per connection {"connection": N,
+# "how", "kind", "granted", "result", "new_kpersistent"}.
+
+import asyncio
+import json
+import sys
+
+from carkey import storage
+from carkey.fob.state import FobState, FobStateError
+
+
+def _out(obj):
+    sys.stdout.write(json.dumps(obj))
+    sys.stdout.write("\n")
+
+
+def _unhex(value, what, n):
+    try:
+        b = bytes.fromhex(value)
+    except (TypeError, ValueError):
+        raise FobStateError("%s is not hex" % what)
+    if len(b) != n:
+        raise FobStateError("%s is %d bytes, not %d" % (what, n, len(b)))
+    return b
+
+
+def _txn_line(n, how, txn, req):
+    cf = txn.control_flow if txn is not None else None
+    return {"connection": n, "how": how, "kind": txn.kind if txn is not None else None,
+            "granted": cf is not None and cf[0] == 1, "result": req.result if req.result >= 0 else None,
+            "new_kpersistent": bool(txn is not None and txn.new_kpersistent)}
+
+
+def _serve(st, req):
+    from carkey.fob.client import Request
+    from carkey.fob.device import UserDevice
+    from carkey.fob.serve_tcp import serve
+
+    st.credential()  # a clear error now rather than at the first reader
+    conv = Request(req.get("command", 2))
+    device = UserDevice(st, on_exchange=conv.on_exchange)
+
+    def on_connection(n, how, txn):
+        line = _txn_line(n, how, txn, conv)
+        if txn is not None and txn.kind is not None:
+            st.count(line["granted"])
+        conv.reset()
+        _out(line)
+
+    asyncio.run(serve(device, req["host"], req["port"], req["framing"], req.get("connections"), on_connection,
+                      lambda: _out({"listening": [req["host"], req["port"]]})))
+    return {}
+
+
+def handle(req):
+    op = req.get("op")
+    dir = req.get("state")
+    if not isinstance(dir, str) or not dir:
+        raise FobStateError("no state directory")
+    st = FobState(dir)
+    if op == "init":
+        return {"credential_public_key": st.create_credential().hex()}
+    if op == "identity":
+        return {"credential_public_key": st.public_key().hex(),
+                "cars": [{"group_id": g.hex(), "reader_public_key": p.hex()} for g, p in st.cars()],
+                "counters": list(st.counters())}
+    if op == "trust":
+        gid = _unhex(req.get("group_id"), "group id", 16)
+        st.trust(gid, _unhex(req.get("reader_public_key"), "reader public key", 65))
+        return {"group_id": gid.hex()}
+    if op == "serve":
+        return _serve(st, req)
+    if op == "import_share":
+        from carkey.fob import app
+
+        _unhex(req.get("group_id"), "group id", 16)
+        _unhex(req.get("reader_public_key"), "reader public key", 65)
+        return app.import_share(None, req["group_id"], req["reader_public_key"], req.get("document", ""), dir)
+    if op == "press":
+        import virtual_fob
+        from virtual_hw.fob_platform import VirtualFobPlatform
+
+        from carkey.fob import app
+
+        return app.press_once(virtual_fob, req.get("command"), VirtualFobPlatform(dir), dir)
+    raise FobStateError("unknown operation %r" % op)
+
+
+def main():
+    try:
+        result = handle(json.loads(sys.stdin.read()))
+    except (FobStateError, storage.StorageError) as e:
+        _out({"ok": False, "error": str(e)})
+        sys.exit(1)
+    except Exception as e:  # a firmware fault: report it as such
+        sys.print_exception(e)
+        _out({"ok": False, "error": "%s: %s" % (type(e).__name__, e)})
+        sys.exit(1)
+    result["ok"] = True
+    _out(result)
+
+
+main()

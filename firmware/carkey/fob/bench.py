@@ -1,0 +1,279 @@
+# carkey — the key fob's benchmark: its compute per transaction and the heap of its whole application.
+# SPDX-License-Identifier: MIT
+#
+# Usage: micropython -m carkey.fob.bench --fixture=FILE --state=DIR [--runs=N] OP...
+# (host_tools/carkey_host/bench_fob.py runs it; never deployed to a fob). Ops:
+#   fob_std_txn    the fob's side of a standard transaction: SELECT, AUTH0, AUTH1
+#                  (reader signature checked, ECDH, key schedule, credential
+#                  signature), EXCHANGE, CONTROL FLOW, Kpersistent written to flash
+#   fob_fast_txn   the same for a fast one (cryptogram from Kpersistent, no AUTH1)
+#   fob_keygen     the ephemeral key pair, made while the radio scans and connects
+#   fob_import     importing the fob application and everything a press loads
+#   fob_app        the whole application on the esp32_c3_fob board config, one
+#                  standard and one fast press worth of work: the peak heap row
+#   ref_pidigits   the calibration reference (MicroPython's bm_pidigits, 65 digits)
+#   baseline       nothing: the interpreter and this module, to read the others against
+# The transactions replay the Aliro known-answer transcripts (the fixture holds
+# their APDUs and keys), so the reader's signatures verify without a reader here.
+# Each op prints one JSON line: median time, and the median of per-round ratios
+# to the reference timed right before it (the ESP32 estimate's basis).
+
+import gc
+import json
+import sys
+import time
+
+_files = {}
+_REF_DIGITS = 65
+
+
+def _compose(a, b):
+    a0, a1, a2, a3 = a
+    b0, b1, b2, b3 = b
+    return (a0 * b0, a0 * b1 + a1 * b3, a2 * b0 + a3 * b2, a2 * b1 + a3 * b3)
+
+
+def _floor_at(z, x):
+    q, r, s, t = z
+    return (q * x + r) // (s * x + t)
+
+
+def _reference():
+    # 65 digits of pi by the unbounded spigot, as MicroPython's
+    # tests/perf_bench/bm_pidigits.py at (100, 100): the workload whose ESP32 time
+    # is published (docs/PERFORMANCE.md, docs/FOB.md).
+    z = (1, 0, 0, 1)
+    k = 1
+    for _ in range(_REF_DIGITS):
+        y = _floor_at(z, 3)
+        while y != _floor_at(z, 4):
+            z = _compose(z, (k, 4 * k + 2, 0, 2 * k + 1))
+            k += 1
+            y = _floor_at(z, 3)
+        z = _compose((10, -10 * y, 0, 1), z)
+
+
+def _fixture():
+    with open(_files["fixture"]) as f:
+        fx = json.loads(f.read())
+    for k in list(fx):
+        v = fx[k]
+        if isinstance(v, str):
+            fx[k] = bytes.fromhex(v)
+        elif isinstance(v, list):
+            fx[k] = [bytes.fromhex(x) for x in v]
+    return fx
+
+
+def _fresh_state(fx, kp=None):
+    from carkey import storage
+    from carkey.fob import state as fobstate
+
+    dir = _files["state"]
+    for name in (fobstate.KEY_RECORD, fobstate.CARS_RECORD, fobstate.KP_RECORD, fobstate.COUNT_RECORD):
+        storage.remove(dir, name)
+    storage.save(dir, fobstate.KEY_RECORD, b"CKFK\x01" + fx["cred_priv"] + fx["cred_pub"])
+    st = fobstate.FobState(dir)
+    st.trust(fx["group"], fx["reader_pub"])
+    if kp is not None:
+        st.set_kpersistent(fx["rid"], kp)
+    return st
+
+
+def _txn(fx, st, which, on_exchange=None):
+    import asyncio
+
+    from carkey.fob.device import UserDevice
+
+    eph = (fx[which + "_ud_priv"], fx[which + "_ud_pub"])
+    dev = UserDevice(st, on_exchange=on_exchange, signaling_bitmap=fx["bitmap"], ephemeral=lambda: eph)
+    out = []
+    for c in fx[which + "_capdus"]:
+        out.append(asyncio.run(dev.process(c)))
+    asyncio.run(dev.process(b"\x80\x3c\x00\x00\x06\x41\x01\x01\x42\x01\x00"))
+    if out != fx[which + "_rapdus"]:
+        raise AssertionError("the fob's answers differ from the transcript")
+
+
+def _op_fob_std_txn():
+    fx = _fixture()
+    holder = {}
+
+    def prepare():
+        holder["st"] = _fresh_state(fx)
+
+    return prepare, lambda: _txn(fx, holder["st"], "std")
+
+
+def _op_fob_fast_txn():
+    fx = _fixture()
+    st = _fresh_state(fx, fx["kp"])
+    return lambda: _txn(fx, st, "fast")
+
+
+def _op_fob_keygen():
+    from carkey.crypto import p256
+
+    return lambda: p256.generate_keypair()
+
+
+def _forget(prefixes):
+    for name in list(sys.modules):
+        for p in prefixes:
+            if name == p or name.startswith(p + "."):
+                del sys.modules[name]
+
+
+def _import_app():
+    # What a press loads: the application, the BLE central, the device, the envelope.
+    from carkey.fob import app, ble_central, client, device  # noqa: F401
+
+    return app
+
+
+class _Pin:
+    def __init__(self, *args):
+        self.level = 0
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        self.level = v
+
+
+def _stub_bluetooth():
+    # The board's `bluetooth` is C: nothing of it sits in the MicroPython heap. This
+    # stand-in only has to let the modules import and build their objects.
+    if "bluetooth" in sys.modules:
+        return
+
+    class UUID:
+        def __init__(self, value):
+            self._b = str(value).encode()
+
+        def __bytes__(self):
+            return self._b
+
+        def __eq__(self, other):
+            return isinstance(other, UUID) and other._b == self._b
+
+    class Module:
+        pass
+
+    Module.UUID = UUID
+    Module.FLAG_READ = 2
+    Module.FLAG_WRITE = 8
+    Module.FLAG_INDICATE = 32
+    sys.modules["bluetooth"] = Module
+
+
+def _op_fob_import():
+    _stub_bluetooth()
+
+    def prepare():
+        _forget(("carkey",))
+        gc.collect()
+
+    return prepare, _import_app
+
+
+def _op_fob_app():
+    # The whole application with the esp32_c3_fob config: its objects, the BLE
+    # central's buffers, a standard then a fast press worth of protocol work, the
+    # LED pattern. The radio link itself is the board's C stack.
+    _stub_bluetooth()
+    fx = _fixture()
+
+    def work():
+        import esp32_c3_fob
+
+        app = _import_app()
+        from carkey.fob import signals
+        from carkey.fob.ble_central import FobLink
+        from carkey.fob.client import Request
+
+        class Platform:
+            def pin_factory(self):
+                return lambda *a: _Pin()
+
+        fob = app.FobApp(esp32_c3_fob, Platform(), _files["state"])
+        link = FobLink(object())
+        req = Request(2)
+        st = _fresh_state(fx)
+        _txn(fx, st, "std", req.on_exchange)
+        _txn(fx, st, "fast", req.on_exchange)
+        signals.timeline(signals.GRANTED, True)
+        return fob, link
+
+    return work
+
+
+def _op_ref_pidigits():
+    return _reference
+
+
+def _op_baseline():
+    # The interpreter, this module and the timing loop alone.
+    return lambda: None
+
+
+OPERATIONS = {
+    "fob_std_txn": _op_fob_std_txn,
+    "fob_fast_txn": _op_fob_fast_txn,
+    "fob_keygen": _op_fob_keygen,
+    "fob_import": _op_fob_import,
+    "fob_app": _op_fob_app,
+    "ref_pidigits": _op_ref_pidigits,
+    "baseline": _op_baseline,
+}
+
+
+def _timed(fn):
+    gc.collect()
+    t0 = time.ticks_us()
+    fn()
+    return time.ticks_diff(time.ticks_us(), t0)
+
+
+def measure(name, runs):
+    op = OPERATIONS[name]()
+    prepare, fn = op if isinstance(op, tuple) else (None, op)
+    if prepare:
+        prepare()
+    fn()  # warm-up
+    times = []
+    ratios = []
+    for _ in range(runs):
+        if prepare:
+            prepare()
+        t_ref = _timed(_reference)
+        t_op = _timed(fn)
+        times.append(t_op)
+        ratios.append(t_op / max(t_ref, 1))
+    times.sort()
+    ratios.sort()
+    mid = runs // 2
+    return {"op": name, "median_us": times[mid], "min_us": times[0], "runs": runs, "ratio_median": ratios[mid],
+            "ratio_q1": ratios[runs // 4], "ratio_q3": ratios[(3 * runs) // 4]}
+
+
+def main(argv):
+    runs = 15
+    names = []
+    for arg in argv:
+        if arg.startswith("--runs="):
+            runs = int(arg[7:])
+        elif arg.startswith("--fixture="):
+            _files["fixture"] = arg[10:]
+        elif arg.startswith("--state="):
+            _files["state"] = arg[8:]
+        else:
+            names.append(arg)
+    for name in names:
+        if name not in OPERATIONS:
+            print(json.dumps({"op": name, "error": "unknown operation"}))
+            continue
+        print(json.dumps(measure(name, runs)))
+
+
+main(sys.argv[1:])

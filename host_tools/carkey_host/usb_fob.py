@@ -1,0 +1,66 @@
+"""A key fob on its USB serial port: identity, trust and a press as firmware-side calls.
+
+`UsbFob(port)` interrupts the fob application through the raw REPL, runs one function
+of carkey.fob.app on the board and soft-resets so the application starts again, as
+carkey_host.usb_car does for the car. A real fob sleeps between presses and its USB
+goes with it: wake it with the button (or hold it in safe boot) first.
+"""
+
+import json
+
+from .errors import CarkeyError
+
+STATE_DIR = "/state"
+_MARK = "CARKEY-RESULT "
+
+_PROGRAM = """
+import json
+import board
+from carkey.fob import app
+state = {state!r}
+try:
+    result = {call}
+    print({mark!r} + json.dumps({{"ok": True, "result": result}}))
+except Exception as e:
+    print({mark!r} + json.dumps({{"ok": False, "error": "%s: %s" % (type(e).__name__, e)}}))
+"""
+
+
+class UsbFob:
+    def __init__(self, port, timeout=30, state_dir=STATE_DIR):
+        self.port = port
+        self.timeout = timeout
+        self.state_dir = state_dir
+
+    def _call(self, call):
+        from .deploy import Board
+
+        board = Board(self.port, self.timeout)
+        try:
+            out, err = board.run(_PROGRAM.format(state=self.state_dir, call=call, mark=_MARK), self.timeout)
+            output = (out + err).decode(errors="replace")
+            board.soft_reset()  # the application starts again
+        finally:
+            board.close()
+        for line in output.splitlines():
+            if line.startswith(_MARK):
+                answer = json.loads(line[len(_MARK):])
+                break
+        else:
+            raise CarkeyError(f"the fob on {self.port} gave no answer: {output.strip()[-300:]!r}")
+        if not answer["ok"]:
+            raise CarkeyError(f"the fob failed: {answer['error']}")
+        return answer["result"]
+
+    def identity(self) -> dict:
+        return self._call("app.identity(board, state_dir=state)")
+
+    def trust(self, group_id: bytes, reader_public_key: bytes) -> dict:
+        return self._call(f"app.trust(board, {group_id.hex()!r}, {reader_public_key.hex()!r}, state)")
+
+    def import_share(self, group_id: bytes, reader_public_key: bytes, document: bytes) -> dict:
+        return self._call(f"app.import_share(board, {group_id.hex()!r}, {reader_public_key.hex()!r}, "
+                          f"{document.hex()!r}, state)")
+
+    def press(self, command: str) -> dict:
+        return self._call(f"app.press_once(board, {command!r}, state_dir=state)")

@@ -1,0 +1,150 @@
+# carkey — the fob application's loop: gestures become presses, presses during one are swallowed, sleep.
+# SPDX-License-Identifier: MIT
+#
+# The loop runs on the real clock with a scripted button; the BLE visit is
+# replaced by a recorder (the visit itself is tested on the virtual air,
+# tests/host/test_fob_air.py).
+#
+# Run: .venv/bin/pytest -q tests/firmware/test_fob_app.py
+
+import asyncio
+import time
+
+import unittest
+from scratch import remove_tree, scratch_dir
+
+from carkey.fob import app as fobapp
+
+
+class Board:
+    BOARD = "test_fob"
+    CHIP = "virtual"
+    KIND = "fob"
+    OUTPUTS = {"led": (4, False), "buzzer": (5, False)}
+    INPUTS = {"button": (3, False, None)}
+    BUSES = {}
+    BUTTON_TIMING = {"debounce_ms": 20, "long_ms": 300, "double_ms": 150, "stuck_ms": 1500}
+
+
+class _Pin:
+    def __init__(self, script=None):
+        self.script = script  # [(ms since start, level)]
+        self.start = time.ticks_ms()
+        self.level = 0
+
+    def value(self, v=None):
+        if v is not None:
+            self.level = v
+            return None
+        if self.script is None:
+            return self.level
+        t = time.ticks_diff(time.ticks_ms(), self.start)
+        level = 0
+        for at, lv in self.script:
+            if at <= t:
+                level = lv
+        return level
+
+
+class _Radio:
+    # Only switched on: the first start makes the credential with the radio up.
+    on = False
+
+    def active(self, on=None):
+        if on is not None:
+            _Radio.on = bool(on)
+        return _Radio.on
+
+
+class Platform:
+    def __init__(self, script, woken=False):
+        self.button = _Pin(script)
+        self.woken = woken
+        self.slept = None
+
+    def pin_factory(self):
+        def make(role, gpio, mode, pull, idle):
+            return self.button if role == "button" else _Pin()
+
+        return make
+
+    def ble(self):
+        return _Radio()
+
+    def woken_by_button(self):
+        return self.woken
+
+    def battery_mv(self, spec):
+        return None
+
+    def deep_sleep(self, gpio, active_low, timer_ms=None):
+        self.slept = (gpio, timer_ms)
+
+
+class TestLoop(unittest.TestCase):
+    def setUp(self):
+        self.dir = scratch_dir()
+
+    def tearDown(self):
+        remove_tree(self.dir)
+
+    def run_app(self, script, press_ms=400, woken=False, actions=None):
+        platform = Platform(script, woken)
+        board = Board
+        if actions:
+            board = type("B", (Board,), {"BUTTON_ACTIONS": actions})
+        app = fobapp.FobApp(board, platform, self.dir)
+        presses = []
+
+        async def fake_press(command, visit=None):
+            presses.append((time.ticks_diff(time.ticks_ms(), platform.button.start), command))
+            await asyncio.sleep_ms(press_ms)
+            p = fobapp.Press(command)
+            p.granted = True
+            return p
+
+        app.press = fake_press
+        asyncio.run(app.run(idle_sleep_ms=400))
+        return presses, platform
+
+    def test_gestures_become_commands_and_the_fob_sleeps(self):
+        presses, platform = self.run_app([(50, 1), (120, 0)])
+        self.assertEqual([c for _, c in presses], ["unlock"])
+        self.assertEqual(platform.slept, (3, None))  # woken by the button next time
+        presses, _ = self.run_app([(50, 1), (500, 0)])
+        self.assertEqual([c for _, c in presses], ["lock"])
+        presses, _ = self.run_app([(50, 1), (100, 0), (170, 1), (220, 0)])
+        self.assertEqual([c for _, c in presses], ["trunk"])
+
+    def test_press_during_a_visit_is_swallowed(self):
+        # The visit runs from ~270 ms to ~670 ms; the press at 400 ms sends nothing.
+        presses, _ = self.run_app([(50, 1), (100, 0), (400, 1), (450, 0)])
+        self.assertEqual(len(presses), 1)
+
+    def test_actions_are_configurable(self):
+        presses, _ = self.run_app([(50, 1), (120, 0)], actions={"short": "lock"})
+        self.assertEqual([c for _, c in presses], ["lock"])
+        with self.assertRaises(ValueError):
+            fobapp.FobApp(type("B", (Board,), {"BUTTON_ACTIONS": {"short": "launch"}}), Platform([]), self.dir)
+
+    def test_woken_by_the_button_the_press_counts(self):
+        presses, _ = self.run_app([(0, 1), (60, 0)], woken=True)
+        self.assertEqual([c for _, c in presses], ["unlock"])
+
+    def test_stuck_button_sleeps_on_a_timer(self):
+        presses, platform = self.run_app([(0, 1)])
+        self.assertEqual(presses, [])  # held since a cold boot: never a command
+        self.assertEqual(platform.slept, (3, fobapp.STUCK_SLEEP_MS))
+
+    def test_credential_made_on_first_start(self):
+        app = fobapp.FobApp(Board, Platform([]), self.dir)
+        self.assertFalse(app.state.has_credential())
+        _Radio.on = False
+        pub = app.ensure_credential()
+        self.assertTrue(_Radio.on)  # the radio came up before the key was drawn
+        self.assertEqual(len(pub), 65)
+        self.assertEqual(app.ensure_credential(), pub)
+
+
+if __name__ == "__main__":
+    unittest.main()
