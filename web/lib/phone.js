@@ -27,7 +27,7 @@ export class KeyPhone {
   // Start a visit: `commands` = [[name, argument bytes]] sent one after another (at most 4).
   begin(commands) {
     this.device.reset();
-    this.device.lastReaderStatus = this.device.lastControlFlow = this.device.lastKind = null;
+    this.device.lastReaderStatus = this.device.lastControlFlow = this.device.lastKind = this.device.lastError = null;
     this.device.fastEnabled = !commands.some(([name]) => name === 'drive');
     this.pending = [...commands];
     this.transaction = { results: [], documents: [], carState: null, sharePresentedTo: null, readerGroup: null };
@@ -68,6 +68,7 @@ export class KeyPhone {
     txn.controlFlow = this.device.lastControlFlow;
     txn.readerStatus = this.device.lastReaderStatus;
     txn.kind = this.device.lastKind;
+    txn.deviceError = this.device.lastError ? this.device.lastError.sw : null;
     txn.granted = Boolean(txn.controlFlow && txn.controlFlow[0] === 1);
     txn.shareAccepted = txn.sharePresentedTo !== null && txn.documents.some(([tag, code]) => tag === env.SHARE_TAG && code === 0);
     if (txn.shareAccepted) delete this.cars.get(txn.sharePresentedTo).shareDocument;

@@ -62,6 +62,7 @@ export class UserDevice {
     this.responseChain = new apdu.ResponseChain();
     this.lastReaderStatus = null;
     this.lastControlFlow = null;
+    this.lastError = null; // the last ApduError answered (e.g. 6982: the reader's signature did not verify)
     this.lastKind = null; // standard, fast or fallback: what the last transaction was, as this device saw it
   }
 
@@ -99,6 +100,7 @@ export class UserDevice {
         throw error;
       }
       if (!(error instanceof ApduError)) throw error;
+      this.lastError = error;
       this.fail();
       return apdu.status(error.sw);
     }
