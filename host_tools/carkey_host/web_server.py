@@ -89,6 +89,7 @@ def ws_read_message(sock, on_ping):
 
 
 class Handler(SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # RFC 6455 upgrades an HTTP/1.1 request; static files keep the connection
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
                       ".mjs": "text/javascript", ".webmanifest": "application/manifest+json",
                       ".svg": "image/svg+xml", ".json": "application/json"}

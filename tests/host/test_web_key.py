@@ -72,10 +72,23 @@ def test_page_key_on_the_firmware_car(tmp_path, node_cmd):
         (tmp_path / "friend.pub.pem").write_text(fmade["pem"])
         carkey("keys", "share", "--keys", owner, "--credential", tmp_path / "friend.pub.pem", "--role", "guest",
                "--out", tmp_path / "friend.share")
-        imported = friend.call(op="import", data=(tmp_path / "friend.share").read_bytes().hex())
-        assert imported["has_share"] and not imported["has_reader_key"]
-        assert "error" in friend.call(op="tap", air="ws://127.0.0.1:1/air", group_id=group_id, command="unlock")
-        assert friend.call(op="import", data=identity_json.encode().hex())["has_share"]  # the share stays
+        share_file = (tmp_path / "friend.share").read_bytes()
+        imported = friend.call(op="import", data=share_file.hex())
+        assert imported["has_share"] and imported["group_id"] == group_id, imported
+        if not imported["has_reader_key"]:
+            # A bare share document names no reader key: the page cannot tap until it has the car's identity.
+            answer = friend.call(op="tap", air="ws://127.0.0.1:1/air", group_id=group_id, command="unlock")
+            assert "import the car's identity" in answer["error"], answer
+            assert friend.call(op="import", data=identity_json.encode().hex())["has_share"]  # the share stays
+        # Cross-check: the document the host tools signed verifies under WebCrypto; one flipped bit does not.
+        from carkey_host import documents
+
+        document = share_file if share_file[:1] == b"\xe2" else bytes.fromhex(json.loads(share_file)["document"])
+        assert documents.parse_share(document).friend_pub.hex() == fmade["public_key"]
+        assert friend.call(op="verify_share", data=document.hex()) == {"valid": True}
+        tampered = bytearray(document)
+        tampered[-70] ^= 1  # inside the owner's signature
+        assert friend.call(op="verify_share", data=tampered.hex()) == {"valid": False}
 
         with VirtualAir(port=0) as air, RunningWebServer(air=air.address) as web, \
                 RunningCar(tmp_path / "flash", air=air.address):

@@ -69,7 +69,7 @@ export class Keyring {
 
   // Import a share or a car identity (share.js); returns the car record as stored.
   async importTrust(data) {
-    const found = parseTrustImport(data);
+    const found = await parseTrustImport(data);
     if (found.share) {
       if (!this.credential) throw new ImportError('make this phone\'s key first');
       if (toHex(found.share.friendPublicKey) !== toHex(this.credential.publicBytes)) {

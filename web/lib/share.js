@@ -1,9 +1,13 @@
 // carkey web key — what the page imports to trust a car: share documents and car identities.
 // SPDX-License-Identifier: MIT
 //
-// parseTrustImport(bytes) takes what an owner hands over and returns one record
+// parseTrustImport(bytes) takes what an owner hands over and resolves to one record
 // {groupId, readerPublicKey, name, shareDocument, share}:
-// - a share document (docs/PROTOCOL.md §5, the file `carkey keys share --out` writes,
+// - a share file (docs/PROTOCOL.md §5a, {"carkey_share": 1, "car": {...}, "document",
+//   "car_signature"}): trusted only when the document's own signature and the
+//   owner's signature over the car's identity both verify under the document's owner
+//   key (5A) — so nobody can pair a real share with another reader's key;
+// - a bare share document (docs/PROTOCOL.md §5, the file `carkey keys share --out` writes,
 //   starting with E2), raw or as hex text: the car's group id and the document the
 //   page presents on its first tap. A bare document does not carry the reader's
 //   public key, so the page also needs the car's identity;
@@ -13,7 +17,8 @@
 // Nothing here decides trust by itself: the page keeps one car per group id and
 // refuses every reader whose group it does not hold (UserDevice).
 
-import { fromHex, toHex } from './bytes.js';
+import { concat, fromHex, toHex } from './bytes.js';
+import { sha256, verify } from './crypto.js';
 import * as tlv from './tlv.js';
 
 export class ImportError extends Error {}
@@ -26,6 +31,10 @@ const SHARE_FIELDS = [
 ];
 
 const uint = (b) => b.reduce((n, x) => n * 256 + x, 0);
+const SHARE_CONTEXT = new TextEncoder().encode('carkey/share/v1\0');
+const SHARE_FILE_CONTEXT = new TextEncoder().encode('carkey/share-file/v1\0');
+const SHARE_FILE_FORMAT = 1;
+const MAX_NAME = 32;
 
 // The fields of a share document, in the order §5 fixes (the car checks the signature).
 export function parseShareDocument(doc) {
@@ -69,7 +78,37 @@ export function parseShareDocument(doc) {
     useLimit: uint(share.useLimit),
     serial: uint(share.serial),
     ownerPublicKey: owner[1],
+    signature: sig[1],
+    body: tlv.encodeAll(items.slice(0, i)), // the decoder is strict: re-encoding gives the signed bytes
   };
+}
+
+// True when the document's signature verifies under its own owner key (the car checks it too).
+export async function shareSignatureValid(share) {
+  return verify(share.ownerPublicKey, concat(SHARE_CONTEXT, share.body), share.signature);
+}
+
+async function fromShareFile(object) {
+  if (object.carkey_share !== SHARE_FILE_FORMAT) throw new ImportError(`share file format ${JSON.stringify(object.carkey_share)} is not supported (this page reads ${SHARE_FILE_FORMAT})`);
+  const car = object.car;
+  if (typeof car !== 'object' || car === null) throw new ImportError('car: missing');
+  const groupId = hexField(car, ['group_id'], 16, 'car.group_id');
+  const readerPublicKey = hexField(car, ['reader_public_key'], 65, 'car.reader_public_key');
+  const name = car.name;
+  if (!groupId || !readerPublicKey || readerPublicKey[0] !== 0x04) throw new ImportError('car: group_id (16 bytes) and reader_public_key (65 bytes, 04 || X || Y) expected');
+  const rawName = typeof name === 'string' ? new TextEncoder().encode(name) : new Uint8Array(0);
+  if (!rawName.length || rawName.length > MAX_NAME || /[\x00-\x1f\x7f]/.test(name)) throw new ImportError(`car.name: 1..${MAX_NAME} printable characters expected`);
+  const document = hexField(object, ['document'], null, 'document');
+  const carSignature = hexField(object, ['car_signature'], 64, 'car_signature');
+  if (!document || !carSignature) throw new ImportError('document and car_signature expected');
+  const share = parseShareDocument(document);
+  if (share.groupId !== toHex(groupId)) throw new ImportError('the share document is bound to another car than the file names');
+  if (!(await shareSignatureValid(share))) throw new ImportError('the share document\'s signature does not verify');
+  const signed = concat(SHARE_FILE_CONTEXT, groupId, readerPublicKey, new Uint8Array([rawName.length]), rawName, await sha256(document));
+  if (!(await verify(share.ownerPublicKey, signed, carSignature))) {
+    throw new ImportError('car_signature does not verify: the car\'s identity was not signed by the sharing owner');
+  }
+  return { groupId: share.groupId, readerPublicKey, name, shareDocument: document, share };
 }
 
 function hexField(object, names, length, what) {
@@ -119,7 +158,7 @@ function fromObject(object) {
   return record;
 }
 
-export function parseTrustImport(data) {
+export async function parseTrustImport(data) {
   if (!data.length) throw new ImportError('the file is empty');
   if (data[0] === 0xe2) return fromDocument(data);
   const text = new TextDecoder('utf-8', { fatal: false }).decode(data).trim();
@@ -130,5 +169,6 @@ export function parseTrustImport(data) {
   } catch (e) {
     throw new ImportError('not a share document, nor JSON naming a car');
   }
+  if (object && typeof object === 'object' && 'carkey_share' in object) return fromShareFile(object);
   return fromObject(object);
 }

@@ -59,7 +59,7 @@ test('import: a car identity, then a share for this key; a share for another key
   await assert.rejects(ring.importTrust(new TextEncoder().encode(JSON.stringify({ group_id: GROUP, reader_public_key: '04' + '11'.repeat(64) }))), /not on P-256/);
 });
 
-test('import: malformed inputs get specific errors and change nothing', () => {
+test('import: malformed inputs get specific errors and change nothing', async () => {
   const bad = [
     [new Uint8Array(0), /empty/],
     [new TextEncoder().encode('hello'), /nor JSON/],
@@ -70,9 +70,9 @@ test('import: malformed inputs get specific errors and change nothing', () => {
     [fromHex('e203800101'), /malformed share document/],
     [shareFor(new Uint8Array(65)).slice(0, -1), /not a share document/],
   ];
-  for (const [data, message] of bad) assert.throws(() => parseTrustImport(data), (e) => e instanceof ImportError && message.test(e.message));
+  for (const [data, message] of bad) await assert.rejects(parseTrustImport(data), (e) => e instanceof ImportError && message.test(e.message));
   const other = '99'.repeat(16);
-  assert.throws(() => parseTrustImport(new TextEncoder().encode(JSON.stringify({ group_id: other, share: toHex(shareFor(concat(fromHex('04'), new Uint8Array(64)))) }))), /another car/);
+  await assert.rejects(parseTrustImport(new TextEncoder().encode(JSON.stringify({ group_id: other, share: toHex(shareFor(concat(fromHex('04'), new Uint8Array(64)))) }))), /another car/);
   const parsed = parseShareDocument(shareFor(concat(fromHex('04'), new Uint8Array(64))));
   assert.deepEqual([parsed.groupId, parsed.role, parsed.entitlements, parsed.serial], [GROUP, 'guest', 0x6f, 7]);
 });
@@ -157,4 +157,49 @@ test('the link hangs up on a garbled frame, and on a frame left unfinished', asy
   log = await done;
   assert.match(log.error, /timed out inside a frame/);
   assert.ok(t.disconnected);
+});
+
+async function signedShareFile(friendPublic, { name = 'carkey-00112233', tamper = null } = {}) {
+  const owner = await globalThis.crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+  const ownerPublic = await crypto.exportPublicKey(owner.publicKey);
+  const body = tlv.encodeAll([
+    [0x80, fromHex('01')], [0x81, fromHex(GROUP)], [0x82, friendPublic], [0x83, fromHex('02')], [0x84, fromHex('007f')],
+    [0x85, fromHex('00000000')], [0x86, fromHex('00000000')], [0x88, fromHex('0000')], [0x89, fromHex('00000009')], [0x8a, fromHex('00')],
+  ]);
+  const sign = (data) => crypto.sign(owner.privateKey, data);
+  const docSignature = await sign(concat(new TextEncoder().encode('carkey/share/v1\0'), body));
+  const document = tlv.encode(0xe2, concat(body, tlv.encode(0x9e, docSignature), tlv.encode(0x5a, ownerPublic)));
+  const reader = await readerKey();
+  const rawName = new TextEncoder().encode(name);
+  const carSignature = await sign(concat(new TextEncoder().encode('carkey/share-file/v1\0'), fromHex(GROUP), reader,
+    new Uint8Array([rawName.length]), rawName, await crypto.sha256(document)));
+  const file = { carkey_share: 1, car: { name, group_id: GROUP, reader_public_key: toHex(reader) }, document: toHex(document), car_signature: toHex(carSignature) };
+  if (tamper) tamper(file);
+  return { file: new TextEncoder().encode(JSON.stringify(file)), reader };
+}
+
+test('a share file (PROTOCOL §5a) brings the car identity; both owner signatures must verify', async () => {
+  const ring = await Keyring.open(new MemoryStorage());
+  await ring.createCredential();
+  const { file, reader } = await signedShareFile(ring.credential.publicBytes);
+  const car = await ring.importTrust(file);
+  assert.deepEqual([car.groupId, car.readerPublicKey, car.name, car.role], [GROUP, toHex(reader), 'carkey-00112233', 'driver']);
+  assert.ok(car.shareDocument.startsWith('e281'));
+  const other = toHex(await readerKey());
+  const cases = [
+    [(f) => { f.car.reader_public_key = other; }, /car_signature does not verify/],
+    [(f) => { f.car.name = 'carkey-99999999'; }, /car_signature does not verify/],
+    [(f) => { f.document = f.document.replace(/9e40(..)/, (m, b) => `9e40${(parseInt(b, 16) ^ 1).toString(16).padStart(2, '0')}`); }, /document's signature does not verify/],
+    [(f) => { f.carkey_share = 2; }, /format 2 is not supported/],
+    [(f) => { f.car.group_id = '11'.repeat(16); }, /bound to another car/],
+    [(f) => { delete f.car_signature; }, /car_signature expected/],
+  ];
+  for (const [tamper, message] of cases) {
+    const fresh = await Keyring.open(new MemoryStorage());
+    fresh.credential = ring.credential;
+    const bad = await signedShareFile(ring.credential.publicBytes, { tamper });
+    await assert.rejects(fresh.importTrust(bad.file), message);
+    assert.equal(fresh.cars.length, 0);
+  }
+  await assert.rejects(ring.importTrust((await signedShareFile(reader)).file), /another key/);
 });

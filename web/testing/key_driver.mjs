@@ -4,6 +4,7 @@
 // Reads one JSON request per line on stdin, writes one JSON answer per line:
 //   {"op": "init"}                                   -> {"pem", "public_key"}
 //   {"op": "import", "data": hex}                    -> {"group_id", "name", "has_reader_key", "has_share"}
+//   {"op": "verify_share", "data": hex}              -> {"valid"}: the share document's owner signature
 //   {"op": "tap", "air": ws-url, "group_id", "command", "minutes"?} -> the Keyring.tap result
 // Errors come back as {"error": message}. Node 20 needs --experimental-websocket.
 
@@ -12,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { fromHex, toHex } from '../lib/bytes.js';
 import { airBluetooth } from '../lib/air_bluetooth.js';
 import { Keyring, MemoryStorage } from '../lib/keyring.js';
+import { parseShareDocument, shareSignatureValid } from '../lib/share.js';
 
 const ring = await Keyring.open(new MemoryStorage());
 const radios = new Map();
@@ -25,6 +27,7 @@ async function handle(request) {
     const car = await ring.importTrust(fromHex(request.data));
     return { group_id: car.groupId, name: car.name, has_reader_key: Boolean(car.readerPublicKey), has_share: Boolean(car.shareDocument) };
   }
+  if (request.op === 'verify_share') return { valid: await shareSignatureValid(parseShareDocument(fromHex(request.data))) };
   if (request.op === 'tap') {
     if (!radios.has(request.air)) radios.set(request.air, airBluetooth(request.air));
     const argument = request.command === 'drive' ? new Uint8Array([request.minutes || 30]) : new Uint8Array(0);
