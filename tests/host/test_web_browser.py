@@ -102,7 +102,9 @@ def test_click_unlock_in_chromium(tmp_path, browser):
     with VirtualAir(port=0) as air, RunningWebServer(air=air.address) as web:
         assert browser(op="open", url=web.url + "/?air", chromium=browser.chromium,
                        profile=str(browser.profile))["radio"] == "radio: virtual air"
-        pem = browser(op="make_key")["pem"]
+        made = browser(op="make_key")
+        pem = made["pem"]
+        assert made["qrViewBox"] == "0 0 61 61"  # the PEM as a version 9 QR code (53 modules) and its quiet zone
         (tmp_path / "page.pub.pem").write_text(pem)
         carkey("keys", "add", "--state", state, "--keys", owner, "--credential", tmp_path / "page.pub.pem",
                "--role", "driver")

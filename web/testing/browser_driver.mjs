@@ -3,7 +3,7 @@
 //
 // One JSON request per line on stdin, one answer per line on stdout ({"error": ...} on failure):
 //   {"op": "open", "url", "chromium", "profile"} -> {"radio"}   launch with a fresh profile, load the page
-//   {"op": "make_key"}                 -> {"pem"}               click "Make this phone's key"
+//   {"op": "make_key"}                 -> {"pem", "qrViewBox"}  click "Make this phone's key"
 //   {"op": "pem"}                      -> {"pem"}               the key the page shows now
 //   {"op": "import", "text"}           -> {"message"}           paste into "Trust a car", click Import
 //   {"op": "tap", "command"}           -> {"result", "state", "time"}  click a command button, wait for the outcome
@@ -42,7 +42,8 @@ async function handle(r) {
     case 'make_key':
       await page.click('#make-key');
       await page.waitForFunction(() => document.getElementById('pem').textContent.includes('END PUBLIC KEY'));
-      return { pem: await page.textContent('#pem') };
+      await page.waitForSelector('#qr svg path');
+      return { pem: await page.textContent('#pem'), qrViewBox: await page.getAttribute('#qr svg', 'viewBox') };
     case 'pem':
       return { pem: await page.textContent('#pem'), keyShown: await page.isVisible('#key') };
     case 'import':
