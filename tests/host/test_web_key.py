@@ -10,6 +10,7 @@ Also runs the Node unit tests (node --test web/test/).
 Run: .venv/bin/pytest -q tests/host/test_web_key.py
 """
 
+import hashlib
 import json
 import subprocess
 import time
@@ -141,18 +142,15 @@ def test_page_key_on_the_firmware_car(tmp_path, node_cmd):
         timings.write_text(json.dumps(taps, indent=1) + "\n")
 
     log = carkey("log", "--state", state, "--keys", owner).stdout
-    page_slot = KeyDirSlot.of(made["public_key"])
-    friend_slot = KeyDirSlot.of(fmade["public_key"])
+    page_slot = _slot(made["public_key"])
+    friend_slot = _slot(fmade["public_key"])
     assert f"ble/standard key {page_slot}" in log and f"ble/fast     key {page_slot}" in log, log
     assert f"key {friend_slot}" in log and "trunk" in log
 
 
-class KeyDirSlot:
-    @staticmethod
-    def of(public_key_hex):
-        import hashlib
-
-        return hashlib.sha1(bytes.fromhex(public_key_hex)).hexdigest()[:16]
+def _slot(public_key_hex):
+    """carkey's key slot as the audit log prints it: SHA-1 of the public key, first 8 bytes."""
+    return hashlib.sha1(bytes.fromhex(public_key_hex)).hexdigest()[:16]
 
 
 def test_page_refuses_a_car_it_does_not_trust(tmp_path, node_cmd):
