@@ -64,6 +64,10 @@ function say(result, state, time, cls) {
 }
 
 async function main() {
+  if (!globalThis.isSecureContext || !globalThis.crypto || !globalThis.crypto.subtle) {
+    say('This page needs a secure context: open it from localhost or over HTTPS.', '', '', 'bad');
+    return;
+  }
   const radio = await chooseRadio();
   $('radio').textContent = radio ? `radio: ${radio}` : 'no Web Bluetooth in this browser';
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js').catch(() => {});

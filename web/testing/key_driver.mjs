@@ -4,6 +4,9 @@
 // Reads one JSON request per line on stdin, writes one JSON answer per line:
 //   {"op": "init"}                                   -> {"pem", "public_key"}
 //   {"op": "import", "data": hex}                    -> {"group_id", "name", "has_reader_key", "has_share"}
+//   {"op": "device", "trust": [[group hex, reader key hex]]} -> {}: a bare user device on this key,
+//                                                    echoing the reader's EXCHANGE objects other than 97
+//   {"op": "apdu", "data": hex}                      -> {"answer"} or {"dropped": true}
 //   {"op": "verify_share", "data": hex}              -> {"valid"}: the share document's owner signature
 //   {"op": "tap", "air": ws-url, "group_id", "command", "minutes"?} -> the Keyring.tap result
 // Errors come back as {"error": message}. Node 20 needs --experimental-websocket.
@@ -14,9 +17,11 @@ import { fromHex, toHex } from '../lib/bytes.js';
 import { airBluetooth } from '../lib/air_bluetooth.js';
 import { Keyring, MemoryStorage } from '../lib/keyring.js';
 import { parseShareDocument, shareSignatureValid } from '../lib/share.js';
+import { LinkDropped, UserDevice } from '../lib/user_device.js';
 
 const ring = await Keyring.open(new MemoryStorage());
 const radios = new Map();
+let device = null;
 
 async function handle(request) {
   if (request.op === 'init') {
@@ -26,6 +31,20 @@ async function handle(request) {
   if (request.op === 'import') {
     const car = await ring.importTrust(fromHex(request.data));
     return { group_id: car.groupId, name: car.name, has_reader_key: Boolean(car.readerPublicKey), has_share: Boolean(car.shareDocument) };
+  }
+  if (request.op === 'device') {
+    device = new UserDevice(ring.credential, request.trust.map(([g, k]) => [g, fromHex(k)]), {
+      exchangeHandler: (items) => items.filter(([tag]) => tag !== 0x97),
+    });
+    return {};
+  }
+  if (request.op === 'apdu') {
+    try {
+      return { answer: toHex(await device.process(fromHex(request.data))) };
+    } catch (e) {
+      if (e instanceof LinkDropped) return { dropped: true };
+      throw e;
+    }
   }
   if (request.op === 'verify_share') return { valid: await shareSignatureValid(parseShareDocument(fromHex(request.data))) };
   if (request.op === 'tap') {
