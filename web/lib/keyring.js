@@ -139,14 +139,15 @@ export class Keyring {
     if (!car) throw new Error('this phone does not know that car');
     if (!car.readerPublicKey) throw new Error(`import the car's identity (reader public key) for ${car.name} first`);
     const started = performance.now();
-    const cache = await this.loadCache();
-    const trusted = [{ groupId: car.groupId, readerPublicKey: fromHex(car.readerPublicKey), shareDocument: car.shareDocument ? fromHex(car.shareDocument) : null }];
-    const phone = new KeyPhone(this.credential, trusted, cache, options.deviceOptions);
-    phone.begin([[command, argument]]);
+    // The chooser first: a browser lets requestDevice run only close to the click.
     let device = this.devices.get(groupId);
     if (!device) device = (await rememberedCar(bluetooth, car.name)) || (await requestCar(bluetooth, car.name));
     this.devices.set(groupId, device);
     const connected = performance.now();
+    const cache = await this.loadCache();
+    const trusted = [{ groupId: car.groupId, readerPublicKey: fromHex(car.readerPublicKey), shareDocument: car.shareDocument ? fromHex(car.shareDocument) : null }];
+    const phone = new KeyPhone(this.credential, trusted, cache, options.deviceOptions);
+    phone.begin([[command, argument]]);
     let log;
     let txn;
     try {
