@@ -116,7 +116,8 @@ async function main() {
       try {
         const r = await ring.tap(navigator.bluetooth, $('car').value, command, argument);
         const words = r.granted ? r.words.replace(/^unlock: ok$/, 'unlocked').replace(/^lock: ok$/, 'locked') : r.words;
-        say(words, r.stateWords ? `car: ${r.stateWords}` : '', `tap took ${Math.round(r.ms)} ms (${r.kind || 'no'} transaction)`,
+        const finding = r.chooserMs >= 1 ? `, ${Math.round(r.chooserMs)} ms of it finding the car` : '';
+        say(words, r.stateWords ? `car: ${r.stateWords}` : '', `tap took ${Math.round(r.ms)} ms (${r.kind || 'no'} transaction${finding})`,
           r.granted ? 'ok' : 'bad');
         showCars(ring);
       } catch (e) {

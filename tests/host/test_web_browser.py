@@ -129,8 +129,11 @@ def test_click_unlock_in_chromium(tmp_path, browser):
                 time.sleep(0.3)
             assert tap["result"] == "unlocked", tap
             assert tap["state"].startswith("car: unlocked, open: none"), tap
-            assert re.fullmatch(r"tap took \d+ ms \(standard transaction\)", tap["time"]), tap
-            timings["page standard unlock"] = int(tap["time"].split()[2])
+            # The first tap finds the car (the chooser, here a scan of the air); later taps reuse it.
+            took = re.fullmatch(r"tap took (\d+) ms \(standard transaction, (\d+) ms of it finding the car\)", tap["time"])
+            assert took, tap
+            timings["page standard unlock"] = int(took[1])
+            timings["of which finding the car"] = int(took[2])
 
             lock = browser(op="tap", command="lock")
             assert (lock["result"], lock["state"]) == ("locked", "car: locked, open: none"), lock
