@@ -108,8 +108,11 @@ def test_click_unlock_in_chromium(tmp_path, browser):
         (tmp_path / "page.pub.pem").write_text(pem)
         carkey("keys", "add", "--state", state, "--keys", owner, "--credential", tmp_path / "page.pub.pem",
                "--role", "driver")
-        message = browser(op="import", text=json.dumps({"group_id": group_id,
-                                                        "reader_public_key": ident["reader_public_key"]}))["message"]
+        bad = browser(op="import", text='{"group_id": "00"}')["message"]
+        assert bad == "not imported: group id: expected 16 bytes, got 1", bad
+        identity = tmp_path / "car.json"
+        identity.write_text(json.dumps({"group_id": group_id, "reader_public_key": ident["reader_public_key"]}))
+        message = browser(op="import", file=str(identity))["message"]
         assert message == f"{device_name(bytes.fromhex(group_id))}: trusted"
 
         # The page works offline once loaded: the service worker serves it, IndexedDB kept the key.

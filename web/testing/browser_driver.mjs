@@ -5,7 +5,7 @@
 //   {"op": "open", "url", "chromium", "profile"} -> {"radio"}   launch with a fresh profile, load the page
 //   {"op": "make_key"}                 -> {"pem", "qrViewBox"}  click "Make this phone's key"
 //   {"op": "pem"}                      -> {"pem"}               the key the page shows now
-//   {"op": "import", "text"}           -> {"message"}           paste into "Trust a car", click Import
+//   {"op": "import", "text"|"file"}    -> {"message"}           paste (or choose a file) in "Trust a car", click Import
 //   {"op": "tap", "command"}           -> {"result", "state", "time"}  click a command button, wait for the outcome
 //   {"op": "reload", "offline": bool}  -> {"radio", "controlled"}  reload, optionally with the network cut
 //   {"op": "close"}
@@ -47,7 +47,8 @@ async function handle(r) {
     case 'pem':
       return { pem: await page.textContent('#pem'), keyShown: await page.isVisible('#key') };
     case 'import':
-      await page.fill('#import-text', r.text);
+      if (r.file) await page.setInputFiles('#import-file', r.file);
+      else await page.fill('#import-text', r.text);
       await page.click('#import');
       await page.waitForFunction(() => document.getElementById('import-result').textContent !== '');
       {
