@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-host test-firmware test-browser bench demo lock clean
+.PHONY: setup test test-host test-firmware bench demo lock clean
 
 setup: $(STAMP)
 
@@ -20,20 +20,20 @@ $(STAMP): pyproject.toml requirements.lock
 
 test: $(STAMP)
 	$(BIN)/pytest -q
-	@command -v chromium >/dev/null && [ -d node_modules/playwright-core ] || \
-		echo "the phone key page's browser test was skipped: apt-get install chromium && npm ci, then make test-browser"
-
-# The phone key page (web/) in headless Chromium; playwright-core pinned by package-lock.json.
-test-browser: $(STAMP)
-	@command -v chromium >/dev/null || { echo "make test-browser needs Chromium: apt-get install chromium"; exit 1; }
-	[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
-	CARKEY_BROWSER_REQUIRED=1 $(BIN)/pytest -q tests/host/test_web_browser.py
 
 test-host: $(STAMP)
 	$(BIN)/pytest -q tests/host
 
 test-firmware: $(STAMP)
 	$(BIN)/pytest -q tests/firmware
+
+# The phone key page (web/) in headless Chromium; playwright-core pinned by package-lock.json.
+# `make test` runs it too when both are installed, and otherwise says (as a skip) how to get them.
+.PHONY: test-browser
+test-browser: $(STAMP)
+	@command -v chromium >/dev/null || { echo "make test-browser needs Chromium: apt-get install chromium"; exit 1; }
+	[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+	CARKEY_BROWSER_REQUIRED=1 $(BIN)/pytest -q tests/host/test_web_browser.py
 
 demo: $(STAMP)
 	$(BIN)/carkey demo
