@@ -54,6 +54,7 @@ function showCars(ring) {
   if (chosen) select.value = chosen;
   const usable = ring.hasCredential && ring.cars.length > 0;
   for (const button of document.querySelectorAll('button[data-command]')) button.disabled = !usable;
+  $('forget').disabled = ring.cars.length === 0;
 }
 
 function say(result, state, time, cls) {
@@ -79,6 +80,12 @@ async function main() {
   $('make-key').addEventListener('click', async () => {
     await ring.createCredential();
     showKey(ring);
+    showCars(ring);
+  });
+  $('forget').addEventListener('click', async () => {
+    const car = ring.cars.find((c) => c.groupId === $('car').value);
+    if (!car || !window.confirm(`Forget ${car.name}? This phone then answers it no more (its key stays enrolled until the owner revokes it).`)) return;
+    await ring.forgetCar(car.groupId);
     showCars(ring);
   });
   $('copy-pem').addEventListener('click', () => navigator.clipboard.writeText($('pem').textContent));

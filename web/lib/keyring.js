@@ -93,8 +93,10 @@ export class Keyring {
     return car;
   }
 
+  // Stop trusting a car: its record and its Kpersistent go (reader identifier = group id || sub id).
   async forgetCar(groupId) {
     this.cars = this.cars.filter((c) => c.groupId !== groupId);
+    this.devices.delete(groupId);
     await this.storage.set('cars', this.cars);
     const cache = await this.loadCache();
     for (const id of [...cache.entries.keys()]) if (id.startsWith(groupId)) cache.entries.delete(id);

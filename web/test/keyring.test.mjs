@@ -203,3 +203,21 @@ test('a share file (PROTOCOL §5a) brings the car identity; both owner signature
   }
   await assert.rejects(ring.importTrust((await signedShareFile(reader)).file), /another key/);
 });
+
+test('forgetting a car drops its record and its Kpersistent, and nothing of the other cars', async () => {
+  const ring = await Keyring.open(new MemoryStorage());
+  await ring.createCredential();
+  const other = 'ffeeddccbbaa99887766554433221100';
+  for (const group of [GROUP, other]) {
+    await ring.importTrust(new TextEncoder().encode(JSON.stringify({ group_id: group, reader_public_key: toHex(await readerKey()) })));
+  }
+  const cache = new KpersistentCache();
+  cache.put(fromHex(GROUP + '01'.repeat(16)), new Uint8Array(32).fill(1));
+  cache.put(fromHex(other + '02'.repeat(16)), new Uint8Array(32).fill(2));
+  await ring.saveCache(cache);
+  await ring.forgetCar(GROUP);
+  assert.deepEqual(ring.cars.map((c) => c.groupId), [other]);
+  assert.deepEqual((await ring.storage.get('cars')).map((c) => c.groupId), [other]);
+  const left = await ring.loadCache();
+  assert.deepEqual([...left.entries.keys()], [other + '02'.repeat(16)]);
+});
