@@ -4,7 +4,8 @@ The car is the whole ECU application on the virtual board; the page's code reach
 through `carkey phone web --air`'s WebSocket tunnel and its navigator.bluetooth
 stand-in (web/lib/air_bluetooth.js), exactly as the page in a browser does. A key
 made by the page is enrolled with `carkey keys add`; then standard, fast, a share
-presented on first use, drive-enable, and a car the page does not trust.
+presented on first use, drive-enable, and a car the page does not trust. (The browser test
+compares tap times with the simulated phone.)
 Also runs the Node unit tests (node --test web/test/).
 
 Run: .venv/bin/pytest -q tests/host/test_web_key.py
@@ -19,10 +20,8 @@ import pytest
 
 from carkey_host import owner as owner_ops
 from carkey_host import paths
-from carkey_host.ble_phone import device_name, visit_car
-from carkey_host.envelope import COMMANDS
+from carkey_host.ble_phone import device_name
 from carkey_host.keydir import KeyDir
-from carkey_host.phone import Phone
 from carkey_host.vcar import RunningCar, VirtualCar
 from carkey_host.virtual_air import VirtualAir
 from carkey_host.web_server import RunningWebServer
@@ -45,6 +44,7 @@ def test_node_unit_tests(node_cmd):
 def _tap(driver, ws, group_id, command, **kw):
     answer = driver.call(op="tap", air=ws, group_id=group_id, command=command, **kw)
     assert "error" not in answer, answer
+    assert answer["linkError"] is None, answer  # the car ended the link; nothing was cut short
     return answer
 
 
@@ -94,23 +94,20 @@ def test_page_key_on_the_firmware_car(tmp_path, node_cmd):
         with VirtualAir(port=0) as air, RunningWebServer(air=air.address) as web, \
                 RunningCar(tmp_path / "flash", air=air.address):
             ws = web.url.replace("http://", "ws://") + "/air"
-            taps = {}
             deadline = time.monotonic() + 30
             while True:  # the car's application needs a moment to bring its radio up
                 first = page.call(op="tap", air=ws, group_id=group_id, command="unlock")
                 if "error" not in first or time.monotonic() > deadline:
                     break
                 time.sleep(0.3)
-            assert "error" not in first, first
+            assert "error" not in first and first["linkError"] is None, first
             assert (first["granted"], first["kind"], first["words"]) == (True, "standard", "unlock: ok"), first
             assert first["state"]["locked"] is False and first["stateWords"].startswith("unlocked")
             assert first["chunk"] > 20  # it learnt the MTU from the car's indications
-            taps["page standard unlock"] = first["ms"]
 
             lock = _tap(page, ws, group_id, "lock")
             assert (lock["granted"], lock["kind"], lock["words"]) == (True, "fast", "lock: ok"), lock
             assert lock["state"]["locked"] is True
-            taps["page fast lock"] = lock["ms"]
 
             drive = _tap(page, ws, group_id, "drive", minutes=15)
             # Drive-enable needs a standard transaction: the page sends no cryptogram, the car falls back.
@@ -128,18 +125,6 @@ def test_page_key_on_the_firmware_car(tmp_path, node_cmd):
             assert (again["granted"], again["kind"], again["documents"]) == (True, "fast", []), again
             refused = _tap(friend, ws, group_id, "drive", minutes=5)  # a guest never drives
             assert not refused["granted"] and refused["words"] == "refused: not entitled", refused
-
-            # The simulated phone in the same run, for the timing comparison.
-            sim = Phone(KeyDir(owner), commands=[(COMMANDS["unlock"], b"")])
-            for kind in ("standard", "fast"):
-                start = time.perf_counter()
-                txn, _ = visit_car(sim, air.address, device_name(bytes.fromhex(group_id)))
-                taps[f"simulated phone {kind} unlock"] = (time.perf_counter() - start) * 1000
-                assert txn.control_flow[0] == 1
-            taps["page fast status"] = status["ms"]
-        timings = paths.BUILD_DIR / "web-key-timings.json"
-        timings.parent.mkdir(exist_ok=True)
-        timings.write_text(json.dumps(taps, indent=1) + "\n")
 
     log = carkey("log", "--state", state, "--keys", owner).stdout
     page_slot = _slot(made["public_key"])
