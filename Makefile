@@ -35,6 +35,14 @@ test-host: $(STAMP)
 test-firmware: $(STAMP)
 	$(BIN)/pytest -q tests/firmware
 
+# The phone key page (web/) in headless Chromium; playwright-core pinned by package-lock.json.
+# `make test` runs it too when both are installed, and otherwise says (as a skip) how to get them.
+.PHONY: test-browser
+test-browser: $(STAMP)
+	@command -v chromium >/dev/null || { echo "make test-browser needs Chromium: apt-get install chromium"; exit 1; }
+	[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+	CARKEY_BROWSER_REQUIRED=1 $(BIN)/pytest -q tests/host/test_web_browser.py
+
 demo: $(STAMP)
 	$(BIN)/carkey demo
 

@@ -165,3 +165,7 @@ def register(sub):
                    "repeatable; none: the car's default action")
     p.add_argument("--connections", type=int, default=None, metavar="N", help="stop after N connections")
     p.set_defaults(func=do_phone_serve)
+
+    from . import web  # `carkey phone web`: the phone key page (cli/web.py)
+
+    web.register(psub)
