@@ -19,8 +19,9 @@ from carkey.clock import Clock
 from carkey.ecu import codes, envelope, policy
 from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_PASSIVE, KIND_STANDARD, AuditLog
 from carkey.ecu.keystore import KeyStore, key_slot
+from carkey.ecu.lockouts import Lockouts
 from carkey.protocol import tlv
-from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
+from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError, Refused
 from carkey.protocol.identity import ReaderIdentity
 from carkey.protocol.reader import Reader
 from carkey.protocol.session import FALLBACK, FAST
@@ -29,7 +30,6 @@ IDENTITY_RECORD = "identity"
 PLACE_DOOR = "door"  # at the door handle: phones default to unlock, cards toggle the lock
 PLACE_CABIN = "cabin"  # inside the car: cards enable driving (docs/PROTOCOL.md §8)
 _SW_NOT_FOUND = const(0x6A82)  # the answer of a card without the Aliro application
-_LOCKOUT_RECORD = "lockout"
 MAX_COMMANDS = const(4)  # command requests answered per transaction
 _STATUS_ACTIVE = const(0)
 
@@ -87,7 +87,7 @@ class Car:
         self.default_command = default_command
         self.place = place
         self.card_drive_minutes = card_drive_minutes
-        self.lockout = self._load_lockout()
+        self.lockouts = Lockouts(dir)  # strangers' and per-key failed authentications
         self._records = []  # audit records of the last tap, written by settle()
         self._dirty = False  # key-store changes settle() commits
         self._tables_fit = True  # verification tables can be built on this heap
@@ -136,18 +136,6 @@ class Car:
     def _note(self, *record):
         self._records.append(record)
 
-    def _load_lockout(self):
-        # A damaged lockout record must not unlock anything: start from a clean
-        # state, which at worst forgets up to four recent failures.
-        try:
-            state = storage.load(self.dir, _LOCKOUT_RECORD)
-            return policy.Lockout(state)
-        except (storage.StorageError, ValueError):
-            return policy.Lockout()
-
-    def _save_lockout(self):
-        storage.save(self.dir, _LOCKOUT_RECORD, self.lockout.to_bytes())
-
     # --- one transaction -------------------------------------------------------
 
     async def handle(self, link, transport, fast=None, card_uid=None):
@@ -155,10 +143,16 @@ class Car:
         device sends: every failure ends as a refused, logged Outcome. card_uid: the
         anticollision UID of an NFC target, which may be a card key instead of a phone."""
         now = self.clock.now()
+        # During the strangers' lockout a device must prove an enrolled key: the
+        # reader refuses one that names none before checking its signature.
+        strangers_locked = self.lockouts.strangers_locked(now)
         try:
-            session = await self.reader.transact(link, self.keys, fast)
+            session = await self.reader.transact(link, self.keys, fast, refuse_unknown=strangers_locked)
         except AuthenticationFailed:
-            return self._failed(now, transport, codes.AUTH_FAILED, True)
+            # It proved no enrolled key, whatever key it named: a stranger's failure.
+            return self._failed(now, transport, codes.LOCKED_OUT if strangers_locked else codes.AUTH_FAILED, True)
+        except Refused:
+            return self._failed(now, transport, codes.LOCKED_OUT, False)
         except ProtocolError as e:
             if e.sw == _SW_NOT_FOUND and card_uid is not None:
                 return await self._card(link, card_uid, transport, now)
@@ -216,22 +210,19 @@ class Car:
         if error is not None:
             self._note(now, slot, transport, log_kind, codes.EVENT_TRANSACTION, error)
             if error == codes.AUTH_FAILED:
-                self._count_failure(now)
+                if session.credential is not None:
+                    self.lockouts.key_failure(slot, now)  # it proved this key, then failed
+                else:
+                    self.lockouts.stranger_failure(now)
         self._remember(session, pub, granted)
-        if granted and kind != FAST and (self.lockout.k or self.lockout.until):
-            self.lockout.granted_standard()
-            self._save_lockout()
+        if granted and kind != FAST:
+            self.lockouts.granted_standard(slot)
         self.door.feedback(granted)
         try:
             await session.end(granted)
         except (LinkError, ProtocolError):
             pass  # the decision stands; the device learns it from the results
         return Outcome(kind, granted, results, error, pub)
-
-    def _count_failure(self, now):
-        if not self.lockout.locked(now):  # failures during a lockout are not counted
-            self.lockout.failure(now)
-            self._save_lockout()
 
     async def _card(self, link, uid, transport, now):
         # An NTAG 424 DNA card key (docs/PROTOCOL.md §8): it proves its diversified
@@ -243,6 +234,8 @@ class Car:
         master = cardkey.load(self.dir)
         if master is None:
             return self._failed(now, transport, codes.PROTOCOL_ERROR, False)  # cards not set up here
+        if self.lockouts.strangers_locked(now) and not self._enrolled_card(uid):
+            return self._failed(now, transport, codes.LOCKED_OUT, False)
         try:
             uid = await ntag424.authenticate_card(link, master, uid, self.reader.timeout_ms)
         except AuthenticationFailed:
@@ -266,22 +259,30 @@ class Car:
         slot = cred.slot if cred is not None else key_slot(card_identifier(uid))
         self._note(now, slot, transport, KIND_STANDARD, command, code)
         granted = code == codes.OK
-        if granted and (self.lockout.k or self.lockout.until):
-            self.lockout.granted_standard()
-            self._save_lockout()
+        if granted:
+            self.lockouts.granted_standard(slot)
         self.door.feedback(granted)
         return Outcome("card", granted, [(command, code)])
 
+    def _enrolled_card(self, uid):
+        from carkey.ecu.keystore import KeyStoreError, card_identifier
+
+        try:
+            return self.keys.get(card_identifier(uid)) is not None
+        except KeyStoreError:
+            return False  # not a 7-byte UID: no card key of ours
+
     def _failed(self, now, transport, code, counts):
         if counts:
-            self._count_failure(now)
+            self.lockouts.stranger_failure(now)
         self._note(now, None, transport, KIND_STANDARD, codes.EVENT_TRANSACTION, code)
         self.door.feedback(False)
         return Outcome(None, False, [], code)
 
     def _decide(self, cred, command, argument, kind, now):
         trusted = self.clock.trusted()
-        code = policy.check(cred, command, argument, kind, now, trusted, self.lockout)
+        lockout = self.lockouts.key(cred.slot) if cred is not None else None
+        code = policy.check(cred, command, argument, kind, now, trusted, lockout)
         if code != codes.OK:
             return code
         counted = policy.counts_as_use(command)

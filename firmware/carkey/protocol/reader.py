@@ -19,7 +19,7 @@ from carkey.crypto import aes, p256
 from carkey.protocol import apdu, tlv
 from carkey.protocol.aliro_keys import USAGE_DEVICE, USAGE_READER, Transcript, kdh
 from carkey.protocol.channel import READER, Channel, ChannelError
-from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
+from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError, Refused
 from carkey.protocol.identity import PrecomputePool, ReaderIdentity, run_steps  # noqa: F401 (re-exported)
 from carkey.protocol.session import FALLBACK, FAST, STANDARD, Session
 
@@ -91,16 +91,20 @@ class Reader:
         self._auth0_buf = bytearray(_AUTH0_LEN)
         self._auth1_buf = bytearray(_AUTH1_LEN)
         self._select = None  # (last SELECT answer, its A5 object)
+        self._refuse_unknown = False
 
-    async def transact(self, link, credentials, fast=None, auth1_mode=PUBLIC_KEY_MODE):
+    async def transact(self, link, credentials, fast=None, auth1_mode=PUBLIC_KEY_MODE, refuse_unknown=False):
         # fast: None asks for a fast transaction when credentials has cached
-        # Kpersistents, True always, False never. Returns a Session; raises
-        # LinkError, ProtocolError or AuthenticationFailed.
+        # Kpersistents, True always, False never. refuse_unknown: a device whose
+        # AUTH1 answer names no enrolled key is refused (Refused) before its
+        # signature is checked. Returns a Session; raises LinkError, ProtocolError,
+        # AuthenticationFailed or Refused.
+        self._refuse_unknown = refuse_unknown
         self.pool.hold()
         state = [True]  # [link still in lock-step]: only then is an abort sent
         try:
             return await self._transact(link, credentials, fast, auth1_mode, state)
-        except (ProtocolError, AuthenticationFailed):
+        except (ProtocolError, AuthenticationFailed, Refused):
             if state[0]:
                 await self._abort(link)
             raise
@@ -285,11 +289,13 @@ class Reader:
                 credential = credentials.lookup(pub)
             else:
                 credential = credentials.by_slot(bytes(tlv.get(found, 0x4E, 8)))
-                if credential is None:
+                if credential is None and not self._refuse_unknown:
                     raise AuthenticationFailed("unknown key slot")
-                pub = bytes(credential.pub)
+                pub = bytes(credential.pub) if credential is not None else None
         except tlv.TlvError as e:
             raise ProtocolError("malformed AUTH1 answer: %s" % e) from None
+        if credential is None and self._refuse_unknown:
+            raise Refused("strangers are locked out")
         # An enrolled key's precomputed table makes the check ~2.7x faster.
         table = credentials.table(credential) if credential is not None else None
         ok = await run_steps(p256.verify_steps(pub, tr.digest(USAGE_DEVICE), signature, table))

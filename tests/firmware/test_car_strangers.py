@@ -1,0 +1,130 @@
+# carkey — strangers against the whole firmware Car: lockouts, the audit log, what they cannot take from keys.
+# SPDX-License-Identifier: MIT
+#
+# A real reader (carkey.ecu.car.Car) and real devices (tests/mpy/mpy_device.py) in
+# one MicroPython process: every tap runs the expedited phase with real crypto on
+# both ends. docs/SECURITY.md names these tests.
+#
+# Run: .venv/bin/pytest -q tests/firmware/test_car_strangers.py
+
+import unittest
+
+from car_rig import CarRig
+from carkey import storage
+from carkey.ecu import codes
+from carkey.ecu.keystore import Credential, key_slot
+from carkey.ecu.lockouts import MAX_KEYS, Lockouts
+from carkey.ecu.policy import Lockout
+from mpy_device import Stranger
+
+UNLOCK = codes.CMD_UNLOCK
+
+
+class StrangerLockoutTest(unittest.TestCase):
+    def setUp(self):
+        self.rig = CarRig("strangers")
+
+    def tearDown(self):
+        self.rig.close()
+
+    def test_a_thousand_stranger_failures_never_lock_out_the_owner(self):
+        rig = self.rig
+        first = rig.tap(rig.owner)  # the owner's phone has a Kpersistent from now on
+        self.assertTrue(first.granted)
+        failed = locked = 0
+        stranger = Stranger()
+        for i in range(1000):
+            rig.now += 1 if i % 50 else 2000  # bursts, with pauses longer than a lockout
+            out = rig.tap(stranger)
+            self.assertFalse(out.granted)
+            if out.error == codes.AUTH_FAILED:
+                failed += 1
+            elif out.error == codes.LOCKED_OUT:
+                locked += 1
+            else:
+                self.fail("stranger tap ended %r" % out)
+        # The strangers really were counted and locked out: brute force is slowed.
+        self.assertTrue(failed >= 100, (failed, locked))
+        self.assertTrue(locked >= 500, (failed, locked))
+        self.assertTrue(rig.car.lockouts.strangers.locked(rig.now))
+        # ... and yet the owner's phone is served at once, standard and fast.
+        std = rig.tap(rig.owner, fast=False)
+        self.assertEqual((std.kind, std.granted, std.results), ("standard", True, [(UNLOCK, codes.OK)]))
+        fast = rig.tap(rig.owner)
+        self.assertEqual((fast.kind, fast.granted, fast.results), ("fast", True, [(UNLOCK, codes.OK)]))
+        # A reboot keeps the strangers' lockout (persisted) and still serves the owner.
+        rig.build()
+        self.assertTrue(rig.car.lockouts.strangers.locked(rig.now))
+        self.assertEqual(rig.tap(Stranger()).error, codes.LOCKED_OUT)
+        self.assertTrue(rig.tap(rig.owner, fast=False).granted)
+
+    def test_an_unknown_key_is_refused_unverified_during_the_strangers_lockout(self):
+        rig = self.rig
+        for _ in range(5):
+            self.assertEqual(rig.tap(Stranger()).error, codes.AUTH_FAILED)
+        # A device with a real key the car does not know: before the lockout it would
+        # get its signature checked and a KEY_REVOKED; during it, nothing but 08.
+        other = rig.device()
+        out = rig.tap(other)
+        self.assertEqual((out.error, out.results), (codes.LOCKED_OUT, []))
+        self.assertEqual(other.control_flow, 0)
+        rig.now += 3  # the first lockout lasts 2 s
+        self.assertEqual(rig.tap(other).results, [(UNLOCK, codes.KEY_REVOKED)])
+
+    def test_failures_after_a_key_proved_itself_count_against_that_key_only(self):
+        rig = self.rig
+        self.assertTrue(rig.tap(rig.owner).granted)
+        friend = rig.device()
+        rig.car.keys.add(Credential(friend.pub, codes.ROLE_DRIVER, codes.ENT_ALL))
+        rig.car.keys.commit()
+        rig.owner.tamper_exchange = True  # the owner's key authenticates, then its EXCHANGE does not
+        for _ in range(5):
+            self.assertEqual(rig.tap(rig.owner).error, codes.AUTH_FAILED)
+        rig.owner.tamper_exchange = False
+        self.assertFalse(rig.car.lockouts.strangers_locked(rig.now))
+        self.assertEqual(rig.tap(rig.owner).results, [(UNLOCK, codes.LOCKED_OUT)])
+        self.assertEqual(rig.tap(friend).results, [(UNLOCK, codes.OK)])  # another key: untouched
+        rig.build()  # persisted across a reboot
+        self.assertEqual(rig.tap(rig.owner).results, [(UNLOCK, codes.LOCKED_OUT)])
+        rig.now += 3
+        out = rig.tap(rig.owner, fast=False)
+        self.assertTrue(out.granted)  # and a granted standard tap forgets it
+        self.assertIsNone(rig.car.lockouts.key(key_slot(rig.owner.pub)))
+
+
+class LockoutsRecordTest(unittest.TestCase):
+    def setUp(self):
+        from car_rig import fresh_dir
+
+        self.dir = fresh_dir("lockouts")
+
+    def tearDown(self):
+        from car_rig import rmtree
+
+        rmtree(self.dir)
+
+    def test_state_is_bounded_and_survives_a_reload(self):
+        locks = Lockouts(self.dir)
+        slots = [bytes((i,)) * 8 for i in range(MAX_KEYS + 3)]
+        for t, slot in enumerate(slots):
+            for i in range(5):
+                locks.key_failure(slot, 1000 + t * 10 + i)
+        self.assertEqual(len(locks._keys), MAX_KEYS)
+        again = Lockouts(self.dir)
+        self.assertEqual([s for s, _ in again._keys], [s for s, _ in locks._keys])
+        self.assertTrue(storage.load(self.dir, "lockout") is not None)
+        self.assertTrue(len(storage.load(self.dir, "lockout")) <= 2 + 22 + MAX_KEYS * 30)
+
+    def test_a_format_1_record_becomes_the_strangers_lockout(self):
+        old = Lockout()
+        for t in range(5):
+            old.failure(100 + t)
+        storage.save(self.dir, "lockout", old.to_bytes())
+        locks = Lockouts(self.dir)
+        self.assertTrue(locks.strangers_locked(105))
+        self.assertIsNone(locks.key(bytes(8)))
+
+    def test_a_damaged_record_starts_clean(self):
+        storage.save(self.dir, "lockout", b"\x02" + bytes(30))
+        locks = Lockouts(self.dir)
+        self.assertFalse(locks.strangers_locked(0))
