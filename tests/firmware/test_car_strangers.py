@@ -12,9 +12,11 @@ import unittest
 from car_rig import CarRig
 from carkey import storage
 from carkey.ecu import codes
+from carkey.ecu.auditlog import StrangerLog
 from carkey.ecu.keystore import Credential, key_slot
 from carkey.ecu.lockouts import MAX_KEYS, Lockouts
 from carkey.ecu.policy import Lockout
+from carkey.protocol import tlv
 from mpy_device import Stranger
 
 UNLOCK = codes.CMD_UNLOCK
@@ -128,3 +130,78 @@ class LockoutsRecordTest(unittest.TestCase):
         storage.save(self.dir, "lockout", b"\x02" + bytes(30))
         locks = Lockouts(self.dir)
         self.assertFalse(locks.strangers_locked(0))
+
+
+def _junk_envelope():
+    # What a stranger can send after authenticating its own unknown key: a junk share
+    # document, four junk revocations and a status request (six audit events).
+    body = tlv.encode(0xC3, b"\xe2\x03junk")
+    for i in range(4):
+        body += tlv.encode(0xC5, b"\xe3\x02x" + bytes((i,)))
+    return body + tlv.encode(0xC2, bytes((codes.CMD_STATUS,)))
+
+
+class StrangerAuditTest(unittest.TestCase):
+    def setUp(self):
+        self.rig = CarRig("audit")
+
+    def tearDown(self):
+        self.rig.close()
+
+    def owner_records(self):
+        mine = key_slot(self.rig.owner.pub)
+        return [r for r in self.rig.car.log.records() if r[2] == mine]
+
+    def test_strangers_through_the_car_never_evict_the_owners_records(self):
+        rig = self.rig
+        owner_taps = 0
+        stranger_events = 0
+        for i in range(100):
+            rig.now += 7
+            if i % 10 == 0:
+                self.assertTrue(rig.tap(rig.owner).granted)
+                owner_taps += 1
+            device = rig.device(envelope=_junk_envelope())
+            out = rig.tap(device)
+            self.assertFalse(out.granted)
+            self.assertEqual(device.results[0][:2], bytes((codes.CMD_STATUS, codes.DOCUMENT_REFUSED)))
+            stranger_events += 6
+            self.assertEqual(rig.tap(Stranger()).error, codes.AUTH_FAILED)
+            stranger_events += 1
+            rig.now += 61  # no strangers' lockout in this test: every tap is judged
+        records = self.owner_records()
+        self.assertEqual(len(records), owner_taps)
+        self.assertTrue(all(r[5] == UNLOCK and r[6] == codes.OK for r in records))
+        # Every stranger event is still accounted for, coalesced per interval and reason.
+        rig.car.flush_log()
+        tallies = list(rig.car.strangers.records())
+        self.assertEqual(sum(t[-1] for t in tallies), stranger_events)
+        self.assertTrue(len(tallies) < 100, len(tallies))
+        reasons = set((t[5], t[6]) for t in tallies)
+        self.assertTrue((codes.EVENT_SHARE, codes.DOCUMENT_REFUSED) in reasons, reasons)
+        self.assertTrue((codes.EVENT_TRANSACTION, codes.AUTH_FAILED) in reasons, reasons)
+        self.assertTrue((codes.CMD_STATUS, codes.DOCUMENT_REFUSED) in reasons, reasons)
+
+    def test_ten_thousand_stranger_events_leave_every_owner_record(self):
+        # The Car's own sorting (settle) at the audit-log level, without radio work.
+        rig = self.rig
+        car = rig.car
+        mine = key_slot(rig.owner.pub)
+        reasons = ((0, codes.EVENT_TRANSACTION, codes.AUTH_FAILED), (0, codes.CMD_STATUS, codes.KEY_REVOKED),
+                   (0, codes.EVENT_SHARE, codes.DOCUMENT_REFUSED))
+        owner = 0
+        for i in range(10000):
+            rig.now += 1
+            if i % 100 == 0:
+                car._note(rig.now, mine, 1, 1, UNLOCK, codes.OK)
+                owner += 1
+            kind, command, result = reasons[i % 3]
+            car._note(rig.now, bytes(8) if i & 1 else None, 2, kind, command, result)
+            car.settle()
+        car.flush_log()
+        self.assertEqual(len(self.owner_records()), owner)
+        tallies = list(car.strangers.records())
+        self.assertEqual(sum(t[-1] for t in tallies), 10000)
+        self.assertTrue(len(tallies) <= 3 * (10000 // 600 + 2), len(tallies))
+        # Records survive a reboot: the ring is on flash.
+        self.assertEqual(sum(t[-1] for t in StrangerLog(rig.dir).records()), 10000)

@@ -172,6 +172,7 @@ class App:
             await self.car.prepare_tables()  # sliced: a tap that arrives meanwhile runs between slices
             if time.ticks_diff(time.ticks_ms(), last) > _CHECKPOINT_MS:
                 self.car.clock.checkpoint()
+                self.car.flush_log(ended_only=True)  # strangers' counts of an ended interval
                 last = time.ticks_ms()
             await asyncio.sleep_ms(_IDLE_MS)
 
@@ -208,6 +209,7 @@ class App:
         for t in tasks:
             t.cancel()
         self.door.safe_state()
+        self.car.flush_log()
 
 
 def safe_boot(board):

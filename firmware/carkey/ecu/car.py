@@ -17,7 +17,7 @@ from micropython import const
 from carkey import storage
 from carkey.clock import Clock
 from carkey.ecu import codes, envelope, policy
-from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_PASSIVE, KIND_STANDARD, AuditLog
+from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_PASSIVE, KIND_STANDARD, AuditLog, StrangerLog
 from carkey.ecu.keystore import KeyStore, key_slot
 from carkey.ecu.lockouts import Lockouts
 from carkey.protocol import tlv
@@ -81,6 +81,7 @@ class Car:
         self.keys = KeyStore(dir)
         self.clock = clock or Clock(dir)
         self.log = AuditLog(dir)
+        self.strangers = StrangerLog(dir)  # strangers' refusals, coalesced, in a ring of their own
         self.door = door
         self.carbus = carbus
         self.reader = Reader(self.identity, pool)
@@ -97,11 +98,31 @@ class Car:
         calls it as soon as handle() returns; a power cut before then loses only
         those records and usage figures (uses, last use, a new Kpersistent)."""
         for rec in self._records:
-            self.log.append(*rec)
+            if self._insider(rec):
+                self.log.append(*rec)
+            else:
+                self.strangers.note(rec[0], rec[2], rec[3], rec[4], rec[5])
         self._records = []
+        if self.strangers.due(self.clock.now()):
+            self.strangers.flush()
         if self._dirty:
             self._dirty = False
             self.keys.commit()
+
+    def flush_log(self, ended_only=False):
+        """Write the strangers' counts waiting in RAM: all of them (shutdown), or with
+        ended_only those of an interval that has ended (the idle loop)."""
+        if not ended_only or self.strangers.due(self.clock.now()):
+            self.strangers.flush()
+
+    def _insider(self, record):
+        # An enrolled key's record (or a grant) goes to the main log; everything a
+        # stranger caused is only counted, so strangers cannot evict the owner's history.
+        slot, kind, result = record[1], record[3], record[5]
+        if result == codes.OK or kind == KIND_PASSIVE:
+            return True
+        cred = self.keys.by_slot(slot) if slot is not None else None
+        return cred is not None and cred.status != codes.STATUS_REVOKED
 
     def passive(self, command, pub, transport):
         """Passive entry: the phone of the last granted BLE tap came near (unlock) or went
