@@ -142,7 +142,8 @@ class MicroPythonItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, None, f"{self.path.name}::{self.test_id} [micropython]"
+        # A line number (0: the file) is required when pytest reports a skip at the item.
+        return self.path, 0, f"{self.path.name}::{self.test_id} [micropython]"
 
 
 def pytest_pycollect_makemodule(module_path, parent):

@@ -8,8 +8,9 @@
 # Per-tap work is kept small: the ephemeral key pair and the signing nonce come
 # from the PrecomputePool; VolatileFast HKDF-Extract runs while the AUTH0 answer
 # is on its way and the ECDH while the AUTH1 answer is; the right cached
-# Kpersistent is picked by decrypting one block of the cryptogram and checking
-# its fixed tags before the single full GCM check. Scalar multiplications run
+# Kpersistent is picked by decrypting one block of the cryptogram under every
+# candidate and checking its fixed tags (the same work whichever matches) before
+# the single full GCM check. Scalar multiplications run
 # sliced so the event loop keeps running.
 
 import asyncio
@@ -72,11 +73,6 @@ def _select_info(data):
         if versions[i] == _VERSION[0] and versions[i + 1] == _VERSION[1]:
             return proprietary
     raise ProtocolError("no common protocol version")
-
-
-def _tags_fit(head):
-    # First block of a cryptogram plaintext: 5E 02 bitmap(2) 91 14 ...
-    return head[0] == 0x5E and head[1] == 0x02 and head[4] == 0x91 and head[5] == 0x14
 
 
 class Reader:
@@ -226,22 +222,30 @@ class Reader:
     async def _fast(self, link, credentials, tr, prks, cryptogram):
         # The candidate whose CryptogramSK opens the cryptogram, as a Session; None
         # if none does (the device had no Kpersistent for us, or a stale one).
+        # Which key matched must not show in the time taken, so every candidate gets
+        # the same work (CryptogramSK, one CTR block, a branch-free check of the
+        # fixed tags), and exactly one full GCM check runs: on the first match, or on
+        # the first candidate when none matched.
         cryptogram = bytes(cryptogram)
         head = cryptogram[:16]
-        for cand, prk in prks:
-            gcm = aes.Gcm(tr.cryptogram_sk(prk))
-            if _tags_fit(gcm.decrypt_unverified(_ZERO_IV, head)):
-                try:
-                    plain = gcm.decrypt(_ZERO_IV, cryptogram)
-                except ValueError:
-                    plain = None
-                if plain is not None and plain[26] == 0x92 and plain[27] == 0x14:
-                    _, sk_reader, sk_device, _, _ = tr.fast_keys(prk)
-                    pub = bytes(cand.pub)
-                    return Session(link, Channel(sk_reader, sk_device, READER), FAST, pub,
-                                   credentials.lookup(pub), None, plain[2:4], self.timeout_ms)
+        match = -1
+        for i in range(len(prks)):
+            h = aes.gcm_decrypt_unverified(tr.cryptogram_sk(prks[i][1]), _ZERO_IV, head)
+            miss = (h[0] ^ 0x5E) | (h[1] ^ 0x02) | (h[4] ^ 0x91) | (h[5] ^ 0x14)
+            take = ((miss - 1) >> 8) & (match >> 8) & 1  # 1: this one fits and none did before
+            match += take * (i - match)
             await asyncio.sleep_ms(0)
-        return None
+        cand, prk = prks[match if match >= 0 else 0]
+        try:
+            plain = aes.Gcm(tr.cryptogram_sk(prk)).decrypt(_ZERO_IV, cryptogram)
+        except ValueError:
+            plain = None
+        if match < 0 or plain is None or plain[26] != 0x92 or plain[27] != 0x14:
+            return None
+        _, sk_reader, sk_device, _, _ = tr.fast_keys(prk)
+        pub = bytes(cand.pub)
+        return Session(link, Channel(sk_reader, sk_device, READER), FAST, pub,
+                       credentials.lookup(pub), None, plain[2:4], self.timeout_ms)
 
     # --- AUTH1 ------------------------------------------------------------------
 
