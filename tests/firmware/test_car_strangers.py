@@ -11,6 +11,7 @@ import unittest
 
 from car_rig import CarRig
 from carkey import storage
+from carkey.crypto import p256
 from carkey.ecu import codes
 from carkey.ecu.auditlog import StrangerLog
 from carkey.ecu.keystore import Credential, key_slot
@@ -67,8 +68,19 @@ class StrangerLockoutTest(unittest.TestCase):
         # A device with a real key the car does not know: before the lockout it would
         # get its signature checked and a KEY_REVOKED; during it, nothing but 08.
         other = rig.device()
-        out = rig.tap(other)
+        real, verified = p256.verify_steps, []
+
+        def counted(*args):
+            verified.append(1)
+            return real(*args)
+
+        p256.verify_steps = counted
+        try:
+            out = rig.tap(other)
+        finally:
+            p256.verify_steps = real
         self.assertEqual((out.error, out.results), (codes.LOCKED_OUT, []))
+        self.assertEqual(verified, [])  # refused before any signature check
         self.assertEqual(other.control_flow, 0)
         rig.now += 3  # the first lockout lasts 2 s
         self.assertEqual(rig.tap(other).results, [(UNLOCK, codes.KEY_REVOKED)])

@@ -81,6 +81,8 @@ class Reader:
         # otherwise each AUTH1 uses a fresh random nonce from the pool.
         self.identity = identity
         self.pool = pool if pool is not None else PrecomputePool()
+        # Signing nonces made while idle are hedged with the reader's key (docs/CRYPTO.md).
+        self.pool.nonce_steps = identity.nonce_steps
         self.policy = policy
         self.timeout_ms = timeout_ms
         self.deterministic_signatures = deterministic_signatures
