@@ -8,7 +8,7 @@ TRANSPORTS = {0: "car", 1: "nfc", 2: "ble", 3: "tcp", 4: "usb"}
 KINDS = {0: "standard", 1: "fast", 2: "fallback", 3: "admin", 4: "passive"}
 EVENTS = {0x00: "transaction", 0xE2: "share-document", 0xE3: "revocation-document", 0xE4: "admin-request",
           0xF1: "enroll", 0xF2: "set-clock"}
-FAILURES = {0x80: "authentication failed", 0x81: "protocol error", 0x82: "link lost"}
+FAILURES = {0x80: "authentication failed", 0x81: "protocol error", 0x82: "link lost", 0x83: "reader fault"}
 
 
 def command_name(command: int) -> str:

@@ -47,6 +47,7 @@ class Device:
         self.kpersistent = None
         self.control_flow = None  # S1 of the last CONTROL FLOW
         self.results = []  # C4 values of the last transaction
+        self.documents = []  # C6 values (document tag, result) of the last transaction
         self.tamper_exchange = False  # answer EXCHANGE with a broken MAC (after authenticating)
         self.no_cryptogram = False  # answer a fast AUTH0 without a cryptogram (wants a standard tap)
         self.stall = None  # async callable awaited before every answer (a slow device)
@@ -58,6 +59,7 @@ class Device:
         ins = capdu[1]
         if ins == 0xA4:
             self.results = []
+            self.documents = []
             self._pending = None
             return SELECT_ANSWER
         if ins == 0x80:
@@ -112,6 +114,8 @@ class Device:
                 for inner, s2, e2 in tlv.iterate(plain[s:e]):
                     if inner == 0xC4:
                         self.results.append(bytes(plain[s + s2 : s + e2]))
+                    elif inner == 0xC6:
+                        self.documents.append(bytes(plain[s + s2 : s + e2]))
         if self.envelope is not None:
             body, self.envelope = self.envelope, None
             answer = tlv.encode(0xE1, body)

@@ -18,7 +18,7 @@ from carkey import storage
 from carkey.clock import Clock
 from carkey.ecu import codes, envelope, policy
 from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_PASSIVE, KIND_STANDARD, AuditLog, StrangerLog
-from carkey.ecu.keystore import KeyStore, key_slot
+from carkey.ecu.keystore import KeyStore, KeyStoreError, key_slot
 from carkey.ecu.lockouts import Lockouts
 from carkey.protocol import tlv
 from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError, Refused
@@ -97,17 +97,23 @@ class Car:
         """After a tap: write its audit records and commit what it changed. The app
         calls it as soon as handle() returns; a power cut before then loses only
         those records and usage figures (uses, last use, a new Kpersistent)."""
-        for rec in self._records:
-            if self._insider(rec):
-                self.log.append(*rec)
-            else:
-                self.strangers.note(rec[0], rec[2], rec[3], rec[4], rec[5])
+        try:
+            for rec in self._records:
+                if self._insider(rec):
+                    self.log.append(*rec)
+                else:
+                    self.strangers.note(rec[0], rec[2], rec[3], rec[4], rec[5])
+            if self.strangers.due(self.clock.now()):
+                self.strangers.flush()
+        except OSError:
+            pass  # a failing flash must not stop the car; the records are lost
         self._records = []
-        if self.strangers.due(self.clock.now()):
-            self.strangers.flush()
         if self._dirty:
-            self._dirty = False
-            self.keys.commit()
+            try:
+                self.keys.commit()
+                self._dirty = False
+            except OSError:
+                pass  # kept in RAM and tried again after the next tap
 
     def flush_log(self, ended_only=False):
         """Write the strangers' counts waiting in RAM: all of them (shutdown), or with
@@ -119,7 +125,7 @@ class Car:
         # An enrolled key's record (or a grant) goes to the main log; everything a
         # stranger caused is only counted, so strangers cannot evict the owner's history.
         slot, kind, result = record[1], record[3], record[5]
-        if result == codes.OK or kind == KIND_PASSIVE:
+        if result == codes.OK or result == codes.READER_FAULT or kind == KIND_PASSIVE:
             return True
         cred = self.keys.by_slot(slot) if slot is not None else None
         return cred is not None and cred.status != codes.STATUS_REVOKED
@@ -160,9 +166,31 @@ class Car:
     # --- one transaction -------------------------------------------------------
 
     async def handle(self, link, transport, fast=None, card_uid=None):
-        """Run one transaction on link; returns an Outcome. Never raises for what a
-        device sends: every failure ends as a refused, logged Outcome. card_uid: the
-        anticollision UID of an NFC target, which may be a card key instead of a phone."""
+        """Run one transaction on link; returns an Outcome. Never raises: every failure,
+        the device's or the reader's own (flash, memory, a bug), ends as a refused,
+        logged Outcome. card_uid: the anticollision UID of an NFC target, which may be
+        a card key instead of a phone."""
+        try:
+            return await self._handle(link, transport, fast, card_uid)
+        except Exception:  # not CancelledError (a BaseException): a stopping app cancels taps
+            now = self.clock.now()
+            self._rollback()
+            self._note(now, None, transport, KIND_STANDARD, codes.EVENT_TRANSACTION, codes.READER_FAULT)
+            try:
+                self.door.feedback(False)
+            except Exception:
+                pass
+            return Outcome(None, False, [], codes.READER_FAULT)
+
+    def _rollback(self):
+        # RAM back to the last commit: a change lives only with the commit that carries it.
+        try:
+            self.keys.load()
+            self._dirty = False
+        except Exception:
+            pass  # unreadable: keep what RAM holds; the next commit rewrites the store
+
+    async def _handle(self, link, transport, fast, card_uid):
         now = self.clock.now()
         # During the strangers' lockout a device must prove an enrolled key: the
         # reader refuses one that names none before checking its signature.
@@ -351,8 +379,9 @@ class Car:
         except documents.DocumentError:
             code, detail = codes.DOCUMENT_REFUSED, None
         if code == codes.OK:
-            cred = documents.apply_share(self.keys, detail)
-            self.keys.commit()  # before the phone hears "accepted" and drops its copy
+            code = self._apply(documents.apply_share, detail)  # committed before the phone hears "accepted"
+            if code == codes.OK:
+                cred = self.keys.get(pub)
         self._note(now, slot, transport, log_kind, codes.EVENT_SHARE, code)
         return cred, (0 if code == codes.OK else code)
 
@@ -365,7 +394,20 @@ class Car:
         except documents.DocumentError:
             code, detail = codes.DOCUMENT_REFUSED, None
         if code == codes.OK:
-            documents.apply_revocation(self.keys, detail)
-            self.keys.commit()  # a revocation takes effect before anything else happens
+            code = self._apply(documents.apply_revocation, detail)  # in effect before anything else happens
         self._note(now, slot, transport, log_kind, codes.EVENT_REVOCATION, code)
         return code
+
+    def _apply(self, apply, detail):
+        # An accepted document's change and its commit, or neither: a full list
+        # (NO_ROOM) or a failing flash (HARDWARE_FAULT) leaves RAM as on flash.
+        try:
+            apply(self.keys, detail)
+            self.keys.commit()
+            return codes.OK
+        except KeyStoreError:
+            self._rollback()
+            return codes.NO_ROOM
+        except OSError:
+            self._rollback()
+            return codes.HARDWARE_FAULT
