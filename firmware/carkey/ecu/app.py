@@ -13,13 +13,17 @@
 #      the application is interrupted (Ctrl-C from the USB REPL, e.g. to deploy)
 #      the timer goes on feeding it: the REPL must not reset under the user.
 # Each tap runs to its end before the next on the same radio; a failure anywhere in
-# a tap is logged by the Car and never stops a radio's task.
+# a tap is logged by the Car and never stops a radio's task. The tasks run under a
+# Supervisor (carkey.ecu.supervisor): one that fails is restarted, one that keeps
+# failing is given up and the heartbeat stops, so the watchdog resets the board
+# rather than leave a half-working car.
 
 import asyncio
 from micropython import const
 
 from carkey.ecu import codes
 from carkey.ecu.auditlog import TRANSPORT_BLE, TRANSPORT_NFC
+from carkey.ecu.supervisor import Supervisor
 
 STATE_DIR = "/state"
 _WDT_TIMEOUT_MS = const(8000)
@@ -106,6 +110,7 @@ class App:
         # waits simply gets its first command later (the reader speaks first).
         self._tap_lock = asyncio.Lock()
         self.watchdog = None
+        self.supervisor = Supervisor()
         # Passive entry (unlock on approach, lock on walk-away) is the owner's opt-in.
         self.passive_entry = passive_entry
         self._watch = None
@@ -177,31 +182,30 @@ class App:
             await asyncio.sleep_ms(_IDLE_MS)
 
     async def _heartbeat(self, watchdog):
-        while not self.stop.is_set():
-            watchdog.beat()
-            await asyncio.sleep_ms(_WDT_FEED_MS)
+        await self.supervisor.heartbeat(watchdog, _WDT_FEED_MS, self.stop)
 
     async def run(self):
-        tasks = [asyncio.create_task(self.door.run())]
+        start = self.supervisor.start
+        tasks = [start("door", self.door.run)]
         ble = self.platform.ble()
         if ble is not None:
             ble.active(True)  # the radio on before a first boot draws the identity
         self._start_car()
         if "pn532" in self.board.buses:
-            tasks.append(asyncio.create_task(self._nfc()))
+            tasks.append(start("nfc", self._nfc))
         if ble is not None:
             from carkey.hw.ble_gatt import BleServer, device_name
 
             server = BleServer(device_name(self.car.identity.group_id), ble)
             server.start()
-            tasks.append(asyncio.create_task(self._ble(server)))
+            tasks.append(start("ble", lambda: self._ble(server)))
             if self.passive_entry:
                 from carkey.hw.ble_proximity import PassiveEntry, Proximity
                 from carkey.hw.ble_watch import ProximityWatch
 
                 self._watch = ProximityWatch(server, PassiveEntry(Proximity(), enabled=True))
-                tasks.append(asyncio.create_task(self._watch.run(self._on_proximity)))
-        tasks.append(asyncio.create_task(self._idle()))
+                tasks.append(start("proximity", lambda: self._watch.run(self._on_proximity)))
+        tasks.append(start("idle", self._idle))
         self.watchdog = self.platform.watchdog()
         if self.watchdog is not None:
             tasks.append(asyncio.create_task(self._heartbeat(self.watchdog)))
