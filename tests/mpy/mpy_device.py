@@ -8,13 +8,14 @@
 # with a cryptogram, as a phone does. It does not check the reader's signature:
 # these tests are about the reader. Stranger() fails AUTH1 as cheaply as possible.
 
+import asyncio
 import os
 
 from carkey.crypto import aes, p256
 from carkey.protocol import tlv
 from carkey.protocol.aliro_keys import USAGE_DEVICE, Transcript, kdh
 from carkey.protocol.channel import DEVICE, Channel
-from carkey.protocol.errors import LinkError
+from carkey.protocol.errors import LinkError, LinkTimeout
 
 AID = b"\xa0\x00\x00\x09\x09\xac\xce\x55\x01"
 SELECT_ANSWER = b"\x6f\x15\x84\x09" + AID + b"\xa5\x08\x80\x02\x00\x00\x5c\x02\x01\x00\x90\x00"
@@ -50,11 +51,18 @@ class Device:
         self.documents = []  # C6 values (document tag, result) of the last transaction
         self.tamper_exchange = False  # answer EXCHANGE with a broken MAC (after authenticating)
         self.no_cryptogram = False  # answer a fast AUTH0 without a cryptogram (wants a standard tap)
-        self.stall = None  # async callable awaited before every answer (a slow device)
+        self.stall_ms = 0  # answer every command this late (a slow or stalling device)
+        self.closed = False
+
+    async def close(self):
+        self.closed = True
 
     async def transceive(self, capdu, timeout_ms):
-        if self.stall is not None:
-            await self.stall(capdu)
+        if self.stall_ms:
+            # As a real link: past the reader's timeout the answer never arrives.
+            await asyncio.sleep_ms(min(self.stall_ms, timeout_ms))
+            if self.stall_ms >= timeout_ms:
+                raise LinkTimeout("no answer within %d ms" % timeout_ms)
         capdu = bytes(capdu)
         ins = capdu[1]
         if ins == 0xA4:
@@ -119,8 +127,8 @@ class Device:
         if self.envelope is not None:
             body, self.envelope = self.envelope, None
             answer = tlv.encode(0xE1, body)
-        elif self.requests and not self.results:
-            command, argument = self.requests[0]
+        elif len(self.results) < len(self.requests):
+            command, argument = self.requests[len(self.results)]
             answer = tlv.encode(0xE1, tlv.encode(0xC2, bytes((command,)) + argument))
         else:
             answer = b""

@@ -31,6 +31,12 @@ PLACE_DOOR = "door"  # at the door handle: phones default to unlock, cards toggl
 PLACE_CABIN = "cabin"  # inside the car: cards enable driving (docs/PROTOCOL.md §8)
 _SW_NOT_FOUND = const(0x6A82)  # the answer of a card without the Aliro application
 MAX_COMMANDS = const(4)  # command requests answered per transaction
+# Whole-transaction deadlines (docs/PROTOCOL.md §2a), from the tap's first command:
+# a device that has not proved an enrolled key gets the short one, enough for a
+# standard handshake and a share document's check on an ESP32; an enrolled key the
+# long one (up to four revocation documents and four commands).
+STRANGER_DEADLINE_MS = const(6000)
+TAP_DEADLINE_MS = const(20000)
 _STATUS_ACTIVE = const(0)
 
 
@@ -92,6 +98,8 @@ class Car:
         self._records = []  # audit records of the last tap, written by settle()
         self._dirty = False  # key-store changes settle() commits
         self._tables_fit = True  # verification tables can be built on this heap
+        self.stranger_deadline_ms = STRANGER_DEADLINE_MS
+        self.tap_deadline_ms = TAP_DEADLINE_MS
 
     def settle(self):
         """After a tap: write its audit records and commit what it changed. The app
@@ -191,6 +199,9 @@ class Car:
             pass  # unreadable: keep what RAM holds; the next commit rewrites the store
 
     async def _handle(self, link, transport, fast, card_uid):
+        from carkey.protocol.deadline import Deadline
+
+        link = Deadline(link, self.stranger_deadline_ms)
         now = self.clock.now()
         # During the strangers' lockout a device must prove an enrolled key: the
         # reader refuses one that names none before checking its signature.
@@ -216,14 +227,18 @@ class Car:
         results = []
         error = None
         try:
+            cred = session.credential
+            if cred is not None:
+                link.extend(self.tap_deadline_ms)  # it proved an enrolled key
             data = await session.exchange(envelope.hello(self.door.car_state()))
             req = envelope.parse(data)
-            cred = session.credential
             refusal = 0  # a refused share answers every request of this tap
             judged = []  # (document tag, result) for the first answer
             if req.share is not None:
                 cred, refusal = await self._share(req.share, cred, pub, slot, now, transport, log_kind)
                 judged.append((codes.EVENT_SHARE, refusal))
+                if cred is not None:
+                    link.extend(self.tap_deadline_ms)  # enrolled by its share just now
             for doc in req.revocations:
                 judged.append((codes.EVENT_REVOCATION,
                                await self._revocation(doc, slot, now, transport, log_kind)))
