@@ -19,6 +19,7 @@
 # rather than leave a half-working car.
 
 import asyncio
+import time
 from micropython import const
 
 from carkey.ecu import codes
@@ -154,8 +155,15 @@ class App:
             if outcome.error == codes.AUTH_FAILED:
                 await link.close()  # no second try on this connection (docs/PROTOCOL.md §2b)
             elif outcome.granted and self._watch is not None:
-                self._watched_pub = outcome.credential_pub
-                self._watch.watch(link.addr)
+                if outcome.credential_pub == self._watched_pub:
+                    # The watched phone proved itself again: the proof an approach needs.
+                    self._watch.follow(link.addr)
+                    action = self._watch.entry.transaction(time.ticks_ms())
+                    if action is not None:
+                        await self._on_proximity(action)
+                else:
+                    self._watched_pub = outcome.credential_pub
+                    self._watch.watch(link.addr)
 
         await server.serve(on_phone)
 
