@@ -21,9 +21,9 @@ from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_PASSIVE, KIND_STA
 from carkey.ecu.keystore import KeyStore, KeyStoreError, key_slot
 from carkey.ecu.lockouts import Lockouts
 from carkey.protocol import tlv
-from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError, Refused
+from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
 from carkey.protocol.identity import ReaderIdentity
-from carkey.protocol.reader import Reader
+from carkey.protocol.reader import Reader, Refused
 from carkey.protocol.session import FALLBACK, FAST
 
 IDENTITY_RECORD = "identity"

@@ -4,8 +4,7 @@
 # The ECU tells these apart: a LinkError is the radio or socket going away (retry
 # on the next tap), a ProtocolError is a device that answered something wrong
 # (with the status word when it sent one), AuthenticationFailed is a device that
-# could not prove its keys, Refused a device the reader would not serve yet (a
-# stranger during the strangers' lockout). None of them ever comes with a partial session.
+# could not prove its keys. None of them ever comes with a partial session.
 
 
 class TransactionError(Exception):
@@ -35,8 +34,4 @@ class ProtocolError(TransactionError):
 
 
 class AuthenticationFailed(TransactionError):
-    pass
-
-
-class Refused(TransactionError):
     pass

@@ -20,7 +20,7 @@ from carkey.crypto import aes, p256
 from carkey.protocol import apdu, tlv
 from carkey.protocol.aliro_keys import USAGE_DEVICE, USAGE_READER, Transcript, kdh
 from carkey.protocol.channel import READER, Channel, ChannelError
-from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError, Refused
+from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError, TransactionError
 from carkey.protocol.identity import PrecomputePool, ReaderIdentity, run_steps  # noqa: F401 (re-exported)
 from carkey.protocol.session import FALLBACK, FAST, STANDARD, Session
 
@@ -45,6 +45,12 @@ _ZERO_IV = bytes(12)
 
 _AUTH0_WANTED = (0x86, 0x9D)  # device ephemeral key, cryptogram
 _AUTH1_WANTED = (0x5A, 0x4E, 0x9E, 0x5E)  # credential key, key slot, signature, bitmap
+
+
+class Refused(TransactionError):
+    """The reader would not serve this device yet: a stranger during the strangers'
+    lockout (docs/PROTOCOL.md §7). Defined here, where it is raised, not in
+    carkey.protocol.errors, which every link module loads."""
 
 
 def _select_info(data):
