@@ -25,3 +25,10 @@ def format_record(rec: dict) -> str:
     slot = rec["slot"] if rec["slot"].strip("0") else "-"
     return (f"#{rec['seq']:<4} {when}Z {TRANSPORTS.get(rec['transport'], '?'):>3}/{KINDS.get(rec['kind'], '?'):<8} "
             f"key {slot:<16} {command_name(rec['command']):<19} {result_name(rec['result'])}")
+
+
+def format_tally(rec: dict) -> str:
+    """One line of the strangers' ring: interval start, transport/kind, what, result, count."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(rec["time"]))
+    return (f"{when}Z+10min {TRANSPORTS.get(rec['transport'], '?'):>3}/{KINDS.get(rec['kind'], '?'):<8} "
+            f"{command_name(rec['command']):<19} {result_name(rec['result'])} ×{rec['count']}")
