@@ -21,6 +21,7 @@ from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_PASSIVE, KIND_STA
 from carkey.ecu.keystore import KeyStore, KeyStoreError, key_slot
 from carkey.ecu.lockouts import Lockouts
 from carkey.protocol import tlv
+from carkey.protocol.deadline import Deadline
 from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
 from carkey.protocol.identity import ReaderIdentity
 from carkey.protocol.reader import Reader, Refused
@@ -199,8 +200,6 @@ class Car:
             pass  # unreadable: keep what RAM holds; the next commit rewrites the store
 
     async def _handle(self, link, transport, fast, card_uid):
-        from carkey.protocol.deadline import Deadline
-
         link = Deadline(link, self.stranger_deadline_ms)
         now = self.clock.now()
         # During the strangers' lockout a device must prove an enrolled key: the
