@@ -133,3 +133,15 @@ class FaultTest(unittest.TestCase):
         self.assertFalse(out.granted)
         self.assertIsNone(keys.get(friend.pub))  # RAM holds what flash holds
         self.assertEqual(len(keys), MAX_CREDENTIALS - 1)
+
+    def test_a_fault_during_passive_entry_is_logged_not_raised(self):
+        car = self.rig.car
+
+        def broken(command, argument=b""):
+            raise OSError(5)
+
+        car.door.execute = broken
+        code = car.passive(UNLOCK, self.rig.owner.pub, 2)
+        car.settle()
+        self.assertEqual(code, codes.READER_FAULT)
+        self.assertEqual(list(car.log.records())[-1][6], codes.READER_FAULT)

@@ -140,12 +140,16 @@ class Car:
         return cred is not None and cred.status != codes.STATUS_REVOKED
 
     def passive(self, command, pub, transport):
-        """Passive entry: the phone of the last granted BLE tap came near (unlock) or went
-        away (lock). Nothing new is authenticated, so the key's policy is checked as for
-        a fast tap, and the decision is logged as passive entry. Returns the result code."""
+        """Passive entry: the watched phone came near and proved itself in this approach
+        (unlock) or went away (lock). The key's policy is checked as for a fast tap, and
+        the decision is logged as passive entry. Returns the result code; never raises."""
         now = self.clock.now()
         cred = self.keys.get(pub) if pub is not None else None
-        code = self._decide(cred, command, b"", codes.KIND_FAST, now)
+        try:
+            code = self._decide(cred, command, b"", codes.KIND_FAST, now)
+        except Exception:  # a fault of the reader (flash, a relay driver): logged, not raised
+            self._rollback()
+            code = codes.READER_FAULT
         self._note(now, key_slot(pub) if pub is not None else None, transport, KIND_PASSIVE, command, code)
         return code
 
