@@ -217,3 +217,35 @@ class StrangerAuditTest(unittest.TestCase):
         self.assertTrue(len(tallies) <= 3 * (10000 // 600 + 2), len(tallies))
         # Records survive a reboot: the ring is on flash.
         self.assertEqual(sum(t[-1] for t in StrangerLog(rig.dir).records()), 10000)
+
+
+class LockoutsPowerCutTest(unittest.TestCase):
+    def test_a_power_cut_leaves_the_old_or_the_new_lockout_state(self):
+        from flashsim import power_cuts
+
+        mount = "/flash"
+        dir = mount + "/state"
+        slot = b"\x42" * 8
+
+        def prepare():
+            import os
+
+            os.mkdir(dir)
+            locks = Lockouts(dir)
+            for t in range(4):
+                locks.stranger_failure(100 + t)
+                locks.key_failure(slot, 100 + t)
+
+        def action():
+            locks = Lockouts(dir)
+            locks.stranger_failure(104)  # the fifth: both start a lockout
+            locks.key_failure(slot, 104)
+
+        seen = set()
+        for k, torn in power_cuts(prepare, action, mount):
+            locks = Lockouts(dir)
+            state = (locks.strangers_locked(104), locks.key(slot) is not None and locks.key(slot).locked(104))
+            self.assertTrue(state in ((False, False), (True, False), (True, True)), (k, torn, state))
+            self.assertIsNotNone(locks.key(slot))  # the key's four failures never vanish
+            seen.add(state)
+        self.assertEqual(seen, {(False, False), (True, False), (True, True)})
