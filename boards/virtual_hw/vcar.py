@@ -97,6 +97,7 @@ async def _connect(req):
         await _let_pulses_finish(car.door, 3000)
     finally:
         ticker.cancel()
+        car.flush_log()  # the strangers' counts, as the application does when it stops
         bus.close()
         body.save(dir + "/car_body.json")
     return {"ok": True, "all_granted": all_granted, "pulses": body.pulses()}
@@ -135,6 +136,7 @@ async def _nfc(req):
         await _let_pulses_finish(car.door, 3000)
     finally:
         ticker.cancel()
+        car.flush_log()
         uart.deinit()
         bus.close()
         body.save(dir + "/car_body.json")
@@ -170,6 +172,11 @@ def handle(req):
         return admin.keys(dir)
     if op == "log":
         return {"records": admin.log(dir, req.get("since", 0))}
+    if op == "strangers":
+        from carkey.ecu.auditlog import StrangerLog
+
+        return {"records": [{"seq": r[0], "time": r[1], "transport": r[3], "kind": r[4], "command": r[5],
+                             "result": r[6], "count": r[7]} for r in StrangerLog(dir).records()]}
     if op == "set_clock":
         return admin.set_clock(dir, req.get("time"))
     if op == "provision":

@@ -10,7 +10,7 @@ TRANSPORTS = {0: "car", 1: "nfc", 2: "ble", 3: "tcp", 4: "usb"}
 KINDS = {0: "standard", 1: "fast", 2: "fallback", 3: "admin", 4: "passive"}
 EVENTS = {0x00: "transaction", 0xE2: "share-document", 0xE3: "revocation-document", 0xE4: "admin-request",
           0xF1: "enroll", 0xF2: "set-clock"}
-FAILURES = {0x80: "authentication failed", 0x81: "protocol error", 0x82: "link lost"}
+FAILURES = {0x80: "authentication failed", 0x81: "protocol error", 0x82: "link lost", 0x83: "reader fault"}
 
 
 def command_name(command: int) -> str:
@@ -30,3 +30,10 @@ def format_record(rec: dict) -> str:
         what, result = "battery", f"{rec['result'] * 20 / 1000:.2f} V"
     return (f"#{rec['seq']:<4} {when}Z {TRANSPORTS.get(rec['transport'], '?'):>3}/{KINDS.get(rec['kind'], '?'):<8} "
             f"key {slot:<16} {what:<19} {result}")
+
+
+def format_tally(rec: dict) -> str:
+    """One line of the strangers' ring: interval start, transport/kind, what, result, count."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(rec["time"]))
+    return (f"{when}Z+10min {TRANSPORTS.get(rec['transport'], '?'):>3}/{KINDS.get(rec['kind'], '?'):<8} "
+            f"{command_name(rec['command']):<19} {result_name(rec['result'])} ×{rec['count']}")

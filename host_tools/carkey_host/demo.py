@@ -15,7 +15,7 @@ from rich.table import Table
 
 from . import documents
 from . import envelope as env
-from .auditlog import command_name, format_record, result_name
+from .auditlog import command_name, format_record, format_tally, result_name
 from .errors import CarkeyError
 from .keydir import KeyDir
 from .phone import Phone
@@ -193,6 +193,11 @@ class Demo:
         self.console.rule("the car's audit log (read from its flash by the firmware)")
         for rec in self.car.log():
             self.console.print("  " + format_record(rec), highlight=False)
+        # Devices that proved no enrolled key (here: the revoked friend) are counted apart,
+        # so they can never push the owner's records out of the log.
+        self.console.rule("strangers' refusals, counted per 10 minutes and reason")
+        for rec in self.car.stranger_log():
+            self.console.print("  " + format_tally(rec), highlight=False)
 
 
 def run(workdir=None, console=None):

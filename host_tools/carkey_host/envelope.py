@@ -45,6 +45,7 @@ RESULTS = {
     0x0A: "unknown command or bad argument",
     0x0B: "document refused",
     0x0C: "hardware fault",
+    0x0D: "no room (key store or revocation list full)",
 }
 
 

@@ -139,6 +139,10 @@ class VirtualCar:
         self._require_state()
         return self._run({"op": "log", "since": since})["records"]
 
+    def stranger_log(self) -> list:
+        """Strangers' refusals, coalesced per interval and reason, each with its count (docs/STORAGE.md §4)."""
+        return self._run({"op": "strangers"})["records"]
+
     def set_clock(self, unix: int) -> dict:
         self._require_state()
         return self._strip(self._run({"op": "set_clock", "time": int(unix)}))

@@ -256,3 +256,40 @@ class PowerCutTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StrangerLogTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = "%s/carkey-strangers-%s" % (os.getenv("TMPDIR") or "/tmp", hexlify(os.urandom(6)).decode())
+        os.mkdir(self.dir)
+
+    def tearDown(self):
+        for name in os.listdir(self.dir):
+            os.remove(self.dir + "/" + name)
+        os.rmdir(self.dir)
+
+    def test_one_record_per_interval_and_reason(self):
+        from carkey.ecu.auditlog import INTERVAL_S, StrangerLog
+
+        log = StrangerLog(self.dir)
+        t0 = 600000
+        for i in range(50):
+            log.note(t0 + i, 2, 0, 0x00, 0x80)
+            log.note(t0 + i, 1, 0, 0x07, 0x07)
+        self.assertEqual(list(log.records()), [])  # still counting
+        self.assertFalse(log.due(t0 + INTERVAL_S - 1))
+        self.assertTrue(log.due(t0 + INTERVAL_S))
+        log.note(t0 + INTERVAL_S, 2, 0, 0x00, 0x80)  # the next interval writes the last one
+        got = sorted((r[1], r[3], r[5], r[6], r[7]) for r in log.records())
+        self.assertEqual(got, [(t0, 1, 0x07, 0x07, 50), (t0, 2, 0x00, 0x80, 50)])
+        self.assertEqual(AuditLog(self.dir).seq, 0)  # the main ring is untouched
+
+    def test_too_many_reasons_are_written_early_not_dropped(self):
+        from carkey.ecu.auditlog import StrangerLog
+
+        log = StrangerLog(self.dir)
+        for result in range(20):
+            log.note(1200, 2, 0, 0x00, result)
+        log.flush()
+        self.assertEqual(sorted(r[6] for r in log.records()), list(range(20)))
+        self.assertEqual(sum(r[7] for r in log.records()), 20)

@@ -66,10 +66,39 @@ class TestPassiveEntry(unittest.TestCase):
         actions = [pe.sample(-50, t * 100) for t in range(5)]
         self.assertEqual([a for a in actions if a is not None], [])
 
-    def test_unlock_on_approach_lock_on_walk_away(self):
+    def test_rssi_alone_never_unlocks(self):
+        # A node advertising the phone's address, near for as long as it likes.
         pe = PassiveEntry(Proximity(weight=1), enabled=True)
-        got = [pe.sample(s, i * 100) for i, s in enumerate([-90, -90, -90, -60, -70, -85])]
-        self.assertEqual(got, [None, None, None, ACTION_UNLOCK, None, ACTION_LOCK])
+        got = [pe.sample(s, i * 100) for i, s in enumerate([-90, -90, -90] + [-50] * 20)]
+        self.assertEqual([a for a in got if a is not None], [])
+
+    def test_unlock_on_approach_with_the_phones_transaction_lock_on_walk_away(self):
+        pe = PassiveEntry(Proximity(weight=1), enabled=True)
+        got = [pe.sample(s, i * 100) for i, s in enumerate([-90, -90, -90, -60])]
+        self.assertEqual(got, [None, None, None, None])  # near, but no proof yet
+        self.assertEqual(pe.transaction(500), ACTION_UNLOCK)  # the phone's own fast transaction
+        self.assertEqual(pe.sample(-70, 600), None)
+        self.assertEqual(pe.sample(-85, 700), ACTION_LOCK)
+
+    def test_a_transaction_before_the_approach_counts_only_briefly(self):
+        pe = PassiveEntry(Proximity(weight=1), enabled=True, approach_ms=5000)
+        for i in range(3):
+            pe.sample(-90, i * 100)
+        self.assertIsNone(pe.transaction(1000))  # away: proof kept for this approach
+        self.assertEqual(pe.sample(-50, 2000), ACTION_UNLOCK)
+        pe.sample(-90, 3000)  # away again: the proof is spent
+        self.assertIsNone(pe.transaction(4000))
+        self.assertIsNone(pe.sample(-50, 10000))  # six seconds later: too old
+
+    def test_once_per_approach_and_not_right_after_the_watch_began(self):
+        pe = PassiveEntry(Proximity(weight=1), enabled=True)
+        for i in range(3):
+            pe.sample(-50, i * 100)
+        self.assertIsNone(pe.transaction(300))  # never away since the watch began
+        pe.sample(-90, 400)
+        pe.sample(-50, 500)
+        self.assertEqual(pe.transaction(600), ACTION_UNLOCK)
+        self.assertIsNone(pe.transaction(700))  # e.g. a lock from the phone: no unlock behind it
 
     def test_first_sight_far_does_not_lock(self):
         pe = PassiveEntry(Proximity(weight=1), enabled=True)
@@ -85,4 +114,4 @@ class TestPassiveEntry(unittest.TestCase):
     def test_lock_on_leave_can_be_off(self):
         pe = PassiveEntry(Proximity(weight=1), enabled=True, lock_on_leave=False)
         got = [pe.sample(s, i * 100) for i, s in enumerate([-50, -50, -50, -90])]
-        self.assertEqual(got, [None, None, ACTION_UNLOCK, None])
+        self.assertEqual(got, [None, None, None, None])

@@ -293,6 +293,16 @@ class StoreTest(unittest.TestCase):
             self.ks.set_status(struct.pack(">Q", 999), 2)
         self.assertEqual(len(self.ks.revoked_slots()), keystore.MAX_REVOKED)
 
+    def test_a_full_revocation_list_still_revokes_an_enrolled_key(self):
+        for i in range(keystore.MAX_REVOKED):
+            self.ks.set_status(struct.pack(">Q", i), 2)
+        self.ks.add(Credential(pub(9), 2, 0x7F))
+        c = self.ks.set_status(keystore.key_slot(pub(9)), 2)
+        self.assertEqual(c.status, 2)  # its own record keeps it out
+        self.assertEqual(len(self.ks.revoked_slots()), keystore.MAX_REVOKED)
+        with self.assertRaises(KeyStoreError):
+            self.ks.set_status(keystore.key_slot(pub(9)), 0)  # permanent all the same
+
     def test_counters(self):
         self.assertEqual(self.ks.counter("txn"), 0)
         self.assertEqual(self.ks.bump("txn"), 1)

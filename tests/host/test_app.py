@@ -96,7 +96,9 @@ def test_unlock_over_ble_then_nfc_on_one_running_car(flash, tmp_path):
     assert "Traceback" not in out, out
 
 
-def test_passive_entry_unlocks_on_approach_and_locks_on_walk_away(flash, tmp_path):
+def test_passive_entry_needs_the_phone_itself_not_its_address(flash, tmp_path):
+    """RSSI only triggers: a node advertising the owner's phone's address gets nothing,
+    the real phone (which completes a transaction in that approach) gets hands-free entry."""
     from carkey_host.ble_phone import AirCentral
 
     flash.mkdir()
@@ -104,6 +106,7 @@ def test_passive_entry_unlocks_on_approach_and_locks_on_walk_away(flash, tmp_pat
     keys = KeyDir(tmp_path / "phone")
     ident = car.provision(keys.init(), int(time.time()))
     keys.trust(bytes.fromhex(ident["group_id"]), bytes.fromhex(ident["reader_public_key"]))
+    name = device_name(bytes.fromhex(ident["group_id"]))
     phone_addr = bytes.fromhex("5eed0000a1c1")
     level = {"dbm": -95}
     passive = []
@@ -115,16 +118,33 @@ def test_passive_entry_unlocks_on_approach_and_locks_on_walk_away(flash, tmp_pat
     with VirtualAir(port=0) as air:
         air.rssi = lambda advertiser, scanner: level["dbm"]
         with RunningCar(flash, air=air.address, passive_entry=True) as board:
-            txn, _ = visit_car(Phone(keys, commands=[(0x01, b"")]), air.address,
-                               device_name(bytes.fromhex(ident["group_id"])), 1, addr=phone_addr)
-            assert txn.control_flow == (1, 0)
+            txn, _ = visit_car(Phone(keys, commands=[(0x01, b"")]), air.address, name, 1, addr=phone_addr)
+            assert txn.control_flow == (1, 0)  # the owner locked the car and walked away
+            # A spoofing node advertises the owner's phone's address, loud, after the owner left.
+            spoof = AirCentral(air.address, addr=phone_addr)
+            try:
+                spoof.beacon(b"\x02\x01\x06")
+                time.sleep(4)  # far: the car sees the phone away
+                level["dbm"] = -50
+                time.sleep(8)  # near for seconds: without the phone's own transaction, nothing opens
+                assert passive_records() == []
+                level["dbm"] = -95
+                time.sleep(5)  # (the spoof walking off may lock the car: locking needs no proof)
+            finally:
+                spoof.close()
+            before = list(passive_records())
+            assert (0x02, 0) not in before
+            # The real phone walks up: its advertisements trigger, its own fast transaction
+            # (a status request, in the background) proves it, and the car unlocks.
             beacon = AirCentral(air.address, addr=phone_addr)
             try:
-                beacon.beacon(b"\x02\x01\x06")  # the phone keeps advertising after its visit
-                level["dbm"] = -50  # walking up to the car
-                board.wait_for(lambda: passive_records() == [(0x02, 0)], "the passive unlock")
+                beacon.beacon(b"\x02\x01\x06")
+                level["dbm"] = -50
+                txn, _ = visit_car(Phone(keys, commands=[(0x07, b"")]), air.address, name, 2, addr=phone_addr)
+                assert txn.control_flow == (1, 0)
+                board.wait_for(lambda: passive_records() == before + [(0x02, 0)], "the passive unlock")
                 level["dbm"] = -95  # walking away
-                board.wait_for(lambda: passive_records() == [(0x02, 0), (0x01, 0)], "the passive lock")
+                board.wait_for(lambda: passive_records() == before + [(0x02, 0), (0x01, 0)], "the passive lock")
             finally:
                 beacon.close()
-    assert passive == [(0x02, 0), (0x01, 0)]
+    assert passive[len(before):] == [(0x02, 0), (0x01, 0)]

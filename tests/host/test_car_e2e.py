@@ -319,7 +319,12 @@ def test_tampered_answers_are_refused_and_change_nothing(world, what):
     # Nothing but the lockout record may change, and it does only for a failed authentication.
     assert without_lockout(after) == without_lockout(before)
     assert (after != before) == (txns[0].error == AUTH_FAILED)
-    assert world.car.log()[-1]["result"] in (AUTH_FAILED, PROTOCOL_ERROR)
+    if target == INS_AUTH1:
+        # Nothing proved an enrolled key: a stranger's refusal, counted in the strangers' ring.
+        (tally,) = world.car.stranger_log()
+        assert (tally["result"], tally["count"]) == (txns[0].error, 1)
+    else:
+        assert world.car.log()[-1]["result"] in (AUTH_FAILED, PROTOCOL_ERROR)
 
 
 def test_replayed_and_reordered_answers_are_refused(world):
@@ -343,11 +348,26 @@ def test_replayed_and_reordered_answers_are_refused(world):
     assert without_lockout(state_files(world.car)) == without_lockout(before)
 
 
-def test_lockout_after_five_failed_authentications(world):
+def test_five_failed_auth1_answers_lock_out_strangers_not_the_owner(world):
     world.run(world.owner, ["standard"])
 
     def tamper(c, r, n):
         if n <= 5 and _ins(c) == INS_AUTH1:
+            return r[:5] + bytes([r[5] ^ 1]) + r[6:]
+        return r
+
+    # An AUTH1 answer that does not open proves no key: five strangers' failures.
+    txns, _ = world.run(world.owner, ["standard"] * 6, tamper=tamper)
+    assert [t.error for t in txns[:5]] == [AUTH_FAILED] * 5
+    # The strangers are locked out, and the owner's phone, which proves its key, is served.
+    assert txns[5].kind == "standard" and txns[5].granted and txns[5].results == [(UNLOCK, OK)]
+
+
+def test_five_failures_after_authentication_lock_out_that_key(world):
+    world.run(world.owner, ["standard"])
+
+    def tamper(c, r, n):
+        if n <= 5 and _ins(c) == INS_EXCHANGE:
             return r[:5] + bytes([r[5] ^ 1]) + r[6:]
         return r
 

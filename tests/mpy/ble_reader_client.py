@@ -90,7 +90,16 @@ async def main(spec):
                     session.credential.kpersistent = session.kpersistent
                 out.update(kind=session.kind, known=session.known, replies=replies)
                 if watch is not None and spec.get("granted", True) and session.known:
-                    watch.watch(link.addr)
+                    # As the ECU (carkey.ecu.app): the watched phone's next transaction is
+                    # the proof an approach needs; another phone starts a new watch.
+                    if session.credential_pub == state.get("watched"):
+                        watch.follow(link.addr)
+                        action = watch.entry.transaction(time.ticks_ms())
+                        if action is not None:
+                            await on_action(action)
+                    else:
+                        state["watched"] = session.credential_pub
+                        watch.watch(link.addr)
             except Exception as e:
                 out.update(error=type(e).__name__, message=str(e))
             out.update(mtu=link.mtu, indications=link.indications, writes=link.writes,

@@ -488,9 +488,23 @@ def sign(priv, digest, extra_entropy=None):
     return finish(sign_steps(priv, digest, extra_entropy))
 
 
-def precompute_nonce_steps():
+_hedge_count = 0
+
+
+def precompute_nonce_steps(priv=None):
+    # priv: hedge k with the signing key. The digest is not known yet, so k comes from
+    # the RFC 6979 HMAC-DRBG keyed by the private key over fresh randomness in the
+    # message hash's place, with more fresh randomness and a counter as §3.6
+    # additional data: randomness that repeats or is guessable does not make k
+    # guessable without the private key. Without priv: k from os.urandom alone.
+    global _hedge_count
+    if priv is None:
+        candidates = None
+    else:
+        _hedge_count += 1
+        candidates = _rfc6979(_scalar(priv), os.urandom(32), os.urandom(32) + _hedge_count.to_bytes(4, "big"))
     while True:
-        k = _random_below(_N)
+        k = _random_below(_N) if candidates is None else next(candidates)
         x, _ = yield from _base_mult(k)
         r = x % _N
         yield
@@ -498,9 +512,9 @@ def precompute_nonce_steps():
             return Nonce(r, _inv_blinded(k, _N))
 
 
-def precompute_nonce():
-    # A random single-use Nonce (k·G done now, while the reader is idle).
-    return finish(precompute_nonce_steps())
+def precompute_nonce(priv=None):
+    # A random single-use Nonce (k·G done now, while the reader is idle), hedged with priv if given.
+    return finish(precompute_nonce_steps(priv))
 
 
 def sign_with_nonce(priv, digest, nonce):

@@ -13,13 +13,18 @@
 #      the application is interrupted (Ctrl-C from the USB REPL, e.g. to deploy)
 #      the timer goes on feeding it: the REPL must not reset under the user.
 # Each tap runs to its end before the next on the same radio; a failure anywhere in
-# a tap is logged by the Car and never stops a radio's task.
+# a tap is logged by the Car and never stops a radio's task. The tasks run under a
+# Supervisor (carkey.ecu.supervisor): one that fails is restarted, one that keeps
+# failing is given up and the heartbeat stops, so the watchdog resets the board
+# rather than leave a half-working car.
 
 import asyncio
+import time
 from micropython import const
 
 from carkey.ecu import codes
 from carkey.ecu.auditlog import TRANSPORT_BLE, TRANSPORT_NFC
+from carkey.ecu.supervisor import Supervisor
 
 STATE_DIR = "/state"
 _WDT_TIMEOUT_MS = const(8000)
@@ -106,6 +111,7 @@ class App:
         # waits simply gets its first command later (the reader speaks first).
         self._tap_lock = asyncio.Lock()
         self.watchdog = None
+        self.supervisor = Supervisor()
         # Passive entry (unlock on approach, lock on walk-away) is the owner's opt-in.
         self.passive_entry = passive_entry
         self._watch = None
@@ -149,8 +155,15 @@ class App:
             if outcome.error == codes.AUTH_FAILED:
                 await link.close()  # no second try on this connection (docs/PROTOCOL.md §2b)
             elif outcome.granted and self._watch is not None:
-                self._watched_pub = outcome.credential_pub
-                self._watch.watch(link.addr)
+                if outcome.credential_pub == self._watched_pub:
+                    # The watched phone proved itself again: the proof an approach needs.
+                    self._watch.follow(link.addr)
+                    action = self._watch.entry.transaction(time.ticks_ms())
+                    if action is not None:
+                        await self._on_proximity(action)
+                else:
+                    self._watched_pub = outcome.credential_pub
+                    self._watch.watch(link.addr)
 
         await server.serve(on_phone)
 
@@ -172,35 +185,35 @@ class App:
             await self.car.prepare_tables()  # sliced: a tap that arrives meanwhile runs between slices
             if time.ticks_diff(time.ticks_ms(), last) > _CHECKPOINT_MS:
                 self.car.clock.checkpoint()
+                self.car.flush_log(ended_only=True)  # strangers' counts of an ended interval
                 last = time.ticks_ms()
             await asyncio.sleep_ms(_IDLE_MS)
 
     async def _heartbeat(self, watchdog):
-        while not self.stop.is_set():
-            watchdog.beat()
-            await asyncio.sleep_ms(_WDT_FEED_MS)
+        await self.supervisor.heartbeat(watchdog, _WDT_FEED_MS, self.stop)
 
     async def run(self):
-        tasks = [asyncio.create_task(self.door.run())]
+        start = self.supervisor.start
+        tasks = [start("door", self.door.run)]
         ble = self.platform.ble()
         if ble is not None:
             ble.active(True)  # the radio on before a first boot draws the identity
         self._start_car()
         if "pn532" in self.board.buses:
-            tasks.append(asyncio.create_task(self._nfc()))
+            tasks.append(start("nfc", self._nfc))
         if ble is not None:
             from carkey.hw.ble_gatt import BleServer, device_name
 
             server = BleServer(device_name(self.car.identity.group_id), ble)
             server.start()
-            tasks.append(asyncio.create_task(self._ble(server)))
+            tasks.append(start("ble", lambda: self._ble(server)))
             if self.passive_entry:
                 from carkey.hw.ble_proximity import PassiveEntry, Proximity
                 from carkey.hw.ble_watch import ProximityWatch
 
                 self._watch = ProximityWatch(server, PassiveEntry(Proximity(), enabled=True))
-                tasks.append(asyncio.create_task(self._watch.run(self._on_proximity)))
-        tasks.append(asyncio.create_task(self._idle()))
+                tasks.append(start("proximity", lambda: self._watch.run(self._on_proximity)))
+        tasks.append(start("idle", self._idle))
         self.watchdog = self.platform.watchdog()
         if self.watchdog is not None:
             tasks.append(asyncio.create_task(self._heartbeat(self.watchdog)))
@@ -208,6 +221,7 @@ class App:
         for t in tasks:
             t.cancel()
         self.door.safe_state()
+        self.car.flush_log()
 
 
 def safe_boot(board):

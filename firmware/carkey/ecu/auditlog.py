@@ -10,6 +10,10 @@
 # Nothing is kept in memory but the head: after a reboot the highest intact sequence
 # number is the head. A torn or corrupt record fails its CRC and is skipped; a record
 # whose sequence number does not fit its slot (left from another geometry) too.
+#
+# Strangers (devices that proved no enrolled key) get their own small ring through
+# StrangerLog: their refusals are counted in RAM and written as one record per
+# interval and reason, so no number of strangers can evict an enrolled key's record.
 
 import os
 import struct
@@ -36,7 +40,7 @@ EXPORT_HEAD = ">4sBBHI"  # magic, format version, record size, reserved, record 
 EXPORT_HEAD_SIZE = const(12)
 
 _MARK = const(0xA1)  # first byte of every record: record format 1
-_RECORD = ">BBBBII8sB7xI"  # mark, transport, kind, command, seq, time, slot, result, crc
+_RECORD = ">BBBBII8sBI3xI"  # mark, transport, kind, command, seq, time, slot, result, count, crc
 _SEQ_AT = const(4)
 _CRC_AT = const(28)
 _FORMAT_VERSION = const(1)
@@ -53,10 +57,11 @@ def _sync():
 class AuditLog:
     """Audit log in dir: a ring of segments × per_segment records."""
 
-    def __init__(self, dir, segments=4, per_segment=128):
+    def __init__(self, dir, segments=4, per_segment=128, name="audit"):
         if segments < 1 or per_segment < 1:
             raise ValueError("audit log geometry")
         self._dir = dir
+        self._name = name
         self._segments = segments
         self._per_segment = per_segment
         self._capacity = segments * per_segment
@@ -76,7 +81,7 @@ class AuditLog:
         return self._capacity
 
     def _path(self, segment):
-        return "%s/audit.%d" % (self._dir, segment)
+        return "%s/%s.%d" % (self._dir, self._name, segment)
 
     def _seq_of(self, buf, slot):
         """Sequence number of an intact record that belongs in slot, else 0."""
@@ -105,12 +110,14 @@ class AuditLog:
                         head = seq
         return head
 
-    def append(self, when, slot, transport, kind, command, result):
-        """Write one record (when: Unix seconds; slot: 8-byte key slot or None);
+    def append(self, when, slot, transport, kind, command, result, count=0):
+        """Write one record (when: Unix seconds; slot: 8-byte key slot or None;
+        count: events a coalesced record stands for, 0 for one event);
         returns its sequence number."""
         seq = self._seq + 1
         buf = self._buf
-        struct.pack_into(_RECORD, buf, 0, _MARK, transport, kind, command, seq, when, slot or _NO_SLOT, result, 0)
+        struct.pack_into(_RECORD, buf, 0, _MARK, transport, kind, command, seq, when, slot or _NO_SLOT, result,
+                         count, 0)
         struct.pack_into(">I", buf, _CRC_AT, crc32(memoryview(buf)[:_CRC_AT]))
         segment, index = divmod((seq - 1) % self._capacity, self._per_segment)
         path = self._path(segment)
@@ -157,8 +164,14 @@ class AuditLog:
     def records(self, since_seq=0):
         """Yield (seq, time, slot, transport, kind, command, result), oldest first."""
         for _, buf in self._ordered(since_seq):
-            _, transport, kind, command, seq, when, slot, result, _ = struct.unpack(_RECORD, buf)
+            _, transport, kind, command, seq, when, slot, result, _, _ = struct.unpack(_RECORD, buf)
             yield seq, when, slot, transport, kind, command, result
+
+    def counted(self, since_seq=0):
+        """Like records(), each with the count of events it stands for (at least 1)."""
+        for _, buf in self._ordered(since_seq):
+            _, transport, kind, command, seq, when, slot, result, count, _ = struct.unpack(_RECORD, buf)
+            yield seq, when, slot, transport, kind, command, result, count or 1
 
     def export(self, since_seq=0, limit=128):
         """Up to limit records newer than since_seq, as a bytearray for host tools:
@@ -182,3 +195,45 @@ class AuditLog:
             pos += RECORD_SIZE
         records.close()
         return out
+
+
+STRANGERS_NAME = "strangers"
+INTERVAL_S = const(600)
+_MAX_REASONS = const(8)
+
+
+class StrangerLog:
+    """Strangers' refusals, coalesced: for each interval of INTERVAL_S seconds, one
+    record per (transport, kind, command or event, result) with the number of events,
+    in a ring of its own (files strangers.0 ...). Counts wait in RAM (at most
+    _MAX_REASONS of them) until their interval ends; a power cut loses at most the
+    current interval's counts, never an enrolled key's record."""
+
+    def __init__(self, dir, slots=64):
+        self.ring = AuditLog(dir, 1, slots, STRANGERS_NAME)
+        self._start = 0
+        self._counts = {}  # transport << 24 | kind << 16 | command << 8 | result -> events
+
+    def note(self, when, transport, kind, command, result):
+        start = when - when % INTERVAL_S
+        reason = transport << 24 | kind << 16 | command << 8 | result
+        if self._counts and (start != self._start or (reason not in self._counts
+                                                      and len(self._counts) == _MAX_REASONS)):
+            self.flush()
+        self._start = start
+        self._counts[reason] = self._counts.get(reason, 0) + 1
+
+    def due(self, now):
+        """Whether counts of an interval that has ended are waiting."""
+        return bool(self._counts) and now - now % INTERVAL_S != self._start
+
+    def flush(self):
+        """Write the waiting counts, one record per reason, stamped with the interval's start."""
+        for reason, n in self._counts.items():
+            self.ring.append(self._start, None, reason >> 24, (reason >> 16) & 0xFF, (reason >> 8) & 0xFF,
+                             reason & 0xFF, n)
+        self._counts = {}
+
+    def records(self, since_seq=0):
+        """(seq, interval start, slot (zeros), transport, kind, command, result, count), oldest first."""
+        return self.ring.counted(since_seq)

@@ -17,20 +17,27 @@ from micropython import const
 from carkey import storage
 from carkey.clock import Clock
 from carkey.ecu import codes, envelope, policy
-from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_PASSIVE, KIND_STANDARD, AuditLog
-from carkey.ecu.keystore import KeyStore, key_slot
+from carkey.ecu.auditlog import KIND_FALLBACK, KIND_FAST, KIND_PASSIVE, KIND_STANDARD, AuditLog, StrangerLog
+from carkey.ecu.keystore import KeyStore, KeyStoreError, key_slot
+from carkey.ecu.lockouts import Lockouts
 from carkey.protocol import tlv
+from carkey.protocol.deadline import Deadline
 from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
 from carkey.protocol.identity import ReaderIdentity
-from carkey.protocol.reader import Reader
+from carkey.protocol.reader import Reader, Refused
 from carkey.protocol.session import FALLBACK, FAST
 
 IDENTITY_RECORD = "identity"
 PLACE_DOOR = "door"  # at the door handle: phones default to unlock, cards toggle the lock
 PLACE_CABIN = "cabin"  # inside the car: cards enable driving (docs/PROTOCOL.md §8)
 _SW_NOT_FOUND = const(0x6A82)  # the answer of a card without the Aliro application
-_LOCKOUT_RECORD = "lockout"
 MAX_COMMANDS = const(4)  # command requests answered per transaction
+# Whole-transaction deadlines (docs/PROTOCOL.md §2a), from the tap's first command:
+# a device that has not proved an enrolled key gets the short one, enough for a
+# standard handshake and a share document's check on an ESP32; an enrolled key the
+# long one (up to four revocation documents and four commands).
+STRANGER_DEADLINE_MS = const(6000)
+TAP_DEADLINE_MS = const(20000)
 _STATUS_ACTIVE = const(0)
 
 
@@ -81,35 +88,68 @@ class Car:
         self.keys = KeyStore(dir)
         self.clock = clock or Clock(dir)
         self.log = AuditLog(dir)
+        self.strangers = StrangerLog(dir)  # strangers' refusals, coalesced, in a ring of their own
         self.door = door
         self.carbus = carbus
         self.reader = Reader(self.identity, pool)
         self.default_command = default_command
         self.place = place
         self.card_drive_minutes = card_drive_minutes
-        self.lockout = self._load_lockout()
+        self.lockouts = Lockouts(dir)  # strangers' and per-key failed authentications
         self._records = []  # audit records of the last tap, written by settle()
         self._dirty = False  # key-store changes settle() commits
         self._tables_fit = True  # verification tables can be built on this heap
+        self.stranger_deadline_ms = STRANGER_DEADLINE_MS
+        self.tap_deadline_ms = TAP_DEADLINE_MS
 
     def settle(self):
         """After a tap: write its audit records and commit what it changed. The app
         calls it as soon as handle() returns; a power cut before then loses only
         those records and usage figures (uses, last use, a new Kpersistent)."""
-        for rec in self._records:
-            self.log.append(*rec)
+        try:
+            for rec in self._records:
+                if self._insider(rec):
+                    self.log.append(*rec)
+                else:
+                    self.strangers.note(rec[0], rec[2], rec[3], rec[4], rec[5])
+            if self.strangers.due(self.clock.now()):
+                self.strangers.flush()
+        except OSError:
+            pass  # a failing flash must not stop the car; the records are lost
         self._records = []
         if self._dirty:
-            self._dirty = False
-            self.keys.commit()
+            try:
+                self.keys.commit()
+                self._dirty = False
+            except OSError:
+                pass  # kept in RAM and tried again after the next tap
+
+    def flush_log(self, ended_only=False):
+        """Write the strangers' counts waiting in RAM: all of them (shutdown), or with
+        ended_only those of an interval that has ended (the idle loop)."""
+        if not ended_only or self.strangers.due(self.clock.now()):
+            self.strangers.flush()
+
+    def _insider(self, record):
+        # An enrolled key's record (or a grant) goes to the main log; everything a
+        # stranger caused is only counted, so strangers cannot evict the owner's history.
+        slot, kind, result = record[1], record[3], record[5]
+        if result == codes.OK or result == codes.READER_FAULT or kind == KIND_PASSIVE:
+            return True
+        cred = self.keys.by_slot(slot) if slot is not None else None
+        return cred is not None and cred.status != codes.STATUS_REVOKED
 
     def passive(self, command, pub, transport):
-        """Passive entry: the phone of the last granted BLE tap came near (unlock) or went
-        away (lock). Nothing new is authenticated, so the key's policy is checked as for
-        a fast tap, and the decision is logged as passive entry. Returns the result code."""
+        """Passive entry: the watched phone came near and proved itself in this approach
+        (unlock) or went away (lock). The key's policy is checked as for a fast tap, and
+        the decision is logged as passive entry. Returns the result code; never raises."""
         now = self.clock.now()
         cred = self.keys.get(pub) if pub is not None else None
-        code = self._decide(cred, command, b"", codes.KIND_FAST, now)
+        try:
+            code = self._decide(cred, command, b"", codes.KIND_FAST, now)
+        except Exception:  # a fault of the reader (flash, a relay driver): logged, not raised
+            self._rollback()
+            code = codes.READER_FAULT
         self._note(now, key_slot(pub) if pub is not None else None, transport, KIND_PASSIVE, command, code)
         return code
 
@@ -136,29 +176,46 @@ class Car:
     def _note(self, *record):
         self._records.append(record)
 
-    def _load_lockout(self):
-        # A damaged lockout record must not unlock anything: start from a clean
-        # state, which at worst forgets up to four recent failures.
-        try:
-            state = storage.load(self.dir, _LOCKOUT_RECORD)
-            return policy.Lockout(state)
-        except (storage.StorageError, ValueError):
-            return policy.Lockout()
-
-    def _save_lockout(self):
-        storage.save(self.dir, _LOCKOUT_RECORD, self.lockout.to_bytes())
-
     # --- one transaction -------------------------------------------------------
 
     async def handle(self, link, transport, fast=None, card_uid=None):
-        """Run one transaction on link; returns an Outcome. Never raises for what a
-        device sends: every failure ends as a refused, logged Outcome. card_uid: the
-        anticollision UID of an NFC target, which may be a card key instead of a phone."""
-        now = self.clock.now()
+        """Run one transaction on link; returns an Outcome. Never raises: every failure,
+        the device's or the reader's own (flash, memory, a bug), ends as a refused,
+        logged Outcome. card_uid: the anticollision UID of an NFC target, which may be
+        a card key instead of a phone."""
         try:
-            session = await self.reader.transact(link, self.keys, fast)
+            return await self._handle(link, transport, fast, card_uid)
+        except Exception:  # not CancelledError (a BaseException): a stopping app cancels taps
+            now = self.clock.now()
+            self._rollback()
+            self._note(now, None, transport, KIND_STANDARD, codes.EVENT_TRANSACTION, codes.READER_FAULT)
+            try:
+                self.door.feedback(False)
+            except Exception:
+                pass
+            return Outcome(None, False, [], codes.READER_FAULT)
+
+    def _rollback(self):
+        # RAM back to the last commit: a change lives only with the commit that carries it.
+        try:
+            self.keys.load()
+            self._dirty = False
+        except Exception:
+            pass  # unreadable: keep what RAM holds; the next commit rewrites the store
+
+    async def _handle(self, link, transport, fast, card_uid):
+        link = Deadline(link, self.stranger_deadline_ms)
+        now = self.clock.now()
+        # During the strangers' lockout a device must prove an enrolled key: the
+        # reader refuses one that names none before checking its signature.
+        strangers_locked = self.lockouts.strangers_locked(now)
+        try:
+            session = await self.reader.transact(link, self.keys, fast, refuse_unknown=strangers_locked)
         except AuthenticationFailed:
-            return self._failed(now, transport, codes.AUTH_FAILED, True)
+            # It proved no enrolled key, whatever key it named: a stranger's failure.
+            return self._failed(now, transport, codes.LOCKED_OUT if strangers_locked else codes.AUTH_FAILED, True)
+        except Refused:
+            return self._failed(now, transport, codes.LOCKED_OUT, False)
         except ProtocolError as e:
             if e.sw == _SW_NOT_FOUND and card_uid is not None:
                 return await self._card(link, card_uid, transport, now)
@@ -173,14 +230,18 @@ class Car:
         results = []
         error = None
         try:
+            cred = session.credential
+            if cred is not None:
+                link.extend(self.tap_deadline_ms)  # it proved an enrolled key
             data = await session.exchange(envelope.hello(self.door.car_state()))
             req = envelope.parse(data)
-            cred = session.credential
             refusal = 0  # a refused share answers every request of this tap
             judged = []  # (document tag, result) for the first answer
             if req.share is not None:
                 cred, refusal = await self._share(req.share, cred, pub, slot, now, transport, log_kind)
                 judged.append((codes.EVENT_SHARE, refusal))
+                if cred is not None:
+                    link.extend(self.tap_deadline_ms)  # enrolled by its share just now
             for doc in req.revocations:
                 judged.append((codes.EVENT_REVOCATION,
                                await self._revocation(doc, slot, now, transport, log_kind)))
@@ -218,22 +279,19 @@ class Car:
         if error is not None:
             self._note(now, slot, transport, log_kind, codes.EVENT_TRANSACTION, error)
             if error == codes.AUTH_FAILED:
-                self._count_failure(now)
+                if session.credential is not None:
+                    self.lockouts.key_failure(slot, now)  # it proved this key, then failed
+                else:
+                    self.lockouts.stranger_failure(now)
         self._remember(session, pub, granted)
-        if granted and kind != FAST and (self.lockout.k or self.lockout.until):
-            self.lockout.granted_standard()
-            self._save_lockout()
+        if granted and kind != FAST:
+            self.lockouts.granted_standard(slot)
         self.door.feedback(granted)
         try:
             await session.end(granted)
         except (LinkError, ProtocolError):
             pass  # the decision stands; the device learns it from the results
         return Outcome(kind, granted, results, error, pub)
-
-    def _count_failure(self, now):
-        if not self.lockout.locked(now):  # failures during a lockout are not counted
-            self.lockout.failure(now)
-            self._save_lockout()
 
     async def _card(self, link, uid, transport, now):
         # An NTAG 424 DNA card key (docs/PROTOCOL.md §8): it proves its diversified
@@ -245,6 +303,8 @@ class Car:
         master = cardkey.load(self.dir)
         if master is None:
             return self._failed(now, transport, codes.PROTOCOL_ERROR, False)  # cards not set up here
+        if self.lockouts.strangers_locked(now) and not self._enrolled_card(uid):
+            return self._failed(now, transport, codes.LOCKED_OUT, False)
         try:
             uid = await ntag424.authenticate_card(link, master, uid, self.reader.timeout_ms)
         except AuthenticationFailed:
@@ -268,22 +328,30 @@ class Car:
         slot = cred.slot if cred is not None else key_slot(card_identifier(uid))
         self._note(now, slot, transport, KIND_STANDARD, command, code)
         granted = code == codes.OK
-        if granted and (self.lockout.k or self.lockout.until):
-            self.lockout.granted_standard()
-            self._save_lockout()
+        if granted:
+            self.lockouts.granted_standard(slot)
         self.door.feedback(granted)
         return Outcome("card", granted, [(command, code)])
 
+    def _enrolled_card(self, uid):
+        from carkey.ecu.keystore import KeyStoreError, card_identifier
+
+        try:
+            return self.keys.get(card_identifier(uid)) is not None
+        except KeyStoreError:
+            return False  # not a 7-byte UID: no card key of ours
+
     def _failed(self, now, transport, code, counts):
         if counts:
-            self._count_failure(now)
+            self.lockouts.stranger_failure(now)
         self._note(now, None, transport, KIND_STANDARD, codes.EVENT_TRANSACTION, code)
         self.door.feedback(False)
         return Outcome(None, False, [], code)
 
     def _decide(self, cred, command, argument, kind, now):
         trusted = self.clock.trusted()
-        code = policy.check(cred, command, argument, kind, now, trusted, self.lockout)
+        lockout = self.lockouts.key(cred.slot) if cred is not None else None
+        code = policy.check(cred, command, argument, kind, now, trusted, lockout)
         if code != codes.OK:
             return code
         counted = policy.counts_as_use(command)
@@ -331,8 +399,9 @@ class Car:
         except documents.DocumentError:
             code, detail = codes.DOCUMENT_REFUSED, None
         if code == codes.OK:
-            cred = documents.apply_share(self.keys, detail)
-            self.keys.commit()  # before the phone hears "accepted" and drops its copy
+            code = self._apply(documents.apply_share, detail)  # committed before the phone hears "accepted"
+            if code == codes.OK:
+                cred = self.keys.get(pub)
         self._note(now, slot, transport, log_kind, codes.EVENT_SHARE, code)
         return cred, (0 if code == codes.OK else code)
 
@@ -345,7 +414,20 @@ class Car:
         except documents.DocumentError:
             code, detail = codes.DOCUMENT_REFUSED, None
         if code == codes.OK:
-            documents.apply_revocation(self.keys, detail)
-            self.keys.commit()  # a revocation takes effect before anything else happens
+            code = self._apply(documents.apply_revocation, detail)  # in effect before anything else happens
         self._note(now, slot, transport, log_kind, codes.EVENT_REVOCATION, code)
         return code
+
+    def _apply(self, apply, detail):
+        # An accepted document's change and its commit, or neither: a full list
+        # (NO_ROOM) or a failing flash (HARDWARE_FAULT) leaves RAM as on flash.
+        try:
+            apply(self.keys, detail)
+            self.keys.commit()
+            return codes.OK
+        except KeyStoreError:
+            self._rollback()
+            return codes.NO_ROOM
+        except OSError:
+            self._rollback()
+            return codes.HARDWARE_FAULT

@@ -36,6 +36,7 @@ CLOCK_UNTRUSTED = const(0x09)
 BAD_REQUEST = const(0x0A)  # unknown command or bad argument
 DOCUMENT_REFUSED = const(0x0B)
 HARDWARE_FAULT = const(0x0C)
+NO_ROOM = const(0x0D)  # key store full, or revocation list full for a key never enrolled
 
 # Roles (§5 tag 83, §7).
 ROLE_OWNER = const(0x01)
@@ -75,3 +76,4 @@ EVENT_BATTERY = const(0xF3)  # a key fob reported its battery: the result byte i
 AUTH_FAILED = const(0x80)  # the device did not prove its key (signature, cryptogram, MAC)
 PROTOCOL_ERROR = const(0x81)  # malformed or refused message
 LINK_LOST = const(0x82)  # the link dropped or timed out mid-transaction
+READER_FAULT = const(0x83)  # the reader failed (flash, memory, a bug): the tap was refused and logged

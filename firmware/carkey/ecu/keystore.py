@@ -422,9 +422,12 @@ class KeyStore:
             if len(slot) != SLOT_LEN:
                 _bad("slot")
             if not self.is_revoked(slot):
-                if len(self._revoked) >= MAX_REVOKED * SLOT_LEN:
+                if len(self._revoked) < MAX_REVOKED * SLOT_LEN:
+                    self._revoked.extend(slot)
+                elif c is None:
                     raise KeyStoreError("revocation list full")
-                self._revoked.extend(slot)
+                # else: a full list, and the key's own revoked record (with its serial
+                # floor) keeps it out for good; the owner can always revoke a key it sees.
             if c is not None:
                 c.status = _REVOKED
                 c.kpersistent = None

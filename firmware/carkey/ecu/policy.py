@@ -19,6 +19,7 @@ MAX_WINDOWS = const(8)
 _FAIL_LIMIT = const(5)
 _FAIL_SPAN_S = const(60)
 _MAX_K = const(10)
+_FORGET_S = const(86400)  # a day without a lockout: the next one starts again at 2 s
 # k, number of remembered failures, locked-until, the last _FAIL_LIMIT - 1 failure times.
 _LOCKOUT_FMT = ">BBIIIII"
 LOCKOUT_STATE_LEN = const(22)
@@ -188,6 +189,8 @@ class Lockout:
         """Record a failed authentication; True if it starts a lockout."""
         if self.locked(now):
             return False
+        if self.k and now - self.until >= _FORGET_S:
+            self.k = 0
         fails = [t for t in self._fails if now - _FAIL_SPAN_S <= t <= now]
         if len(fails) >= _FAIL_LIMIT - 1:
             if self.k < _MAX_K:

@@ -4,10 +4,11 @@
 # Where RSSI comes from: MicroPython's `bluetooth` gives it only in scan results
 # (_IRQ_SCAN_RESULT: addr_type, addr, adv_type, rssi, adv_data), not for an open
 # connection, so the car scans for the phone's advertisements. RSSI is a hint,
-# never an authentication: passive entry still needs a granted transaction from
-# the same phone, and the door controller applies its own rules (it never locks
-# a key inside). Pure logic: the caller feeds samples with its own clock.
+# never an authentication: passive entry unlocks only after the same phone
+# completes a granted transaction in that approach (PassiveEntry), and the door
+# controller applies its own rules (it never locks a key inside). Pure logic: the caller feeds samples with its own clock.
 
+import time
 from micropython import const
 
 UNKNOWN = const(0)
@@ -90,30 +91,62 @@ class Proximity:
 class PassiveEntry:
     # Turns proximity changes into lock/unlock requests. Off unless enabled:
     # unlocking on approach is a convenience the owner opts into.
+    #
+    # RSSI only triggers: anyone can advertise the phone's address. An unlock also
+    # needs cryptography from the phone itself: a granted transaction of the watched
+    # key (fast is enough) in this approach, i.e. after the phone was last seen
+    # away and at most approach_ms before it came near (or while it is near), and
+    # only one unlock per approach. Right after the transaction that started the
+    # watch nothing opens until the phone has been away once. Locking on walk-away
+    # needs no proof (the door controller never locks a key inside).
 
-    def __init__(self, proximity=None, enabled=False, lock_on_leave=True):
+    def __init__(self, proximity=None, enabled=False, lock_on_leave=True, approach_ms=30000):
         self.proximity = proximity if proximity is not None else Proximity()
         self.enabled = enabled
         self.lock_on_leave = lock_on_leave
-        self._was_near = False
+        self.approach_ms = approach_ms
+        self.reset()
 
-    def _action(self, change):
-        if change is None or not self.enabled:
-            if change == NEAR:
-                self._was_near = True
-            elif change == FAR:
+    def reset(self):
+        # A new phone watched: what came before belongs to another approach.
+        self.proximity.reset()
+        self._was_near = False
+        self._away = False  # seen away since the watch began: an approach can start
+        self._proof_at = None  # ticks of the phone's granted transaction in this approach
+        self._done = False  # this approach has unlocked
+
+    def _action(self, change, now_ms):
+        if change == FAR:
+            self._away = True
+            self._proof_at = None
+            self._done = False
+            if self._was_near:
                 self._was_near = False
+                if self.enabled and self.lock_on_leave:
+                    return ACTION_LOCK
             return None
         if change == NEAR:
             self._was_near = True
-            return ACTION_UNLOCK
-        if change == FAR and self._was_near:
-            self._was_near = False
-            return ACTION_LOCK if self.lock_on_leave else None
+            return self._unlock(now_ms)
         return None
 
+    def _unlock(self, now_ms):
+        if not self.enabled or self._done or not self._was_near or self._proof_at is None:
+            return None
+        if time.ticks_diff(now_ms, self._proof_at) > self.approach_ms:
+            return None  # a transaction from long before this approach proves nothing now
+        self._done = True
+        return ACTION_UNLOCK
+
+    def transaction(self, now_ms):
+        """The watched phone completed a granted transaction now: ACTION_UNLOCK if
+        it is near in an approach that has not unlocked yet, else None."""
+        if self._away:
+            self._proof_at = now_ms
+        return self._unlock(now_ms)
+
     def sample(self, rssi, now_ms):
-        return self._action(self.proximity.sample(rssi, now_ms))
+        return self._action(self.proximity.sample(rssi, now_ms), now_ms)
 
     def tick(self, now_ms, ticks_diff=None):
-        return self._action(self.proximity.tick(now_ms, ticks_diff))
+        return self._action(self.proximity.tick(now_ms, ticks_diff), now_ms)

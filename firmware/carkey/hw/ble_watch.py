@@ -4,8 +4,9 @@
 # MicroPython gives RSSI only in scan results, so the car scans (one window per
 # interval) for the address of a phone that has just authenticated, and turns
 # near/far changes into lock/unlock requests for the door controller. Phones
-# that rotate private addresses must be watched again after their next
-# transaction; the hint is never an authentication. Off unless the owner
+# that rotate private addresses are followed again at their next transaction;
+# the hint is never an authentication: an unlock waits for that phone's own
+# granted transaction in the approach (carkey.hw.ble_proximity.PassiveEntry). Off unless the owner
 # enables passive entry (PassiveEntry(enabled=True)).
 
 import asyncio
@@ -27,10 +28,14 @@ class ProximityWatch:
         server.scan_listener = self
 
     def watch(self, addr):
-        # Follow this address from now on (the phone of the last granted transaction).
+        # Follow this address from now on (the phone of a granted transaction).
         self._addr = bytes(addr)
         self._fresh = False
-        self.entry.proximity.reset()
+        self.entry.reset()
+
+    def follow(self, addr):
+        # The watched phone again, its address perhaps rotated: the approach goes on.
+        self._addr = bytes(addr)
 
     def forget(self):
         self._addr = None

@@ -73,6 +73,10 @@ class ReaderIdentity:
     def sign_with_nonce(self, digest, nonce):
         return p256.sign_with_nonce(self._priv, digest, nonce)
 
+    def nonce_steps(self):
+        # A single-use signing nonce hedged with this key (p256.precompute_nonce_steps).
+        return p256.precompute_nonce_steps(self._priv)
+
     def sign_steps(self, digest):
         # RFC 6979 (deterministic) signing, sliced: known-answer tests use it.
         return p256.sign_steps(self._priv, digest)
@@ -99,9 +103,12 @@ def _store(result, dest):
 
 
 class PrecomputePool:
-    def __init__(self, ephemerals=2, nonces=2):
+    def __init__(self, ephemerals=2, nonces=2, nonce_steps=None):
+        # nonce_steps: makes one signing nonce's generator; the Reader passes its
+        # identity's, hedged with the private key (default: os.urandom alone).
         self.ephemeral_target = ephemerals
         self.nonce_target = nonces
+        self.nonce_steps = nonce_steps or p256.precompute_nonce_steps
         self._ephemerals = []
         self._nonces = []
         # Cleared while a transaction runs, so idle filling never competes with a tap.
@@ -125,7 +132,7 @@ class PrecomputePool:
         if len(self._ephemerals) < self.ephemeral_target:
             return p256.keypair_steps(), self._ephemerals
         if len(self._nonces) < self.nonce_target:
-            return p256.precompute_nonce_steps(), self._nonces
+            return self.nonce_steps(), self._nonces
         return None
 
     def fill_now(self):
@@ -168,7 +175,7 @@ class PrecomputePool:
     async def take_nonce(self):
         if self._nonces:
             return self._nonces.pop(0)
-        return await run_steps(p256.precompute_nonce_steps())
+        return await run_steps(self.nonce_steps())
 
     def clear(self):
         for e in self._ephemerals:

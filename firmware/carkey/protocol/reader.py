@@ -8,8 +8,9 @@
 # Per-tap work is kept small: the ephemeral key pair and the signing nonce come
 # from the PrecomputePool; VolatileFast HKDF-Extract runs while the AUTH0 answer
 # is on its way and the ECDH while the AUTH1 answer is; the right cached
-# Kpersistent is picked by decrypting one block of the cryptogram and checking
-# its fixed tags before the single full GCM check. Scalar multiplications run
+# Kpersistent is picked by decrypting one block of the cryptogram under every
+# candidate and checking its fixed tags (the same work whichever matches) before
+# the single full GCM check. Scalar multiplications run
 # sliced so the event loop keeps running.
 
 import asyncio
@@ -19,7 +20,7 @@ from carkey.crypto import aes, p256
 from carkey.protocol import apdu, tlv
 from carkey.protocol.aliro_keys import USAGE_DEVICE, USAGE_READER, Transcript, kdh
 from carkey.protocol.channel import READER, Channel, ChannelError
-from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError
+from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError, TransactionError
 from carkey.protocol.identity import PrecomputePool, ReaderIdentity, run_steps  # noqa: F401 (re-exported)
 from carkey.protocol.session import FALLBACK, FAST, STANDARD, Session
 
@@ -44,6 +45,12 @@ _ZERO_IV = bytes(12)
 
 _AUTH0_WANTED = (0x86, 0x9D)  # device ephemeral key, cryptogram
 _AUTH1_WANTED = (0x5A, 0x4E, 0x9E, 0x5E)  # credential key, key slot, signature, bitmap
+
+
+class Refused(TransactionError):
+    """The reader would not serve this device yet: a stranger during the strangers'
+    lockout (docs/PROTOCOL.md §7). Defined here, where it is raised, not in
+    carkey.protocol.errors, which every link module loads."""
 
 
 def _select_info(data):
@@ -74,33 +81,34 @@ def _select_info(data):
     raise ProtocolError("no common protocol version")
 
 
-def _tags_fit(head):
-    # First block of a cryptogram plaintext: 5E 02 bitmap(2) 91 14 ...
-    return head[0] == 0x5E and head[1] == 0x02 and head[4] == 0x91 and head[5] == 0x14
-
-
 class Reader:
     def __init__(self, identity, pool=None, policy=0x02, timeout_ms=3000, deterministic_signatures=False):
         # deterministic_signatures: RFC 6979 reader signatures (known-answer tests);
         # otherwise each AUTH1 uses a fresh random nonce from the pool.
         self.identity = identity
         self.pool = pool if pool is not None else PrecomputePool()
+        # Signing nonces made while idle are hedged with the reader's key (docs/CRYPTO.md).
+        self.pool.nonce_steps = identity.nonce_steps
         self.policy = policy
         self.timeout_ms = timeout_ms
         self.deterministic_signatures = deterministic_signatures
         self._auth0_buf = bytearray(_AUTH0_LEN)
         self._auth1_buf = bytearray(_AUTH1_LEN)
         self._select = None  # (last SELECT answer, its A5 object)
+        self._refuse_unknown = False
 
-    async def transact(self, link, credentials, fast=None, auth1_mode=PUBLIC_KEY_MODE):
+    async def transact(self, link, credentials, fast=None, auth1_mode=PUBLIC_KEY_MODE, refuse_unknown=False):
         # fast: None asks for a fast transaction when credentials has cached
-        # Kpersistents, True always, False never. Returns a Session; raises
-        # LinkError, ProtocolError or AuthenticationFailed.
+        # Kpersistents, True always, False never. refuse_unknown: a device whose
+        # AUTH1 answer names no enrolled key is refused (Refused) before its
+        # signature is checked. Returns a Session; raises LinkError, ProtocolError,
+        # AuthenticationFailed or Refused.
+        self._refuse_unknown = refuse_unknown
         self.pool.hold()
         state = [True]  # [link still in lock-step]: only then is an abort sent
         try:
             return await self._transact(link, credentials, fast, auth1_mode, state)
-        except (ProtocolError, AuthenticationFailed):
+        except (ProtocolError, AuthenticationFailed, Refused):
             if state[0]:
                 await self._abort(link)
             raise
@@ -222,22 +230,30 @@ class Reader:
     async def _fast(self, link, credentials, tr, prks, cryptogram):
         # The candidate whose CryptogramSK opens the cryptogram, as a Session; None
         # if none does (the device had no Kpersistent for us, or a stale one).
+        # Which key matched must not show in the time taken, so every candidate gets
+        # the same work (CryptogramSK, one CTR block, a branch-free check of the
+        # fixed tags), and exactly one full GCM check runs: on the first match, or on
+        # the first candidate when none matched.
         cryptogram = bytes(cryptogram)
         head = cryptogram[:16]
-        for cand, prk in prks:
-            gcm = aes.Gcm(tr.cryptogram_sk(prk))
-            if _tags_fit(gcm.decrypt_unverified(_ZERO_IV, head)):
-                try:
-                    plain = gcm.decrypt(_ZERO_IV, cryptogram)
-                except ValueError:
-                    plain = None
-                if plain is not None and plain[26] == 0x92 and plain[27] == 0x14:
-                    _, sk_reader, sk_device, _, _ = tr.fast_keys(prk)
-                    pub = bytes(cand.pub)
-                    return Session(link, Channel(sk_reader, sk_device, READER), FAST, pub,
-                                   credentials.lookup(pub), None, plain[2:4], self.timeout_ms)
+        match = -1
+        for i in range(len(prks)):
+            h = aes.gcm_decrypt_unverified(tr.cryptogram_sk(prks[i][1]), _ZERO_IV, head)
+            miss = (h[0] ^ 0x5E) | (h[1] ^ 0x02) | (h[4] ^ 0x91) | (h[5] ^ 0x14)
+            take = ((miss - 1) >> 8) & (match >> 8) & 1  # 1: this one fits and none did before
+            match += take * (i - match)
             await asyncio.sleep_ms(0)
-        return None
+        cand, prk = prks[match if match >= 0 else 0]
+        try:
+            plain = aes.Gcm(tr.cryptogram_sk(prk)).decrypt(_ZERO_IV, cryptogram)
+        except ValueError:
+            plain = None
+        if match < 0 or plain is None or plain[26] != 0x92 or plain[27] != 0x14:
+            return None
+        _, sk_reader, sk_device, _, _ = tr.fast_keys(prk)
+        pub = bytes(cand.pub)
+        return Session(link, Channel(sk_reader, sk_device, READER), FAST, pub,
+                       credentials.lookup(pub), None, plain[2:4], self.timeout_ms)
 
     # --- AUTH1 ------------------------------------------------------------------
 
@@ -285,11 +301,13 @@ class Reader:
                 credential = credentials.lookup(pub)
             else:
                 credential = credentials.by_slot(bytes(tlv.get(found, 0x4E, 8)))
-                if credential is None:
+                if credential is None and not self._refuse_unknown:
                     raise AuthenticationFailed("unknown key slot")
-                pub = bytes(credential.pub)
+                pub = bytes(credential.pub) if credential is not None else None
         except tlv.TlvError as e:
             raise ProtocolError("malformed AUTH1 answer: %s" % e) from None
+        if credential is None and self._refuse_unknown:
+            raise Refused("strangers are locked out")
         # An enrolled key's precomputed table makes the check ~2.7x faster.
         table = credentials.table(credential) if credential is not None else None
         ok = await run_steps(p256.verify_steps(pub, tr.digest(USAGE_DEVICE), signature, table))
