@@ -17,7 +17,6 @@ import json
 
 import subprocess
 import tempfile
-from pathlib import Path
 
 from . import paths
 from .build import compile_firmware

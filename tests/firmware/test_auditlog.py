@@ -7,7 +7,7 @@
 
 import os
 import struct
-from binascii import crc32, unhexlify
+from binascii import crc32, hexlify, unhexlify
 
 import unittest
 from scratch import remove_tree, scratch_dir

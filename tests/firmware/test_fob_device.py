@@ -43,7 +43,6 @@ KAT = _load()
 gc.collect()
 
 from carkey import storage  # noqa: E402
-from carkey.crypto import aes  # noqa: E402
 from carkey.fob import state as fobstate  # noqa: E402
 from carkey.fob.device import DropLink, UserDevice  # noqa: E402
 

@@ -8,7 +8,6 @@
 # key alone. The record holds the strangers' state and at most MAX_KEYS keys'
 # states (about 150 bytes): a power cut keeps the last commit (carkey.storage).
 
-import struct
 from micropython import const
 
 from carkey import storage

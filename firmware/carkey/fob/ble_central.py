@@ -20,7 +20,7 @@ from micropython import const
 import bluetooth
 
 from carkey.hw.ble_frame import FrameError, Reassembler, chunk_size, encode
-from carkey.hw.ble_ids import INDICATE_UUID, PREFERRED_MTU, SERVICE_UUID, WRITE_UUID
+from carkey.hw.ble_ids import INDICATE_UUID, SERVICE_UUID, WRITE_UUID
 
 _IRQ_SCAN_RESULT = const(5)
 _IRQ_SCAN_DONE = const(6)

@@ -2,7 +2,7 @@
 
 import json
 
-from ..errors import CarkeyError, Refused, UsageError
+from ..errors import Refused, UsageError
 from ..keydir import load_public_key_pem
 from ..tcp_link import FRAMINGS, parse_endpoint
 from ..vcar import ROLES, VirtualCar
