@@ -40,15 +40,20 @@ class UsbCar:
         self.timeout = timeout
         self.state_dir = state_dir
 
-    def _call(self, call):
+    def _call(self, call, board=None):
         from .deploy import Board
 
+        if board is not None:  # inside a session: the application stays interrupted until it ends
+            return self._answer(board.exec(_PROGRAM.format(state=self.state_dir, call=call, mark=_MARK)).decode())
         board = Board(self.port, self.timeout)
         try:
             output = board.exec(_PROGRAM.format(state=self.state_dir, call=call, mark=_MARK)).decode()
             board.soft_reset()  # the application starts again
         finally:
             board.close()
+        return self._answer(output)
+
+    def _answer(self, output):
         for line in output.splitlines():
             if line.startswith(_MARK):
                 answer = json.loads(line[len(_MARK):])
@@ -69,3 +74,37 @@ class UsbCar:
 
     def submit(self, document: bytes) -> dict:
         return self._call(f"admin.submit(state, bytes.fromhex({document.hex()!r}), now)")
+
+    def admin_session(self) -> "ReplSession":
+        return ReplSession(self)
+
+
+class ReplSession:
+    """An admin session through the raw REPL: the application is interrupted once, the
+    challenge lives in the board's RAM for the session, and one soft reset at the end
+    starts the application again."""
+
+    def __init__(self, car: UsbCar):
+        self.car = car
+
+    def __enter__(self):
+        from .deploy import Board
+
+        self.board = Board(self.car.port, self.car.timeout)
+        try:
+            first = self.car._call("admin.challenge(state)", self.board)
+        except BaseException:
+            self.board.close()
+            raise
+        self.challenge = bytes.fromhex(first.pop("challenge"))
+        self.identity = first
+        return self
+
+    def submit(self, document: bytes) -> dict:
+        return self.car._call(f"admin.submit(state, bytes.fromhex({document.hex()!r}), now)", self.board)
+
+    def __exit__(self, *exc):
+        try:
+            self.board.soft_reset()  # the application starts again
+        finally:
+            self.board.close()

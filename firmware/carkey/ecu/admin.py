@@ -25,6 +25,26 @@ class AdminError(ValueError):
     pass
 
 
+# The admin session (§9): the challenge the car last issued, the number of the last
+# request run under it, and whether the session is in the audit log yet. RAM only:
+# a reset ends the session, so no captured request can run again, and reading
+# (log, keys) never writes to flash beyond the session's one audit record.
+_session = [None, 0, False]
+
+
+def challenge(dir):
+    """Open a new admin session (ending any other): the car's public identity and 16
+    random bytes, hex, for the owner's tool to sign its requests over."""
+    import os
+
+    out = identity(dir)
+    _session[0] = os.urandom(16)
+    _session[1] = 0
+    _session[2] = False
+    out["challenge"] = _session[0].hex()
+    return out
+
+
 def public_identity(ident):
     return {"reader_public_key": ident.public_key.hex(), "group_id": ident.group_id.hex(), "sub_id": ident.sub_id.hex()}
 
@@ -189,10 +209,12 @@ def submit(dir, doc, now=0):
             code, detail = documents.accept_revocation(doc, store, ident.group_id)
             event = codes.EVENT_REVOCATION
         elif tag == documents.ADMIN_TAG:
-            code, detail = documents.accept_admin(doc, store, ident.group_id)
+            code, detail = documents.accept_admin(doc, store, ident.group_id, _session[0], _session[1])
             event = codes.EVENT_ADMIN
-            if code == codes.OK and not _valid_operation(detail["operation"], detail["argument"]):
-                code, detail = codes.BAD_REQUEST, "unknown operation or bad argument"
+            if code == codes.OK:
+                _session[1] = detail["serial"]  # runs once, whatever the operation's outcome
+                if not _valid_operation(detail["operation"], detail["argument"]):
+                    code, detail = codes.BAD_REQUEST, "unknown operation or bad argument"
         else:
             raise AdminError("not a carkey document (tag %02X)" % tag)
     except documents.DocumentError as e:
@@ -202,21 +224,22 @@ def submit(dir, doc, now=0):
         out["reason"] = detail
         audit.append(now, None, TRANSPORT_USB, KIND_ADMIN, event, code)
         return out
+    if tag == documents.ADMIN_TAG:
+        # Nothing to commit: the session is in RAM. One audit record per session.
+        if not _session[2]:
+            _session[2] = True
+            audit.append(now, store.get(detail["owner"]).slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
+        out.update(_operation(dir, detail["operation"], detail["argument"]))
+        return out
     if tag == documents.SHARE_TAG:
         cred = documents.apply_share(store, detail)
         out["key"] = describe(cred)
         slot = cred.slot
-    elif tag == documents.REVOCATION_TAG:
+    else:
         documents.apply_revocation(store, detail)
         slot = detail["target"]
-    else:
-        owner = store.get(detail["owner"])
-        owner.serial_floor = detail["serial"]  # the request cannot be replayed
-        slot = owner.slot
     store.commit()
     audit.append(now, slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
-    if tag == documents.ADMIN_TAG:
-        out.update(_operation(dir, detail["operation"], detail["argument"]))
     return out
 
 

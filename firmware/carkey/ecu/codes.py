@@ -36,6 +36,7 @@ CLOCK_UNTRUSTED = const(0x09)
 BAD_REQUEST = const(0x0A)  # unknown command or bad argument
 DOCUMENT_REFUSED = const(0x0B)
 HARDWARE_FAULT = const(0x0C)
+DOCUMENT_SUPERSEDED = const(0x0D)  # a newer document for the key was applied (or this one already was)
 
 # Roles (§5 tag 83, §7).
 ROLE_OWNER = const(0x01)

@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import CarkeyError
 
 # Command groups, in the order `carkey --help` lists them.
-GROUPS = ("demo", "owner", "reader", "phone", "card", "nfcsim", "air", "vboard", "deploy", "flash", "bench")
+GROUPS = ("demo", "owner", "car", "reader", "phone", "card", "nfcsim", "air", "vboard", "deploy", "flash", "bench")
 
 
 def out(text=""):
