@@ -282,8 +282,8 @@ class RunningCar:
         if heapsize:
             cmd += ["-X", f"heapsize={heapsize}"]
         cmd += ["-c", _APP.format(state=str(self.state_dir), passive=bool(passive_entry))]
-        self.proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def wait_for(self, predicate, what, timeout=30):
         deadline = time.monotonic() + timeout

@@ -153,15 +153,15 @@ def keys(dir):
     return {"keys": [describe(c) for c in store], "revoked_slots": [s.hex() for s in store.revoked_slots()]}
 
 
-def log(dir, since_seq=0):
+def log(dir, since_seq=0, audit=None):
     return [
         {"seq": seq, "time": when, "slot": slot.hex(), "transport": transport, "kind": kind, "command": command,
          "result": result}
-        for seq, when, slot, transport, kind, command, result in AuditLog(dir).records(since_seq)
+        for seq, when, slot, transport, kind, command, result in (audit or AuditLog(dir)).records(since_seq)
     ]
 
 
-def set_clock(dir, unix, clock=None):
+def set_clock(dir, unix, clock=None, audit=None):
     """The owner sets the time: it also becomes the "not earlier than" floor."""
     from carkey.clock import Clock, ClockError
 
@@ -169,7 +169,7 @@ def set_clock(dir, unix, clock=None):
         (clock or Clock(dir)).set_time(unix)
     except ClockError as e:
         raise AdminError(str(e))
-    AuditLog(dir).append(unix, None, TRANSPORT_USB, KIND_ADMIN, codes.EVENT_CLOCK, codes.OK)
+    (audit or AuditLog(dir)).append(unix, None, TRANSPORT_USB, KIND_ADMIN, codes.EVENT_CLOCK, codes.OK)
     return {"time": unix}
 
 
@@ -188,16 +188,18 @@ def provision(dir, owner_pub, unix_time=0):
     return ident
 
 
-def submit(dir, doc, now=0):
+def submit(dir, doc, now=0, clock=None, audit=None):
     """Apply one owner-signed document arriving over USB: a share document enrolls or
     updates the key it names, a revocation document revokes, suspends or resumes,
     an admin request runs its operation. Returns {"result": code, ...}; a refused
-    document changes nothing."""
+    document changes nothing. clock, audit: the running application's Clock and
+    AuditLog (it keeps the log's head in RAM), so a change reaches it (default: read
+    from dir)."""
     from carkey.ecu import documents
 
     ident = load_identity(dir)
     store = KeyStore(dir)
-    audit = AuditLog(dir)
+    audit = audit or AuditLog(dir)
     tag = doc[0] if doc else 0
     try:
         if tag == documents.SHARE_TAG:
@@ -229,7 +231,7 @@ def submit(dir, doc, now=0):
         if not _session[2]:
             _session[2] = True
             audit.append(now, store.get(detail["owner"]).slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
-        out.update(_operation(dir, detail["operation"], detail["argument"]))
+        out.update(_operation(dir, detail["operation"], detail["argument"], clock, audit))
         return out
     if tag == documents.SHARE_TAG:
         cred = documents.apply_share(store, detail)
@@ -257,9 +259,9 @@ def _valid_operation(op, arg):
     return op == codes.ADMIN_LIST_KEYS and not arg
 
 
-def _operation(dir, op, arg):
+def _operation(dir, op, arg, clock=None, audit=None):
     if op == codes.ADMIN_SET_CLOCK:
-        return set_clock(dir, int.from_bytes(arg, "big"))
+        return set_clock(dir, int.from_bytes(arg, "big"), clock, audit)
     if op == codes.ADMIN_EXPORT_LOG:
-        return {"records": log(dir, int.from_bytes(arg, "big"))}
+        return {"records": log(dir, int.from_bytes(arg, "big"), audit)}
     return keys(dir)

@@ -55,6 +55,12 @@ class Platform:
             return None
         return bluetooth.BLE()
 
+    def console(self):
+        """The USB console's input while the application runs (owner requests, §9)."""
+        import sys
+
+        return getattr(sys.stdin, "buffer", sys.stdin)
+
     def watchdog(self):
         try:
             from machine import WDT, Timer
@@ -175,6 +181,23 @@ class App:
                 last = time.ticks_ms()
             await asyncio.sleep_ms(_IDLE_MS)
 
+    async def _console(self, stream):
+        # Owner requests on the USB console, one at a time and never during a tap; a
+        # change to keys or clock reaches the running car at once.
+        import sys
+
+        from carkey.ecu import console
+
+        async def handle(line):
+            async with self._tap_lock:
+                car = self.car
+                reply = console.answer(self.state_dir, line, car.clock.now(), car.clock, car.log)
+                if reply is not None and console.changes_keys(line):
+                    self.car.keys.load()
+            return reply
+
+        await console.serve(stream, sys.stdout.write, handle)
+
     async def _heartbeat(self, watchdog):
         while not self.stop.is_set():
             watchdog.beat()
@@ -201,6 +224,9 @@ class App:
                 self._watch = ProximityWatch(server, PassiveEntry(Proximity(), enabled=True))
                 tasks.append(asyncio.create_task(self._watch.run(self._on_proximity)))
         tasks.append(asyncio.create_task(self._idle()))
+        stream = self.platform.console() if hasattr(self.platform, "console") else None
+        if stream is not None:
+            tasks.append(asyncio.create_task(self._console(stream)))
         self.watchdog = self.platform.watchdog()
         if self.watchdog is not None:
             tasks.append(asyncio.create_task(self._heartbeat(self.watchdog)))

@@ -123,16 +123,21 @@ def do_clock_set(args):
 def do_log(args):
     from ..auditlog import format_record
 
-    target, kd = _target(args), KeyDir(args.keys)
     since = args.since
-    while True:
-        records = owner.audit_log(target, kd, since)
-        for rec in records:
-            out(json.dumps(rec) if args.json else format_record(rec))
-            since = rec["seq"]
-        if not args.follow:
-            return
-        time.sleep(args.interval)
+    # One admin session for every poll: the car logs it once, and a running
+    # application answers on its console without being stopped.
+    with owner.Admin(_target(args), KeyDir(args.keys)) as admin:
+        try:
+            while True:
+                for rec in admin.audit_log(since):
+                    out(json.dumps(rec) if args.json else format_record(rec))
+                    since = rec["seq"]
+                if not args.follow:
+                    return
+                time.sleep(args.interval)
+        except KeyboardInterrupt:
+            if not args.follow:
+                raise  # --follow ends with Ctrl-C; anything else interrupted is an interruption
 
 
 # --- parser -----------------------------------------------------------------------
