@@ -35,12 +35,13 @@ def _hinted(text, command):
 
 
 def test_share_import_unlock_revoke(tmp_path):
-    owner, friend, friend2 = tmp_path / "owner", tmp_path / "friend", tmp_path / "friend2"
+    owner, friend, friend2, friend3 = (tmp_path / n for n in ("owner", "friend", "friend2", "friend3"))
     carkey("phone", "init", "--keys", owner)
     init_out = carkey("phone", "init", "--keys", friend).stdout
     # A friend is told to hand the public key to the owner, not to enroll itself as owner.
     assert "--role owner" not in init_out and "credential.pub.pem" in init_out and "import-share" in init_out
     carkey("phone", "init", "--keys", friend2)
+    carkey("phone", "init", "--keys", friend3)
     with VirtualAir(port=0) as air:
         endpoint = "%s:%d" % air.address
         with VirtualBoard(tmp_path / "flash", tmp_path / "ttyCARKEY", env={"CARKEY_AIR": endpoint}):
@@ -77,3 +78,13 @@ def test_share_import_unlock_revoke(tmp_path):
             carkey("keys", "revoke", "--port", port, "--keys", owner, "--credential", friend / "credential.pub.pem")
             r = _until_up(("phone", "unlock", "--keys", friend, "--air", endpoint))
             assert r.returncode == 3 and "revoked" in r.stdout + r.stderr, r.stdout + r.stderr
+
+            # A share revoked before its first tap: the car says so, the phone drops it for good.
+            carkey("keys", "share", "--keys", owner, "--credential", friend3 / "credential.pub.pem",
+                   "--role", "guest", "--out", tmp_path / "friend3.share")
+            carkey("phone", "import-share", "--keys", friend3, "--file", tmp_path / "friend3.share")
+            assert len(carkey("phone", "shares", "--keys", friend3, "--json").stdout.splitlines()) == 1
+            carkey("keys", "revoke", "--port", port, "--keys", owner, "--credential", friend3 / "credential.pub.pem")
+            r = _until_up(("phone", "unlock", "--keys", friend3, "--air", endpoint))
+            assert r.returncode == 3 and "removed from" in r.stdout, r.stdout + r.stderr
+            assert carkey("phone", "shares", "--keys", friend3, "--json").stdout == ""
