@@ -129,3 +129,9 @@ def test_phone_drops_a_share_refused_for_good(people, code, window, dropped):
     kept = friend.share_documents() == {GROUP: doc}
     assert kept == (dropped is None)
     assert txn.share_dropped == (code if dropped else None)
+
+
+def test_unlock_without_a_car_says_what_to_run(people):
+    _, friend, _ = people
+    r = carkey("phone", "unlock", "--keys", friend.path, "--air", "127.0.0.1:9", check=False)
+    assert r.returncode == 1 and f"carkey phone import-share --keys {friend.path} --file FILE" in r.stderr

@@ -99,15 +99,21 @@ def _visit(args, command):
         name = args.name
         if name is None:
             cars = keys.trusted_cars()
+            if not cars:
+                raise CarkeyError(f"{args.keys} trusts no car yet: import the owner's share file "
+                                  f"(`carkey phone import-share --keys {args.keys} --file FILE`) or provision your car")
             if len(cars) != 1:
-                raise CarkeyError(f"{args.keys} trusts {len(cars)} cars: say which with --name carkey-XXXXXXXX")
+                raise CarkeyError(f"{args.keys} trusts {len(cars)} cars ({', '.join(c['name'] for c in cars)}): "
+                                  "say which with --name")
             name = cars[0]["name"]
         try:
             txn, log = visit_car(phone, address, name, 1)
         except (BleError, OSError) as e:
             raise CarkeyError(f"virtual air: {e}") from None
     if txn.dropped:
-        raise Refused("the phone does not trust this car: it dropped the link (carkey phone trust)")
+        raise Refused(f"{args.keys} does not trust this car, so it dropped the link: import the owner's share "
+                      f"file (`carkey phone import-share --keys {args.keys} --file FILE`), or, for your own car, "
+                      "`carkey phone trust` it with what `carkey car info` prints")
     for r in txn.results:
         _out(r.describe())
     if txn.share_dropped is not None:
