@@ -145,7 +145,14 @@ class Admin:
         return self.request("list-keys")
 
     def audit_log(self, since: int = 0) -> list:
-        return self.request("export-log", int(since).to_bytes(4, "big"))["records"]
+        """Every record after `since`, a page (one request) at a time."""
+        records = []
+        while True:
+            answer = self.request("export-log", int(since).to_bytes(4, "big"))
+            records += answer["records"]
+            if not answer.get("more") or not answer["records"]:
+                return records
+            since = answer["records"][-1]["seq"]
 
     def set_clock(self, unix_time: int | None = None) -> int:
         when = int(time.time() if unix_time is None else unix_time)

@@ -178,3 +178,30 @@ def test_owner_requests_and_other_documents_never_cancel_a_share(car):
     cancel = documents.make_revocation(car.owner, car.group_id, stranger, serial=next_serial(car))
     assert car.submit(cancel)["result"] == OK
     assert car.submit(cancel) == {"result": 0x07, "reason": "already revoked"}
+
+
+def test_log_export_comes_in_pages(car):
+    stranger = crypto.generate_private_key()
+    with car.admin_session() as s:
+        for _ in range(40):  # each refused request is a record of its own
+            assert s.submit(admin(car, s, "list-keys", key=stranger))["result"] == DOCUMENT_REFUSED
+        page = s.submit(admin(car, s, "export-log", bytes(4)))
+        assert len(page["records"]) == 32 and page["more"] is True
+        rest = s.submit(admin(car, s, "export-log", page["records"][-1]["seq"].to_bytes(4, "big")))
+        assert not rest["more"] and rest["records"][0]["seq"] == page["records"][-1]["seq"] + 1
+
+
+def test_owner_tools_read_every_page(tmp_path):
+    from carkey_host import owner
+    from carkey_host.keydir import KeyDir
+
+    kd = KeyDir(tmp_path / "owner")
+    kd.init()
+    car = VirtualCar(tmp_path / "car")
+    owner.provision(car, kd)
+    stranger = crypto.generate_private_key()
+    with car.admin_session() as s:
+        for _ in range(40):  # each refused request is a record of its own
+            s.submit(admin(car, s, "list-keys", key=stranger, group_id=bytes.fromhex(s.identity["group_id"])))
+    records = owner.audit_log(car, kd)
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1)) and len(records) > 42

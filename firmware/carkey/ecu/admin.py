@@ -16,6 +16,7 @@ from carkey.ecu.auditlog import KIND_ADMIN, TRANSPORT_USB, AuditLog
 from carkey.ecu.car import IDENTITY_RECORD, create_identity, load_identity
 from carkey.ecu.keystore import Credential, KeyStore
 
+EXPORT_PAGE = 32  # audit records per export-log answer (§9)
 ROLES = {"owner": codes.ROLE_OWNER, "driver": codes.ROLE_DRIVER, "guest": codes.ROLE_GUEST, "valet": codes.ROLE_VALET}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}
 STATUS_NAMES = ("active", "suspended", "revoked")
@@ -153,12 +154,15 @@ def keys(dir):
     return {"keys": [describe(c) for c in store], "revoked_slots": [s.hex() for s in store.revoked_slots()]}
 
 
-def log(dir, since_seq=0, audit=None):
-    return [
-        {"seq": seq, "time": when, "slot": slot.hex(), "transport": transport, "kind": kind, "command": command,
-         "result": result}
-        for seq, when, slot, transport, kind, command, result in (audit or AuditLog(dir)).records(since_seq)
-    ]
+def log(dir, since_seq=0, audit=None, limit=0):
+    """Audit records after since_seq, oldest first; at most `limit` of them (0: all)."""
+    out = []
+    for seq, when, slot, transport, kind, command, result in (audit or AuditLog(dir)).records(since_seq):
+        out.append({"seq": seq, "time": when, "slot": slot.hex(), "transport": transport, "kind": kind,
+                    "command": command, "result": result})
+        if len(out) == limit:
+            break
+    return out
 
 
 def set_clock(dir, unix, clock=None, audit=None):
@@ -263,5 +267,7 @@ def _operation(dir, op, arg, clock=None, audit=None):
     if op == codes.ADMIN_SET_CLOCK:
         return set_clock(dir, int.from_bytes(arg, "big"), clock, audit)
     if op == codes.ADMIN_EXPORT_LOG:
-        return {"records": log(dir, int.from_bytes(arg, "big"), audit)}
+        # A page at a time: the answer is built on the heap of a running car.
+        records = log(dir, int.from_bytes(arg, "big"), audit, EXPORT_PAGE + 1)
+        return {"records": records[:EXPORT_PAGE], "more": len(records) > EXPORT_PAGE}
     return keys(dir)
