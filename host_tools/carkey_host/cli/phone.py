@@ -198,6 +198,9 @@ def do_phone_serve(args):
             granted = txn.control_flow is not None and txn.control_flow[0] == 1
             results = "; ".join(r.describe() for r in txn.results) or "no carkey results"
             _out(f"connection {txn.number}: {'granted' if granted else 'refused'}: {results}")
+        if txn.share_dropped is not None:
+            _out(f"connection {txn.number}: the car refused this phone's share for good "
+                 f"({env.RESULTS.get(txn.share_dropped, 'refused')}): removed from {args.keys}")
 
     phone.serve(host, port, args.framing, args.connections, on_listening, on_transaction)
 
