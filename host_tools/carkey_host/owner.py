@@ -142,7 +142,15 @@ class Admin:
         return _check(self._car.submit(doc), operation)
 
     def list_keys(self) -> dict:
-        return self.request("list-keys")
+        """Every enrolled key and revoked slot, a page (one request) at a time."""
+        listing = {"keys": [], "revoked_slots": []}
+        for page in range(256):
+            answer = self.request("list-keys", bytes([page]))
+            listing["keys"] += answer["keys"]
+            listing["revoked_slots"] += answer["revoked_slots"]
+            if not answer.get("more"):
+                break
+        return listing
 
     def audit_log(self, since: int = 0) -> list:
         """Every record after `since`, a page (one request) at a time."""

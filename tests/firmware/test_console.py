@@ -3,6 +3,7 @@
 #
 # Run: .venv/bin/pytest -q tests/firmware/test_console.py
 
+import io
 import json
 import unittest
 
@@ -15,8 +16,15 @@ NOW = 1_750_000_000
 
 def _parse(reply, token):
     head = console.MARK + token + " "
-    assert reply.startswith(head), reply
+    assert reply.startswith(head) and reply.endswith("\r\n"), reply
     return json.loads(reply[len(head):])
+
+
+def _answer(dir, line, now):
+    out = io.StringIO()
+    if not console.answer(dir, line, now, out):
+        return None
+    return out.getvalue()
 
 
 class ConsoleTest(unittest.TestCase):
@@ -33,27 +41,27 @@ class ConsoleTest(unittest.TestCase):
         return documents.sign(documents.ADMIN_TAG, body, self.priv, self.pub)
 
     def test_session_over_the_console(self):
-        first = _parse(console.answer(self.dir, b"#carkey t1 challenge", NOW), "t1")
+        first = _parse(_answer(self.dir, b"#carkey t1 challenge", NOW), "t1")
         self.assertTrue(first["ok"])
         challenge = bytes.fromhex(first["result"]["challenge"])
         self.assertEqual(first["result"]["group_id"], self.group.hex())
         line = b"#carkey t2 submit " + self.request(challenge, 1).hex().encode()
         self.assertFalse(console.changes_keys(line))
-        out = _parse(console.answer(self.dir, line, NOW), "t2")
+        out = _parse(_answer(self.dir, line, NOW), "t2")
         self.assertEqual((out["ok"], out["result"]["result"], len(out["result"]["keys"])), (True, 0, 1))
-        again = _parse(console.answer(self.dir, line.replace(b"t2", b"t3"), NOW), "t3")
+        again = _parse(_answer(self.dir, line.replace(b"t2", b"t3"), NOW), "t3")
         self.assertEqual(again["result"]["result"], 0x0D)  # the same request never runs twice
 
     def test_other_lines_are_not_answered(self):
         for line in (b"print(1)", b"#carkey", b"# carkey t challenge", b"#carkey " + b"x" * 17 + b" challenge"):
-            self.assertIsNone(console.answer(self.dir, line, NOW))
+            self.assertIsNone(_answer(self.dir, line, NOW))
 
     def test_bad_requests_get_an_error_answer(self):
-        out = _parse(console.answer(self.dir, b"#carkey t bogus", NOW), "t")
+        out = _parse(_answer(self.dir, b"#carkey t bogus", NOW), "t")
         self.assertEqual((out["ok"], out["error"]), (False, "AdminError: unknown console request"))
-        out = _parse(console.answer(self.dir, b"#carkey t submit zz", NOW), "t")
+        out = _parse(_answer(self.dir, b"#carkey t submit zz", NOW), "t")
         self.assertEqual((out["ok"], out["error"]), (False, "AdminError: document is not hex"))
-        out = _parse(console.answer(self.dir, b"#carkey t submit e400", NOW), "t")
+        out = _parse(_answer(self.dir, b"#carkey t submit e400", NOW), "t")
         self.assertFalse(out["ok"])
         self.assertTrue(out["error"].startswith("AdminError: malformed document"))
 

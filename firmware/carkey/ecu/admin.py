@@ -16,7 +16,9 @@ from carkey.ecu.auditlog import KIND_ADMIN, TRANSPORT_USB, AuditLog
 from carkey.ecu.car import IDENTITY_RECORD, create_identity, load_identity
 from carkey.ecu.keystore import Credential, KeyStore
 
-EXPORT_PAGE = 32  # audit records per export-log answer (§9)
+EXPORT_PAGE = 16  # audit records per export-log answer (§9)
+KEY_PAGE = 4  # keys per list-keys answer, then revoked slots SLOT_PAGE at a time
+SLOT_PAGE = 32
 ROLES = {"owner": codes.ROLE_OWNER, "driver": codes.ROLE_DRIVER, "guest": codes.ROLE_GUEST, "valet": codes.ROLE_VALET}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}
 STATUS_NAMES = ("active", "suspended", "revoked")
@@ -149,9 +151,27 @@ def describe(cred):
     }
 
 
-def keys(dir):
-    store = KeyStore(dir)
-    return {"keys": [describe(c) for c in store], "revoked_slots": [s.hex() for s in store.revoked_slots()]}
+def keys(dir, page=None, store=None):
+    """Enrolled keys and revoked slots; with `page`, one page of them (§9): the keys
+    KEY_PAGE at a time, then the revoked slots SLOT_PAGE at a time, and "more"."""
+    store = store if store is not None else KeyStore(dir)
+    if page is None:
+        return {"keys": [describe(c) for c in store], "revoked_slots": [s.hex() for s in store.revoked_slots()]}
+    key_pages = (len(store) + KEY_PAGE - 1) // KEY_PAGE
+    out = {"keys": [], "revoked_slots": []}
+    if page < key_pages:
+        i = 0
+        for c in store:
+            if page * KEY_PAGE <= i < (page + 1) * KEY_PAGE:
+                out["keys"].append(describe(c))
+            i += 1
+        out["more"] = page + 1 < key_pages or store.has_revoked()
+        return out
+    slots = store.revoked_slots()
+    first = (page - key_pages) * SLOT_PAGE
+    out["revoked_slots"] = [s.hex() for s in slots[first : first + SLOT_PAGE]]
+    out["more"] = first + SLOT_PAGE < len(slots)
+    return out
 
 
 def log(dir, since_seq=0, audit=None, limit=0):
@@ -192,17 +212,17 @@ def provision(dir, owner_pub, unix_time=0):
     return ident
 
 
-def submit(dir, doc, now=0, clock=None, audit=None):
+def submit(dir, doc, now=0, clock=None, audit=None, store=None):
     """Apply one owner-signed document arriving over USB: a share document enrolls or
     updates the key it names, a revocation document revokes, suspends or resumes,
     an admin request runs its operation. Returns {"result": code, ...}; a refused
-    document changes nothing. clock, audit: the running application's Clock and
-    AuditLog (it keeps the log's head in RAM), so a change reaches it (default: read
-    from dir)."""
+    document changes nothing. clock, audit, store: the running application's Clock,
+    AuditLog (it keeps the log's head in RAM) and KeyStore, so a change reaches it
+    and no second copy of the keys takes heap (default: read from dir)."""
     from carkey.ecu import documents
 
     ident = load_identity(dir)
-    store = KeyStore(dir)
+    store = store if store is not None else KeyStore(dir)
     audit = audit or AuditLog(dir)
     tag = doc[0] if doc else 0
     try:
@@ -235,7 +255,7 @@ def submit(dir, doc, now=0, clock=None, audit=None):
         if not _session[2]:
             _session[2] = True
             audit.append(now, store.get(detail["owner"]).slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
-        out.update(_operation(dir, detail["operation"], detail["argument"], clock, audit))
+        out.update(_operation(dir, detail["operation"], detail["argument"], clock, audit, store))
         return out
     if tag == documents.SHARE_TAG:
         cred = documents.apply_share(store, detail)
@@ -260,14 +280,14 @@ def _valid_operation(op, arg):
         return len(arg) == 4 and int.from_bytes(arg, "big") > 0
     if op == codes.ADMIN_EXPORT_LOG:
         return len(arg) == 4
-    return op == codes.ADMIN_LIST_KEYS and not arg
+    return op == codes.ADMIN_LIST_KEYS and len(arg) <= 1
 
 
-def _operation(dir, op, arg, clock=None, audit=None):
+def _operation(dir, op, arg, clock=None, audit=None, store=None):
     if op == codes.ADMIN_SET_CLOCK:
         return set_clock(dir, int.from_bytes(arg, "big"), clock, audit)
     if op == codes.ADMIN_EXPORT_LOG:
         # A page at a time: the answer is built on the heap of a running car.
         records = log(dir, int.from_bytes(arg, "big"), audit, EXPORT_PAGE + 1)
         return {"records": records[:EXPORT_PAGE], "more": len(records) > EXPORT_PAGE}
-    return keys(dir)
+    return keys(dir, arg[0] if arg else 0, store)

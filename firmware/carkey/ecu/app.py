@@ -191,12 +191,13 @@ class App:
         async def handle(line):
             async with self._tap_lock:
                 car = self.car
-                reply = console.answer(self.state_dir, line, car.clock.now(), car.clock, car.log)
-                if reply is not None and console.changes_keys(line):
-                    self.car.keys.load()
-            return reply
+                changes = console.changes_keys(line)
+                answered = console.answer(self.state_dir, line, car.clock.now(), sys.stdout, car.clock, car.log,
+                                          car.keys)
+                if answered and changes:
+                    car.keys.load()  # exactly what was committed, whatever happened in between
 
-        await console.serve(stream, sys.stdout.write, handle)
+        await console.serve(stream, handle)
 
     async def _heartbeat(self, watchdog):
         while not self.stop.is_set():

@@ -29,17 +29,19 @@ def changes_keys(line):
         return False
 
 
-def answer(dir, line, now, clock=None, audit=None):
-    """The answer (str) to one console line (bytes, without its end), or None for
-    a line that is not a carkey request. clock, audit: the running car's own."""
+def answer(dir, line, now, out, clock=None, audit=None, store=None):
+    """Write the answer line to one console line (bytes, without its end) to the
+    stream `out`; False for a line that is not a carkey request. The JSON goes out as
+    it is made (json.dump), never as one string: a key list is ~12 KB of text, too
+    much to hold at once beside a running car. clock, audit, store: the running car's own."""
     from carkey.ecu import admin
 
     line = bytes(line)
     if not line.startswith(_PREFIX):
-        return None
+        return False
     words = line[len(_PREFIX):].split()
     if not words or len(words[0]) > 16:
-        return None
+        return False
     token = words.pop(0).decode()
     try:
         if words == [b"challenge"]:
@@ -49,19 +51,23 @@ def answer(dir, line, now, clock=None, audit=None):
                 doc = bytes.fromhex(words[1].decode())
             except ValueError:
                 raise admin.AdminError("document is not hex")
-            result = admin.submit(dir, doc, now, clock, audit)
+            words = line = None  # the request's text is not needed while the answer is made
+            result = admin.submit(dir, doc, now, clock, audit, store)
         else:
             raise admin.AdminError("unknown console request")
-        out = {"ok": True, "result": result}
+        reply = {"ok": True, "result": result}
     except Exception as e:  # every failure is an answer: the console task never dies of one
-        out = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
-    return MARK + token + " " + json.dumps(out)
+        reply = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+    out.write(MARK + token + " ")
+    json.dump(reply, out)
+    out.write("\r\n")
+    return True
 
 
-async def serve(stream, write, handle):
+async def serve(stream, handle):
     """Read console lines from `stream` (polled through asyncio, one byte at a time so
     a board's blocking stdin never stalls the loop) and pass each to
-    `await handle(line)`; write() each answer it returns. Ends when the stream does."""
+    `await handle(line)`. Ends when the stream does."""
     import asyncio
 
     reader = asyncio.StreamReader(stream)
@@ -73,9 +79,7 @@ async def serve(stream, write, handle):
             return
         if b == b"\n" or b == b"\r":
             if line and not dropping:
-                reply = await handle(line)
-                if reply is not None:
-                    write(reply + "\r\n")
+                await handle(line)
             line = bytearray()
             dropping = False
         elif not dropping:
