@@ -135,3 +135,25 @@ def test_unlock_without_a_car_says_what_to_run(people):
     _, friend, _ = people
     r = carkey("phone", "unlock", "--keys", friend.path, "--air", "127.0.0.1:9", check=False)
     assert r.returncode == 1 and f"carkey phone import-share --keys {friend.path} --file FILE" in r.stderr
+
+
+def test_example_file_for_other_importers():
+    """tests/host/data/example.share, the sample docs/PROTOCOL.md §5a points other key apps
+    to: its keys are P-256 scalars SHA-256(b"example owner" | b"example friend" |
+    b"example reader"), its group id SHA-256(b"example group")[:16]."""
+    import hashlib
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def pub(label):
+        key = ec.derive_private_key(int.from_bytes(hashlib.sha256(label).digest(), "big"), ec.SECP256R1())
+        return documents.public_key_bytes(key)
+
+    made = sf.parse((Path(__file__).parent / "data" / "example.share").read_bytes())
+    group = hashlib.sha256(b"example group").digest()[:16]
+    assert (made.group_id, made.name, made.reader_public_key) == (group, device_name(group), pub(b"example reader"))
+    s = made.share
+    assert (s.friend_pub, s.owner_pub, documents.ROLE_NAMES[s.role], s.use_limit) == (
+        pub(b"example friend"), pub(b"example owner"), "guest", 50)
+    assert (s.valid_from, s.valid_until, s.schedule) == (1767225600, 1798761600, (documents.Window.parse("mon-fri 07:00-19:00"),))
