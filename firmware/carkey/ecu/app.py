@@ -195,7 +195,10 @@ class App:
                 answered = console.answer(self.state_dir, line, car.clock.now(), sys.stdout, car.clock, car.log,
                                           car.keys)
                 if answered and changes:
-                    car.keys.load()  # exactly what was committed, whatever happened in between
+                    try:
+                        car.keys.load()  # exactly what was committed, whatever happened in between
+                    except (OSError, ValueError):
+                        pass  # unreadable now: the store in RAM holds the change submit committed
 
         await console.serve(stream, handle)
 
