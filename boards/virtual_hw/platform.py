@@ -76,5 +76,12 @@ class VirtualPlatform:
 
         return bluetooth.BLE()
 
+    def console(self):
+        # The board's USB console: what the host writes while the application runs
+        # (the virtual board passes it to the program's stdin, as an ESP32 does).
+        import sys
+
+        return getattr(sys.stdin, "buffer", sys.stdin)
+
     def watchdog(self):
         return None

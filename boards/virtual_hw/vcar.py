@@ -12,6 +12,8 @@
 #   {"op": "set_clock", "state": DIR, "time": UNIX}
 #   {"op": "provision", "state": DIR, "public_key": HEX65, "time": UNIX}
 #   {"op": "submit", "state": DIR, "document": HEX}   (owner-signed share, revocation or admin request)
+#   {"op": "session", "state": DIR}   an admin session: prints the challenge and identity, then
+#        answers one {"document": HEX} line after another until stdin ends
 #   {"op": "connect", "state": DIR, "host": H, "port": P, "framing": "raw"|"lp",
 #    "sequence": ["standard", "fast", ...]}
 #   {"op": "nfc", "state": DIR, "pty": PATH, "taps": N, "place": "door"|"cabin"}  (PN532 on a pty)
@@ -198,9 +200,28 @@ def handle(req):
     raise admin.AdminError("unknown operation %r" % op)
 
 
+def _session(dir):
+    # The session lives in this process's RAM, as on a board: it ends with the process.
+    first = admin.challenge(dir)
+    first["ok"] = True
+    _out(first)
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return
+        try:
+            result = admin.submit(dir, _unhex(json.loads(line).get("document"), "document"), int(time.time()))
+            result["ok"] = True
+        except (admin.AdminError, ValueError) as e:
+            result = {"ok": False, "error": str(e)}
+        _out(result)
+
+
 def main():
     try:
-        req = json.loads(sys.stdin.read())
+        req = json.loads(sys.stdin.readline())
+        if req.get("op") == "session":
+            return _session(req.get("state"))
         result = handle(req)
     except (admin.AdminError, NotProvisioned, StorageError) as e:
         # refused: the firmware judged the request and said no (exit 3 on the host)

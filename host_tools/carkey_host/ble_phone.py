@@ -542,4 +542,5 @@ def visit_car(phone, address, name: str, number: int = 1, mtu: int = PHONE_MTU, 
         device.reset()
         phone._pending = []
         phone.keydir.save_kpersistent_cache(device.kpersistent_cache)
+        phone.settle_share(txn)
     return txn, log

@@ -66,6 +66,7 @@ _T_TARGET = 0x8B
 _T_ACTION = 0x8C
 _T_OPERATION = 0x8D
 _T_ARGUMENT = 0x8E
+_T_CHALLENGE = 0x8F
 _T_SIGNATURE = 0x9E
 _T_OWNER = 0x5A
 
@@ -207,15 +208,17 @@ def revocation_body(group_id, target, serial, action):
     )
 
 
-def admin_body(group_id, serial, operation, argument=b""):
-    """The signed body of an admin request (§9), values as given."""
+def admin_body(group_id, number, operation, argument, challenge):
+    """The signed body of an admin request (§9), values as given: `number` is the
+    request's place (1, 2, …) in the session the car opened with `challenge`."""
     return tlv.encode_all(
         [
             (_T_VERSION, bytes([VERSION])),
             (_T_GROUP, group_id),
-            (_T_SERIAL, serial.to_bytes(4, "big")),
+            (_T_SERIAL, number.to_bytes(4, "big")),
             (_T_OPERATION, bytes([operation])),
             (_T_ARGUMENT, argument),
+            (_T_CHALLENGE, challenge),
         ]
     )
 
@@ -324,19 +327,22 @@ def make_revocation(owner_key, group_id: bytes, target, *, serial: int, action="
     return assemble(REVOCATION_TAG, body, sign_body(owner_key, REVOCATION_TAG, body), owner_pub)
 
 
-def make_admin(owner_key, group_id: bytes, operation, argument: bytes = b"", *, serial: int) -> bytes:
+def make_admin(owner_key, group_id: bytes, operation, argument: bytes = b"", *, challenge: bytes, number: int) -> bytes:
     """A signed admin request (§9): set-clock (argument: Unix seconds, 4 bytes),
-    export-log (argument: since sequence number, 4 bytes) or list-keys."""
+    export-log (argument: since sequence number, 4 bytes) or list-keys; request
+    `number` (1, 2, …) of the session the car opened with `challenge` (16 bytes)."""
     op = ADMIN_OPERATIONS.get(operation, operation) if isinstance(operation, str) else operation
     if op not in ADMIN_OPERATIONS.values():
         raise DocumentError(f"unknown admin operation {operation!r}")
     if len(group_id) != 16:
         raise DocumentError("a reader group id is 16 bytes")
-    if not 0 < serial <= 0xFFFFFFFF:
-        raise DocumentError("serial is 1..2^32-1")
+    if not 0 < number <= 0xFFFFFFFF:
+        raise DocumentError("request number is 1..2^32-1")
+    if len(challenge) != 16:
+        raise DocumentError("a session challenge is 16 bytes")
     if len(argument) > 64:
         raise DocumentError("admin argument is at most 64 bytes")
-    body = admin_body(group_id, serial, op, argument)
+    body = admin_body(group_id, number, op, argument, challenge)
     return assemble(ADMIN_TAG, body, sign_body(owner_key, ADMIN_TAG, body), public_key_bytes(owner_key))
 
 
@@ -361,6 +367,10 @@ class Share:
 
     def verify(self) -> bool:
         return verify_signature(self.owner_pub, SHARE_TAG, self.body, self.signature)
+
+    def ended(self, now: float) -> bool:
+        """Whether the validity window is over at Unix time `now` (it never comes back)."""
+        return bool(self.valid_until) and now >= self.valid_until
 
     def problems(self) -> list[str]:
         """Why any reader would refuse this document, whatever its key store holds."""

@@ -46,7 +46,12 @@ RESULTS = {
     0x0B: "document refused",
     0x0C: "hardware fault",
     0x0D: "no room (key store or revocation list full)",
+    0x0E: "document superseded (a newer one for this key was applied, or this one already was)",
 }
+OUTSIDE_VALIDITY = 0x02
+# Share results after which the document is never presented again: accepted, or refused
+# for good (key revoked, document refused, superseded).
+SHARE_FINAL = (0x00, 0x07, 0x0B, 0x0E)
 
 
 @dataclass(frozen=True)

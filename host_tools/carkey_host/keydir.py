@@ -3,7 +3,7 @@
 Layout (directory 0700, secret files 0600):
   credential.pem        private key, PKCS#8 PEM (never printed)
   credential.pub.pem    public key, SubjectPublicKeyInfo PEM (what `carkey reader enroll` takes)
-  trust.json            [{"group_id": hex16, "reader_public_key": hex65}, ...]
+  trust.json            [{"group_id": hex16, "reader_public_key": hex65, "name": advertised name}, ...]
   kpersistent.json      the Kpersistent cache, per reader identifier (secret)
   shares.json           {group id hex: share document hex} received from owners
   serial.json           {"last": n}: the last serial this owner signed (documents, admin requests)
@@ -127,7 +127,21 @@ class KeyDir:
         except (ValueError, KeyError, TypeError) as e:
             raise CarkeyError(f"{path}: damaged trust list ({e})") from None
 
-    def trust(self, group_id: bytes, reader_public_key: bytes):
+    def trusted_cars(self) -> list[dict]:
+        """[{"name", "group_id", "reader_public_key"}] (hex), the name as the car advertises it."""
+        from .ble_phone import device_name
+
+        names = self._names()
+        return [{"name": names.get(g) or device_name(g), "group_id": g.hex(), "reader_public_key": k.hex()}
+                for g, k in sorted(self.trusted_readers().items())]
+
+    def _names(self):
+        path = self._file(TRUST)
+        if not path.exists():
+            return {}
+        return {bytes.fromhex(e["group_id"]): e["name"] for e in json.loads(path.read_text()) if e.get("name")}
+
+    def trust(self, group_id: bytes, reader_public_key: bytes, name: str | None = None):
         if len(group_id) != 16 or len(reader_public_key) != 65 or reader_public_key[0] != 4:
             raise CarkeyError("a trusted reader needs a 16-byte group id and a 65-byte uncompressed public key")
         try:
@@ -135,8 +149,12 @@ class KeyDir:
         except ValueError:
             raise CarkeyError("reader public key is not a point on P-256") from None
         readers = self.trusted_readers()
+        names = self._names()
         readers[group_id] = reader_public_key
-        entries = [{"group_id": g.hex(), "reader_public_key": k.hex()} for g, k in sorted(readers.items())]
+        if name:
+            names[group_id] = name
+        entries = [dict({"group_id": g.hex(), "reader_public_key": k.hex()}, **({"name": names[g]} if g in names else {}))
+                   for g, k in sorted(readers.items())]
         self.path.mkdir(parents=True, exist_ok=True)
         _write_public(self._file(TRUST), (json.dumps(entries, indent=2) + "\n").encode())
 

@@ -2,9 +2,11 @@
 
 Every change after provisioning is a document the owner's credential signs
 (docs/PROTOCOL.md §5, §6, §9) and the car checks; these functions make the documents
-and hand them to a *car target*: anything with `identity()`, `provision(pub, time)`
-and `submit(document) -> dict` — the virtual car (carkey_host.vcar.VirtualCar) or a
-board on its USB serial port (carkey_host.usb_car.UsbCar).
+and hand them to a *car target*: anything with `identity()`, `provision(pub, time)`,
+`submit(document) -> dict` and `admin_session()` (a context manager whose value has
+`challenge`, `identity` and `submit(document)`) — the virtual car
+(carkey_host.vcar.VirtualCar) or a board on its USB serial port
+(carkey_host.usb_car.UsbCar).
 """
 
 import time
@@ -19,7 +21,10 @@ OK = 0x00
 
 def _group(owner: KeyDir, target) -> bytes:
     """The car's group id, checked against the readers the owner's phone trusts."""
-    ident = target.identity()
+    return _trusted_group(owner, target.identity())
+
+
+def _trusted_group(owner: KeyDir, ident: dict) -> bytes:
     group_id = bytes.fromhex(ident["group_id"])
     trusted = owner.trusted_readers()
     if trusted.get(group_id) != bytes.fromhex(ident["reader_public_key"]):
@@ -40,8 +45,16 @@ def provision(target, owner: KeyDir, unix_time: int | None = None) -> dict:
     """Factory state: the car makes its identity, enrolls the owner, sets its clock;
     the owner's phone then trusts the car."""
     ident = target.provision(owner.public_key(), int(time.time() if unix_time is None else unix_time))
-    owner.trust(bytes.fromhex(ident["group_id"]), bytes.fromhex(ident["reader_public_key"]))
+    owner.trust(bytes.fromhex(ident["group_id"]), bytes.fromhex(ident["reader_public_key"]), car_info(ident)["name"])
     return ident
+
+
+def car_info(ident: dict) -> dict:
+    """What a phone needs to find and trust a car: its advertised name, group id, reader key."""
+    from .ble_phone import device_name
+
+    return {"name": device_name(bytes.fromhex(ident["group_id"])), "group_id": ident["group_id"],
+            "reader_public_key": ident["reader_public_key"]}
 
 
 def share(target_or_group, owner: KeyDir, friend_pub: bytes, role: str, **fields) -> bytes:
@@ -58,6 +71,31 @@ def share(target_or_group, owner: KeyDir, friend_pub: bytes, role: str, **fields
                                     **fields)
     except documents.DocumentError as e:
         raise UsageError(f"cannot share: {e}") from None
+
+
+def share_file(owner: KeyDir, friend_pub: bytes, role: str, target=None, group_id: bytes | None = None, **fields):
+    """The share file for a friend (carkey_host.share_file): the share document and the car's
+    identity, both signed by the owner. The car is `target` (asked for its identity, which
+    the owner must trust), else `group_id` among the cars the owner's phone trusts, else the
+    only car it trusts."""
+    from . import share_file as sf
+
+    cars = {bytes.fromhex(c["group_id"]): c for c in owner.trusted_cars()}
+    if target is not None:
+        group_id = _group(owner, target)
+    elif group_id is None:
+        if len(cars) != 1:
+            raise CarkeyError(f"{owner.path} trusts {len(cars)} cars: say which with --group-id "
+                              "(`carkey car info --keys DIR` lists them)")
+        group_id = next(iter(cars))
+    if group_id not in cars:
+        raise CarkeyError(f"{owner.path} does not trust a car with group {group_id.hex()}")
+    car = cars[group_id]
+    doc = share(group_id, owner, friend_pub, role, **fields)
+    try:
+        return sf.make(owner.private_key(), doc, group_id, bytes.fromhex(car["reader_public_key"]), car["name"])
+    except sf.ShareFileError as e:
+        raise CarkeyError(f"cannot share: {e}") from None
 
 
 def add_key(target, owner: KeyDir, friend_pub: bytes, role: str, **fields) -> dict:
@@ -95,20 +133,73 @@ def find_slot(listing: dict, text: str) -> bytes:
     return bytes.fromhex(matches[0])
 
 
-def _admin(target, owner: KeyDir, operation: str, argument: bytes = b"") -> dict:
-    doc = documents.make_admin(owner.private_key(), _group(owner, target), operation, argument,
-                               serial=owner.next_serial())
-    return _check(target.submit(doc), operation)
+
+class Admin:
+    """An admin session of the owner with a car (docs/PROTOCOL.md §9): the car issues a
+    challenge, each request is signed over it with the next request number, and the
+    car runs each once. Reading (keys, log) writes nothing on the car but one audit
+    record per session. Use as a context manager; `target.admin_session()` gives the
+    car's side (`challenge`, `identity`, `submit(document)`)."""
+
+    def __init__(self, target, owner: KeyDir):
+        self.target, self.owner = target, owner
+        self.number = 0
+
+    def __enter__(self):
+        self._session = self.target.admin_session()
+        self._car = self._session.__enter__()
+        try:
+            self.group_id = _trusted_group(self.owner, self._car.identity)
+        except BaseException:
+            self._session.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        return self._session.__exit__(*exc)
+
+    def request(self, operation: str, argument: bytes = b"") -> dict:
+        self.number += 1
+        doc = documents.make_admin(self.owner.private_key(), self.group_id, operation, argument,
+                                   challenge=self._car.challenge, number=self.number)
+        return _check(self._car.submit(doc), operation)
+
+    def list_keys(self) -> dict:
+        """Every enrolled key and revoked slot, a page (one request) at a time."""
+        listing = {"keys": [], "revoked_slots": []}
+        for page in range(256):
+            answer = self.request("list-keys", bytes([page]))
+            listing["keys"] += answer["keys"]
+            listing["revoked_slots"] += answer["revoked_slots"]
+            if not answer.get("more"):
+                break
+        return listing
+
+    def audit_log(self, since: int = 0) -> list:
+        """Every record after `since`, a page (one request) at a time."""
+        records = []
+        while True:
+            answer = self.request("export-log", int(since).to_bytes(4, "big"))
+            records += answer["records"]
+            if not answer.get("more") or not answer["records"]:
+                return records
+            since = answer["records"][-1]["seq"]
+
+    def set_clock(self, unix_time: int | None = None) -> int:
+        when = int(time.time() if unix_time is None else unix_time)
+        return self.request("set-clock", when.to_bytes(4, "big"))["time"]
 
 
 def list_keys(target, owner: KeyDir) -> dict:
-    return _admin(target, owner, "list-keys")
+    with Admin(target, owner) as admin:
+        return admin.list_keys()
 
 
 def set_clock(target, owner: KeyDir, unix_time: int | None = None) -> int:
-    when = int(time.time() if unix_time is None else unix_time)
-    return _admin(target, owner, "set-clock", when.to_bytes(4, "big"))["time"]
+    with Admin(target, owner) as admin:
+        return admin.set_clock(unix_time)
 
 
 def audit_log(target, owner: KeyDir, since: int = 0) -> list:
-    return _admin(target, owner, "export-log", int(since).to_bytes(4, "big"))["records"]
+    with Admin(target, owner) as admin:
+        return admin.audit_log(since)

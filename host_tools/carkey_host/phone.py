@@ -23,6 +23,7 @@ class Transaction:
     results: list = field(default_factory=list)
     documents: list = field(default_factory=list)  # [(document tag, result code)] as the car judged them
     share_presented_to: bytes | None = None  # reader group id, when this phone presented its share document
+    share_dropped: int | None = None  # the car's result code when the phone dropped its share after this visit
     reader_status: bytes | None = None
     control_flow: tuple | None = None
     dropped: bool = False
@@ -114,10 +115,32 @@ class Phone:
             self.device.reset()
             self._pending = []
             self.keydir.save_kpersistent_cache(self.device.kpersistent_cache)
-            if txn.share_presented_to is not None and (env.SHARE_TAG, 0) in txn.documents:
-                self.keydir.remove_share_document(txn.share_presented_to)
-                self.share_documents.pop(txn.share_presented_to, None)
+            self.settle_share(txn)
         return txn
+
+    def settle_share(self, txn: Transaction, now: float | None = None):
+        """After a visit: drop the share document the car judged for good, accepted (this
+        phone is enrolled now) or definitely refused (revoked, superseded, refused, ended),
+        so it is not presented again. A refusal that may pass later (clock not trusted,
+        not yet valid) keeps it."""
+        group = txn.share_presented_to
+        codes = [code for tag, code in txn.documents if tag == env.SHARE_TAG]
+        if group is None or not codes:
+            return
+        code = codes[0]
+        if code not in env.SHARE_FINAL:
+            if code != env.OUTSIDE_VALIDITY:
+                return
+            import time
+
+            from .documents import parse_share
+
+            if not parse_share(self.share_documents[group]).ended(time.time() if now is None else now):
+                return  # not valid yet: keep it for later
+        self.keydir.remove_share_document(group)
+        self.share_documents.pop(group, None)
+        if code != 0:
+            txn.share_dropped = code
 
     def serve(self, host, port, framing, connections=None, on_listening=None, on_transaction=None):
         """Serve readers one connection after another; `connections` bounds how many."""

@@ -1,14 +1,21 @@
 """A car on its USB serial port: the owner's operations as firmware-side admin calls.
 
 `UsbCar(port)` offers what carkey_host.vcar.VirtualCar offers the owner's tools
-(identity, provision, submit): each call interrupts the application through the
-raw REPL, runs one function of carkey.ecu.admin on the board, and soft-resets so
-the application starts again. Only provision works without a signature, and only
-in factory state; everything else is an owner-signed document the firmware checks
-(docs/PROTOCOL.md §9), so the host tools stay the same if the REPL is closed later.
+(identity, provision, submit, admin_session). Two ways in:
+
+- the running application's console (firmware carkey.ecu.console): request lines
+  `#carkey challenge` / `#carkey submit HEX` answered by one `CARKEY-RESULT` line,
+  with the application running on: nothing restarts, taps go on between requests;
+- when the application does not answer (a board at its REPL, older firmware, or
+  provisioning): the raw REPL, which interrupts the application, runs one function of
+  carkey.ecu.admin, and soft-resets so the application starts again.
+
+Only provision works without a signature, and only in factory state; everything else
+is an owner-signed document the firmware checks (docs/PROTOCOL.md §9).
 """
 
 import json
+import time
 
 from .errors import CarkeyError, Refused
 
@@ -41,15 +48,20 @@ class UsbCar:
         self.timeout = timeout
         self.state_dir = state_dir
 
-    def _call(self, call):
+    def _call(self, call, board=None):
         from .deploy import Board
 
+        if board is not None:  # inside a session: the application stays interrupted until it ends
+            return self._answer(board.exec(_PROGRAM.format(state=self.state_dir, call=call, mark=_MARK)).decode())
         board = Board(self.port, self.timeout)
         try:
             output = board.exec(_PROGRAM.format(state=self.state_dir, call=call, mark=_MARK)).decode()
             board.soft_reset()  # the application starts again
         finally:
             board.close()
+        return self._answer(output)
+
+    def _answer(self, output):
         for line in output.splitlines():
             if line.startswith(_MARK):
                 answer = json.loads(line[len(_MARK):])
@@ -62,11 +74,146 @@ class UsbCar:
         return answer["result"]
 
     def identity(self) -> dict:
-        return self._call("admin.identity(state)")
+        try:
+            with ConsoleSession(self) as session:
+                return session.identity
+        except AppNotAnswering:
+            return self._call("admin.identity(state)")
 
     def provision(self, owner_public_key: bytes, unix_time: int = 0) -> dict:
         return self._call(f"({_RADIO_ON}, admin.provision(state, bytes.fromhex({owner_public_key.hex()!r}), "
                           f"{int(unix_time)}))[1]")
 
     def submit(self, document: bytes) -> dict:
-        return self._call(f"admin.submit(state, bytes.fromhex({document.hex()!r}), now)")
+        try:
+            console = ConsoleSession(self).open()
+        except AppNotAnswering:
+            return self._call(f"admin.submit(state, bytes.fromhex({document.hex()!r}), now)")
+        try:
+            return console.submit(document)
+        finally:
+            console.close()
+
+    def admin_session(self):
+        """The running application's console if it answers, else the raw REPL."""
+        return _Either(self)
+
+
+class AppNotAnswering(Exception):
+    """The application did not answer on the console: use the raw REPL."""
+
+
+class _Either:
+    def __init__(self, car):
+        self.car = car
+
+    def __enter__(self):
+        try:
+            self.session = ConsoleSession(self.car).open()
+        except AppNotAnswering:
+            self.session = ReplSession(self.car)
+            return self.session.__enter__()
+        return self.session
+
+    def __exit__(self, *exc):
+        return self.session.__exit__(*exc)
+
+
+class ConsoleSession:
+    """An admin session with the running application over its console (no interrupt,
+    no reset). open() raises AppNotAnswering when nothing answers as the application."""
+
+    ANSWER_S = 5.0  # the application may be in a tap (a few seconds on an ESP32) before it answers
+
+    def __init__(self, car: UsbCar):
+        self.car = car
+        self.port = None
+
+    def open(self):
+        import serial
+
+        from .serialport import check_port
+
+        check_port(self.car.port)
+        try:
+            self.port = serial.Serial(self.car.port, 115200, timeout=0.05, exclusive=True)
+        except serial.SerialException as e:
+            raise CarkeyError(f"cannot open {self.car.port}: {e}") from None
+        try:
+            first = self._request("challenge", self.ANSWER_S)
+        except BaseException:
+            self.close()
+            raise
+        self.challenge = bytes.fromhex(first.pop("challenge"))
+        self.identity = first
+        return self
+
+    def __enter__(self):
+        return self.open() if self.port is None else self
+
+    def _request(self, request: str, timeout: float) -> dict:
+        import os
+
+        token = os.urandom(4).hex()  # an answer to an earlier, abandoned request is not this one's
+        mark = f"{_MARK}{token} "
+        self.port.reset_input_buffer()
+        self.port.write(f"#carkey {token} {request}\r\n".encode())
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while time.monotonic() < deadline:
+            buf += self.port.read(self.port.in_waiting or 1)
+            while b"\n" in buf:
+                raw, buf = buf.split(b"\n", 1)
+                text = raw.decode(errors="replace").strip()
+                if text.startswith(mark):
+                    return self.car._answer(_MARK + text[len(mark):])
+                if text.startswith(">>>") or "raw REPL" in text:
+                    raise AppNotAnswering()  # a REPL took the line (a comment there): no application
+            if buf.startswith((b">>> ", b">")) and len(buf) <= 4:
+                raise AppNotAnswering()  # a prompt waits for input
+        raise AppNotAnswering()
+
+    def submit(self, document: bytes) -> dict:
+        try:
+            return self._request(f"submit {document.hex()}", self.car.timeout)
+        except AppNotAnswering:
+            raise CarkeyError(f"the car's application on {self.car.port} stopped answering") from None
+
+    def close(self):
+        if self.port is not None:
+            self.port.close()
+            self.port = None
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ReplSession:
+    """An admin session through the raw REPL: the application is interrupted once, the
+    challenge lives in the board's RAM for the session, and one soft reset at the end
+    starts the application again."""
+
+    def __init__(self, car: UsbCar):
+        self.car = car
+
+    def __enter__(self):
+        from .deploy import Board
+
+        self.board = Board(self.car.port, self.car.timeout)
+        try:
+            first = self.car._call("admin.challenge(state)", self.board)
+        except BaseException:
+            self.board.close()
+            raise
+        self.challenge = bytes.fromhex(first.pop("challenge"))
+        self.identity = first
+        return self
+
+    def submit(self, document: bytes) -> dict:
+        return self.car._call(f"admin.submit(state, bytes.fromhex({document.hex()!r}), now)", self.board)
+
+    def __exit__(self, *exc):
+        try:
+            self.board.soft_reset()  # the application starts again
+        finally:
+            self.board.close()

@@ -6,6 +6,7 @@ state directory is the car's flash: identity, key store, clock floor, lockout, a
 log, the simulated car body. Nothing here touches those files: only firmware does.
 """
 
+import contextlib
 import json
 import subprocess
 import time
@@ -157,6 +158,12 @@ class VirtualCar:
         self._require_state()
         return self._strip(self._run({"op": "submit", "document": document.hex()}))
 
+    def admin_session(self) -> "VcarSession":
+        """An admin session (docs/PROTOCOL.md §9): one car process holds the challenge in
+        its RAM until the session ends, as a board does."""
+        self._require_state()
+        return VcarSession(self)
+
     def connect(self, host, port, framing, sequence, on_txn=None) -> tuple[list, list]:
         """One connection per transaction; returns ([Txn], [(output role, ms) pulses])."""
         self._require_state()
@@ -200,6 +207,63 @@ class VirtualCar:
         return result
 
 
+class VcarSession:
+    """The car's side of an admin session with the virtual car: `challenge`, `identity`,
+    `submit(document)`; a context manager (the session ends with it)."""
+
+    def __init__(self, car: VirtualCar):
+        self.car = car
+
+    def __enter__(self):
+        cmd = [paths.micropython_executable()]
+        if self.car.heapsize:
+            cmd += ["-X", f"heapsize={self.car.heapsize}"]
+        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+        try:
+            self.proc = subprocess.Popen(cmd + ["-m", "vcar"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, env=env, text=True, bufsize=1)
+        except FileNotFoundError as e:
+            raise CarkeyError(f"cannot start MicroPython: {e}") from None
+        try:
+            first = self._send({"op": "session", "state": str(self.car.state_dir)})
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        self.challenge = bytes.fromhex(first.pop("challenge"))
+        self.identity = first
+        return self
+
+    def _send(self, obj) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(obj) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # the answer (or its absence) says why
+        for raw in self.proc.stdout:
+            try:
+                answer = json.loads(raw)
+            except ValueError:
+                continue  # firmware diagnostics, not protocol lines
+            if not answer.pop("ok", False):
+                raise CarkeyError(answer.get("error", "the virtual car failed"))
+            return answer
+        raise CarkeyError(f"the virtual car crashed: {self.proc.stderr.read().strip()[-300:]}")
+
+    def submit(self, document: bytes) -> dict:
+        return self._send({"document": document.hex()})
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=self.car.timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
 _APP = "import virtual\nfrom carkey.ecu import app\napp.run(virtual, state_dir={state!r}, passive_entry={passive})\n"
 
 
@@ -222,8 +286,8 @@ class RunningCar:
         if heapsize:
             cmd += ["-X", f"heapsize={heapsize}"]
         cmd += ["-c", _APP.format(state=str(self.state_dir), passive=bool(passive_entry))]
-        self.proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def wait_for(self, predicate, what, timeout=30):
         deadline = time.monotonic() + timeout

@@ -20,6 +20,7 @@ from carkey.ecu.codes import (
     CMD_DRIVE_ENABLE,
     CMD_UNLOCK,
     DOCUMENT_REFUSED,
+    DOCUMENT_SUPERSEDED,
     KEY_REVOKED,
     KEY_SUSPENDED,
     KIND_STANDARD,
@@ -303,15 +304,16 @@ class AcceptShareTest(unittest.TestCase):
         self.assertEqual(self.accept(share(role=ROLE_VALET, entitlements=0x55))[0], OK)
         self.assertEqual(self.accept(share(entitlements=0))[0], OK)
 
-    def test_serial_must_exceed_owner_floor(self):
-        self.refused(share(serial=50), "serial not above the owner's floor")
-        self.refused(share(serial=0), "serial not above the owner's floor")
-        self.assertEqual(self.accept(share(serial=51))[0], OK)
+    def test_owner_floor_does_not_cancel_shares(self):
+        # The owner's own floor (raised by whatever it did before) says nothing about a
+        # share for another key: documents about one key never cancel another's.
+        self.assertEqual(self.accept(share(serial=50))[0], OK)
+        self.assertEqual(self.accept(share(serial=1))[0], OK)
 
     def test_serial_must_exceed_the_friend_record(self):
         ks = store(friend_record(serial_floor=100))
-        self.refused(share(serial=100), "serial not above the key's floor", ks=ks)
-        self.refused(share(serial=99), "serial not above the key's floor", ks=ks)
+        self.refused(share(serial=100), "serial not above the key's floor", code=DOCUMENT_SUPERSEDED, ks=ks)
+        self.refused(share(serial=99), "serial not above the key's floor", code=DOCUMENT_SUPERSEDED, ks=ks)
         self.assertEqual(self.accept(share(serial=101), ks=ks)[0], OK)
 
     def test_owner_cannot_be_demoted(self):
@@ -442,12 +444,13 @@ class AcceptRevocationTest(unittest.TestCase):
         ks = store(friend_record(status=STATUS_REVOKED))
         self.refused(revocation(action=ACTION_RESUME), "target key revoked", code=KEY_REVOKED, ks=ks)
         self.refused(revocation(action=ACTION_SUSPEND), "target key revoked", code=KEY_REVOKED, ks=ks)
-        self.assertEqual(self.accept(revocation(action=ACTION_REVOKE), ks=ks)[0], OK)
+        # Revoking again changes nothing and says so: a replayed revocation is refused.
+        self.refused(revocation(action=ACTION_REVOKE), "already revoked", code=KEY_REVOKED, ks=ks)
 
     def test_serial_floors(self):
-        self.refused(revocation(serial=50), "serial not above the owner's floor")
+        self.assertEqual(self.accept(revocation(serial=50))[0], OK)  # the owner's floor plays no part
         ks = store(friend_record(serial_floor=300))
-        self.refused(revocation(serial=300), "serial not above the key's floor", ks=ks)
+        self.refused(revocation(serial=300), "serial not above the key's floor", code=DOCUMENT_SUPERSEDED, ks=ks)
         self.assertEqual(self.accept(revocation(serial=301), ks=ks)[0], OK)
 
     def test_wrong_group(self):
@@ -489,7 +492,7 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(policy.check(cred, CMD_DRIVE_ENABLE, b"\x10", KIND_STANDARD, NOW, True, None), NOT_ENTITLED)
 
         # Presenting the same document again changes nothing.
-        self.assertEqual(d.accept_share(share(serial=100), ks, GROUP, FRIEND_PUB, NOW, True)[0], DOCUMENT_REFUSED)
+        self.assertEqual(d.accept_share(share(serial=100), ks, GROUP, FRIEND_PUB, NOW, True)[0], DOCUMENT_SUPERSEDED)
 
         # A newer share updates the record; the older, wider one cannot come back.
         code, detail = d.accept_share(share(serial=120, entitlements=0x01), ks, GROUP, FRIEND_PUB, NOW, True)
@@ -502,14 +505,15 @@ class LifecycleTest(unittest.TestCase):
         code, detail = d.accept_revocation(revocation(serial=130, action=ACTION_SUSPEND), ks, GROUP)
         self.assertEqual(code, OK)
         apply_revocation(ks, detail)
-        self.assertEqual(ks.find(OWNER_PUB).serial_floor, 130)
+        self.assertEqual(ks.find(OWNER_PUB).serial_floor, 50)  # the owner's floor stays: other shares live on
+        self.assertEqual(ks.find(FRIEND_PUB).serial_floor, 130)
         self.assertEqual(policy.check(ks.find(FRIEND_PUB), CMD_UNLOCK, b"", KIND_STANDARD, NOW, True, None), KEY_SUSPENDED)
-        self.assertEqual(d.accept_share(share(serial=125), ks, GROUP, FRIEND_PUB, NOW, True)[1], "serial not above the owner's floor")
+        self.assertEqual(d.accept_share(share(serial=125), ks, GROUP, FRIEND_PUB, NOW, True)[1], "serial not above the key's floor")
         # Replaying the suspension after a resume is refused too.
         code, detail = d.accept_revocation(revocation(serial=140, action=ACTION_RESUME), ks, GROUP)
         apply_revocation(ks, detail)
         self.assertEqual(ks.find(FRIEND_PUB).status, STATUS_ACTIVE)
-        self.assertEqual(d.accept_revocation(revocation(serial=130, action=ACTION_SUSPEND), ks, GROUP)[0], DOCUMENT_REFUSED)
+        self.assertEqual(d.accept_revocation(revocation(serial=130, action=ACTION_SUSPEND), ks, GROUP)[0], DOCUMENT_SUPERSEDED)
 
         # Revocation is for good, even against a share signed after it.
         code, detail = d.accept_revocation(revocation(serial=150), ks, GROUP)
@@ -535,3 +539,37 @@ class LifecycleTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AcceptAdminTest(unittest.TestCase):
+    """Admin requests run under the car's session challenge (§9), never a serial floor."""
+
+    CHALLENGE = bytes(range(16))
+
+    def req(self, number=1, challenge=None, op=0x03, arg=b""):
+        b = d.admin_body(GROUP, number, op, arg, self.CHALLENGE if challenge is None else challenge)
+        return d.sign(d.ADMIN_TAG, b, OWNER_PRIV, OWNER_PUB)
+
+    def test_runs_once_in_its_session(self):
+        ks = store()
+        code, detail = d.accept_admin(self.req(1), ks, GROUP, self.CHALLENGE, 0)
+        self.assertEqual((code, detail["serial"], detail["operation"]), (OK, 1, 0x03))
+        self.assertEqual(d.accept_admin(self.req(1), ks, GROUP, self.CHALLENGE, 1),
+                         (DOCUMENT_SUPERSEDED, "request number already used in this session"))
+        self.assertEqual(d.accept_admin(self.req(2), ks, GROUP, self.CHALLENGE, 1)[0], OK)
+
+    def test_other_or_no_session_refused(self):
+        ks = store()
+        reason = "not this session's challenge: ask the car for a new one"
+        self.assertEqual(d.accept_admin(self.req(), ks, GROUP, None, 0), (DOCUMENT_REFUSED, reason))
+        self.assertEqual(d.accept_admin(self.req(challenge=bytes(16)), ks, GROUP, self.CHALLENGE, 0),
+                         (DOCUMENT_REFUSED, reason))
+
+    def test_owner_floor_plays_no_part(self):
+        ks = store()
+        self.assertEqual(ks.find(OWNER_PUB).serial_floor, 50)
+        self.assertEqual(d.accept_admin(self.req(1), ks, GROUP, self.CHALLENGE, 0)[0], OK)
+
+    def test_challenge_is_16_bytes(self):
+        with self.assertRaises(DocumentError):
+            d.parse_admin(self.req(challenge=bytes(15)))

@@ -2,7 +2,7 @@
 
 Factory state may enroll the first owner; afterwards every change is a document the
 owner signed (share, revocation, admin request) and the firmware checks it: group,
-owner, serial floor, signature. A refused or malformed document changes nothing.
+owner, serial floor or session challenge, signature. A refused or malformed document changes nothing.
 
 Run: .venv/bin/pytest -q tests/host/test_admin.py
 """
@@ -16,7 +16,7 @@ from carkey_host.aliro import crypto
 from carkey_host.errors import CarkeyError
 from carkey_host.vcar import VirtualCar
 
-OK, DOCUMENT_REFUSED, BAD_REQUEST = 0x00, 0x0B, 0x0A
+OK, DOCUMENT_REFUSED, BAD_REQUEST, SUPERSEDED = 0x00, 0x0B, 0x0A, 0x0E
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_share_over_usb_enrolls_the_named_key(car):
     assert out["result"] == OK and out["key"]["role"] == "valet" and out["key"]["public_key"] == friend.hex()
     # The same document again: its serial is not above the key's floor any more.
     before = files(car)
-    assert car.submit(doc)["result"] == DOCUMENT_REFUSED
+    assert car.submit(doc)["result"] == SUPERSEDED
     assert files(car) == before
 
 
@@ -78,40 +78,68 @@ def test_revocation_over_usb(car):
     assert slot.hex() in car.keys()["revoked_slots"]
 
 
+def admin(car, session, operation, argument=b"", number=None, key=None, group_id=None):
+    session.number = number if number is not None else getattr(session, "number", 0) + 1
+    return documents.make_admin(key or car.owner, group_id or car.group_id, operation, argument,
+                                challenge=session.challenge, number=session.number)
+
+
 def test_admin_requests_run_once(car):
-    req = documents.make_admin(car.owner, car.group_id, "list-keys", serial=next_serial(car))
-    out = car.submit(req)
-    assert out["result"] == OK and len(out["keys"]) == 1
-    assert car.submit(req)["result"] == DOCUMENT_REFUSED  # replayed: serial not above the owner's floor
-    since = (0).to_bytes(4, "big")
-    out = car.submit(documents.make_admin(car.owner, car.group_id, "export-log", since, serial=next_serial(car)))
-    assert out["result"] == OK and [r["command"] for r in out["records"]][:2] == [0xF1, 0xF2]
-    when = int(time.time()) + 5
-    out = car.submit(documents.make_admin(car.owner, car.group_id, "set-clock", when.to_bytes(4, "big"),
-                                          serial=next_serial(car)))
-    assert out == {"result": OK, "time": when}
+    with car.admin_session() as s:
+        assert s.identity["group_id"] == car.group_id.hex()
+        req = admin(car, s, "list-keys")
+        out = s.submit(req)
+        assert out["result"] == OK and len(out["keys"]) == 1
+        assert s.submit(req)["result"] == SUPERSEDED  # replayed in its session: number already used
+        since = (0).to_bytes(4, "big")
+        out = s.submit(admin(car, s, "export-log", since))
+        assert out["result"] == OK and [r["command"] for r in out["records"]][:2] == [0xF1, 0xF2]
+        when = int(time.time()) + 5
+        out = s.submit(admin(car, s, "set-clock", when.to_bytes(4, "big")))
+        assert out == {"result": OK, "time": when}
+    # After the session ends its challenge is gone: the request is refused everywhere.
+    assert car.submit(req)["result"] == DOCUMENT_REFUSED
+    with car.admin_session() as s:
+        out = s.submit(req)
+        assert out["result"] == DOCUMENT_REFUSED and "challenge" in out["reason"]
+
+
+def test_reading_writes_one_audit_record_per_session(car):
+    before = car.log()
+    keys_before = files(car)
+    with car.admin_session() as s:
+        for _ in range(3):
+            assert s.submit(admin(car, s, "export-log", (0).to_bytes(4, "big")))["result"] == OK
+            assert s.submit(admin(car, s, "list-keys"))["result"] == OK
+    after = car.log()
+    assert len(after) == len(before) + 1 and (after[-1]["command"], after[-1]["result"]) == (0xE4, OK)
+    # Nothing but the audit log changed: no key-store commit for reading.
+    assert {k: v for k, v in files(car).items() if k.startswith("keys.")} == \
+        {k: v for k, v in keys_before.items() if k.startswith("keys.")}
 
 
 def test_requests_from_strangers_or_other_cars_are_refused(car):
     stranger = crypto.generate_private_key()
     before = files(car)
-    out = car.submit(documents.make_admin(stranger, car.group_id, "list-keys", serial=next_serial(car)))
-    assert out["result"] == DOCUMENT_REFUSED and "owner" in out["reason"]
-    out = car.submit(documents.make_admin(car.owner, bytes(16), "list-keys", serial=next_serial(car)))
-    assert out["result"] == DOCUMENT_REFUSED and "group" in out["reason"]
+    with car.admin_session() as s:
+        out = s.submit(admin(car, s, "list-keys", key=stranger))
+        assert out["result"] == DOCUMENT_REFUSED and "owner" in out["reason"]
+        out = s.submit(admin(car, s, "list-keys", group_id=bytes(16)))
+        assert out["result"] == DOCUMENT_REFUSED and "group" in out["reason"]
     assert files(car) == before
 
 
 def test_forged_signature_and_bad_operation(car):
-    req = bytearray(documents.make_admin(car.owner, car.group_id, "list-keys", serial=next_serial(car)))
-    req[-70] ^= 1  # inside the signature
     before = files(car)
-    assert car.submit(bytes(req)) == {"result": DOCUMENT_REFUSED, "reason": "bad signature"}
-    # A well-signed request for a clock of zero is refused before anything changes.
-    body = documents.admin_body(car.group_id, next_serial(car), 0x01, bytes(4))
-    bad = documents.assemble(documents.ADMIN_TAG, body, documents.sign_body(car.owner, documents.ADMIN_TAG, body),
-                             crypto.public_key_bytes(car.owner))
-    assert car.submit(bad)["result"] == BAD_REQUEST
+    with car.admin_session() as s:
+        req = bytearray(admin(car, s, "list-keys"))
+        req[-70] ^= 1  # inside the signature
+        assert s.submit(bytes(req)) == {"result": DOCUMENT_REFUSED, "reason": "bad signature"}
+        # A well-signed request for a clock of zero is refused before anything changes.
+        body = documents.admin_body(car.group_id, 7, 0x01, bytes(4), s.challenge)
+        bad = documents.assemble(documents.ADMIN_TAG, body, documents.sign_body(car.owner, documents.ADMIN_TAG, body),
+                                 crypto.public_key_bytes(car.owner))
+        assert s.submit(bad)["result"] == BAD_REQUEST
     assert files(car) == before
 
 
@@ -121,3 +149,71 @@ def test_malformed_documents_are_errors(car, doc):
     with pytest.raises(CarkeyError):
         car.submit(doc)
     assert files(car) == before
+
+
+def test_owner_requests_and_other_documents_never_cancel_a_share(car):
+    """A share not yet presented survives everything the owner does about other keys;
+    every document still runs only once."""
+    friend = crypto.public_key_bytes(crypto.generate_private_key())
+    other = crypto.public_key_bytes(crypto.generate_private_key())
+    pending = documents.make_share(car.owner, car.group_id, friend, "driver", serial=next_serial(car))
+    with car.admin_session() as s:
+        assert s.submit(admin(car, s, "list-keys"))["result"] == OK
+        assert s.submit(admin(car, s, "export-log", bytes(4)))["result"] == OK
+        assert s.submit(admin(car, s, "set-clock", int(time.time()).to_bytes(4, "big")))["result"] == OK
+    share_other = documents.make_share(car.owner, car.group_id, other, "guest", serial=next_serial(car))
+    assert car.submit(share_other)["result"] == OK
+    suspend = documents.make_revocation(car.owner, car.group_id, other, serial=next_serial(car), action="suspend")
+    assert car.submit(suspend)["result"] == OK
+    revoke = documents.make_revocation(car.owner, car.group_id, other, serial=next_serial(car), action="revoke")
+    assert car.submit(revoke)["result"] == OK
+    # The older share for `friend` still works; each document then runs once only.
+    assert car.submit(pending)["result"] == OK
+    assert car.submit(pending)["result"] == SUPERSEDED
+    assert car.submit(share_other)["result"] == SUPERSEDED
+    assert car.submit(suspend)["result"] == SUPERSEDED
+    assert car.submit(revoke)["result"] == SUPERSEDED
+    # A revocation of a slot never enrolled, replayed: revocation is permanent, a second one refused.
+    stranger = documents.key_slot(crypto.public_key_bytes(crypto.generate_private_key()))
+    cancel = documents.make_revocation(car.owner, car.group_id, stranger, serial=next_serial(car))
+    assert car.submit(cancel)["result"] == OK
+    assert car.submit(cancel) == {"result": 0x07, "reason": "already revoked"}
+
+
+def test_log_export_comes_in_pages(car):
+    stranger = crypto.generate_private_key()
+    with car.admin_session() as s:
+        for _ in range(40):  # each refused request is a record of its own
+            assert s.submit(admin(car, s, "list-keys", key=stranger))["result"] == DOCUMENT_REFUSED
+        page = s.submit(admin(car, s, "export-log", bytes(4)))
+        assert len(page["records"]) == 16 and page["more"] is True
+        rest = s.submit(admin(car, s, "export-log", page["records"][-1]["seq"].to_bytes(4, "big")))
+        assert rest["more"] and rest["records"][0]["seq"] == page["records"][-1]["seq"] + 1
+
+
+def test_owner_tools_read_every_page(tmp_path):
+    from carkey_host import owner
+    from carkey_host.keydir import KeyDir
+
+    kd = KeyDir(tmp_path / "owner")
+    kd.init()
+    car = VirtualCar(tmp_path / "car")
+    owner.provision(car, kd)
+    stranger = crypto.generate_private_key()
+    with car.admin_session() as s:
+        for _ in range(40):  # each refused request is a record of its own
+            s.submit(admin(car, s, "list-keys", key=stranger, group_id=bytes.fromhex(s.identity["group_id"])))
+    records = owner.audit_log(car, kd)
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1)) and len(records) > 42
+    friends = [crypto.public_key_bytes(crypto.generate_private_key()) for _ in range(9)]
+    for pub in friends:
+        owner.add_key(car, kd, pub, "guest")
+    owner.change_key(car, kd, documents.key_slot(friends[0]), "revoke")
+    listing = owner.list_keys(car, kd)
+    assert len(listing["keys"]) == 10 and listing["revoked_slots"] == [documents.key_slot(friends[0]).hex()]
+    with car.admin_session() as s:
+        group_id = bytes.fromhex(s.identity["group_id"])
+        s.number = 0
+        page = s.submit(documents.make_admin(kd.private_key(), group_id, "list-keys", bytes([1]),
+                                             challenge=s.challenge, number=1))
+        assert len(page["keys"]) == 4 and page["more"] is True

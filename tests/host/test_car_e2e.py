@@ -257,8 +257,9 @@ def test_forged_and_replayed_shares_are_refused(world):
     share(world, kd, pub, "guest", serial=serial)
     assert world.run(kd, ["standard"])[0][0].granted
     share(world, kd, pub, "driver", serial=serial - 5)
-    txns, _ = world.run(kd, ["standard"])
-    assert txns[0].results == [(UNLOCK, 0x0B)]
+    txns, server = world.run(kd, ["standard"])
+    assert txns[0].results == [(UNLOCK, 0x0E)]  # superseded: the phone drops it for good
+    assert server.transactions[0].documents == [(env.SHARE_TAG, 0x0E)] and kd.share_documents() == {}
 
 
 def test_revoke_suspend_resume(world):

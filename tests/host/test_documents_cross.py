@@ -335,3 +335,15 @@ def test_describe():
     rev = D.parse(REVOCATION)
     assert isinstance(rev, D.Revocation)
     assert "  action           suspend" in rev.describe().splitlines()
+
+
+def test_admin_request_parses_alike(fw):
+    """An admin request the host signs under a session challenge (§9) parses in the firmware
+    with the same fields, and its signature verifies there."""
+    challenge = bytes(range(16))
+    doc = D.make_admin(OWNER, GROUP, "export-log", (42).to_bytes(4, "big"), challenge=challenge, number=3)
+    f = fw.call(FW, "parse_admin", doc)
+    assert (f["group_id"], f["serial"], f["operation"], f["argument"], f["challenge"], f["owner"]) == (
+        GROUP, 3, 0x02, (42).to_bytes(4, "big"), challenge, OWNER_PUB)
+    assert fw.call("carkey.crypto.p256", "verify", OWNER_PUB, fw.call(FW, "digest", D.ADMIN_TAG, f["body"]),
+                   f["signature"])

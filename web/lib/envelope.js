@@ -25,6 +25,7 @@ export const RESULTS = Object.freeze({
   0x04: 'use limit reached', 0x05: 'needs a standard transaction', 0x06: 'key suspended',
   0x07: 'key revoked or unknown', 0x08: 'locked out', 0x09: 'clock not trusted',
   0x0a: 'unknown command or bad argument', 0x0b: 'document refused', 0x0c: 'hardware fault',
+  0x0d: 'no room (key store or revocation list full)', 0x0e: 'document superseded',
 });
 
 const DOORS = ['driver', 'passenger', 'rear-left', 'rear-right', 'trunk'];

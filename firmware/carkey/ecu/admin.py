@@ -16,6 +16,9 @@ from carkey.ecu.auditlog import KIND_ADMIN, TRANSPORT_USB, AuditLog
 from carkey.ecu.car import IDENTITY_RECORD, create_identity, load_identity
 from carkey.ecu.keystore import Credential, KeyStore
 
+EXPORT_PAGE = 16  # audit records per export-log answer (§9)
+KEY_PAGE = 4  # keys per list-keys answer, then revoked slots SLOT_PAGE at a time
+SLOT_PAGE = 32
 ROLES = {"owner": codes.ROLE_OWNER, "driver": codes.ROLE_DRIVER, "guest": codes.ROLE_GUEST, "valet": codes.ROLE_VALET}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}
 STATUS_NAMES = ("active", "suspended", "revoked")
@@ -23,6 +26,26 @@ STATUS_NAMES = ("active", "suspended", "revoked")
 
 class AdminError(ValueError):
     pass
+
+
+# The admin session (§9): the challenge the car last issued, the number of the last
+# request run under it, and whether the session is in the audit log yet. RAM only:
+# a reset ends the session, so no captured request can run again, and reading
+# (log, keys) never writes to flash beyond the session's one audit record.
+_session = [None, 0, False]
+
+
+def challenge(dir):
+    """Open a new admin session (ending any other): the car's public identity and 16
+    random bytes, hex, for the owner's tool to sign its requests over."""
+    import os
+
+    out = identity(dir)
+    _session[0] = os.urandom(16)
+    _session[1] = 0
+    _session[2] = False
+    out["challenge"] = _session[0].hex()
+    return out
 
 
 def public_identity(ident):
@@ -128,20 +151,41 @@ def describe(cred):
     }
 
 
-def keys(dir):
-    store = KeyStore(dir)
-    return {"keys": [describe(c) for c in store], "revoked_slots": [s.hex() for s in store.revoked_slots()]}
+def keys(dir, page=None, store=None):
+    """Enrolled keys and revoked slots; with `page`, one page of them (§9): the keys
+    KEY_PAGE at a time, then the revoked slots SLOT_PAGE at a time, and "more"."""
+    store = store if store is not None else KeyStore(dir)
+    if page is None:
+        return {"keys": [describe(c) for c in store], "revoked_slots": [s.hex() for s in store.revoked_slots()]}
+    key_pages = (len(store) + KEY_PAGE - 1) // KEY_PAGE
+    out = {"keys": [], "revoked_slots": []}
+    if page < key_pages:
+        i = 0
+        for c in store:
+            if page * KEY_PAGE <= i < (page + 1) * KEY_PAGE:
+                out["keys"].append(describe(c))
+            i += 1
+        out["more"] = page + 1 < key_pages or store.has_revoked()
+        return out
+    slots = store.revoked_slots()
+    first = (page - key_pages) * SLOT_PAGE
+    out["revoked_slots"] = [s.hex() for s in slots[first : first + SLOT_PAGE]]
+    out["more"] = first + SLOT_PAGE < len(slots)
+    return out
 
 
-def log(dir, since_seq=0):
-    return [
-        {"seq": seq, "time": when, "slot": slot.hex(), "transport": transport, "kind": kind, "command": command,
-         "result": result}
-        for seq, when, slot, transport, kind, command, result in AuditLog(dir).records(since_seq)
-    ]
+def log(dir, since_seq=0, audit=None, limit=0):
+    """Audit records after since_seq, oldest first; at most `limit` of them (0: all)."""
+    out = []
+    for seq, when, slot, transport, kind, command, result in (audit or AuditLog(dir)).records(since_seq):
+        out.append({"seq": seq, "time": when, "slot": slot.hex(), "transport": transport, "kind": kind,
+                    "command": command, "result": result})
+        if len(out) == limit:
+            break
+    return out
 
 
-def set_clock(dir, unix, clock=None):
+def set_clock(dir, unix, clock=None, audit=None):
     """The owner sets the time: it also becomes the "not earlier than" floor."""
     from carkey.clock import Clock, ClockError
 
@@ -149,7 +193,7 @@ def set_clock(dir, unix, clock=None):
         (clock or Clock(dir)).set_time(unix)
     except ClockError as e:
         raise AdminError(str(e))
-    AuditLog(dir).append(unix, None, TRANSPORT_USB, KIND_ADMIN, codes.EVENT_CLOCK, codes.OK)
+    (audit or AuditLog(dir)).append(unix, None, TRANSPORT_USB, KIND_ADMIN, codes.EVENT_CLOCK, codes.OK)
     return {"time": unix}
 
 
@@ -168,16 +212,18 @@ def provision(dir, owner_pub, unix_time=0):
     return ident
 
 
-def submit(dir, doc, now=0):
+def submit(dir, doc, now=0, clock=None, audit=None, store=None):
     """Apply one owner-signed document arriving over USB: a share document enrolls or
     updates the key it names, a revocation document revokes, suspends or resumes,
     an admin request runs its operation. Returns {"result": code, ...}; a refused
-    document changes nothing."""
+    document changes nothing. clock, audit, store: the running application's Clock,
+    AuditLog (it keeps the log's head in RAM) and KeyStore, so a change reaches it
+    and no second copy of the keys takes heap (default: read from dir)."""
     from carkey.ecu import documents
 
     ident = load_identity(dir)
-    store = KeyStore(dir)
-    audit = AuditLog(dir)
+    store = store if store is not None else KeyStore(dir)
+    audit = audit or AuditLog(dir)
     tag = doc[0] if doc else 0
     try:
         if tag == documents.SHARE_TAG:
@@ -189,10 +235,12 @@ def submit(dir, doc, now=0):
             code, detail = documents.accept_revocation(doc, store, ident.group_id)
             event = codes.EVENT_REVOCATION
         elif tag == documents.ADMIN_TAG:
-            code, detail = documents.accept_admin(doc, store, ident.group_id)
+            code, detail = documents.accept_admin(doc, store, ident.group_id, _session[0], _session[1])
             event = codes.EVENT_ADMIN
-            if code == codes.OK and not _valid_operation(detail["operation"], detail["argument"]):
-                code, detail = codes.BAD_REQUEST, "unknown operation or bad argument"
+            if code == codes.OK:
+                _session[1] = detail["serial"]  # runs once, whatever the operation's outcome
+                if not _valid_operation(detail["operation"], detail["argument"]):
+                    code, detail = codes.BAD_REQUEST, "unknown operation or bad argument"
         else:
             raise AdminError("not a carkey document (tag %02X)" % tag)
     except documents.DocumentError as e:
@@ -202,21 +250,22 @@ def submit(dir, doc, now=0):
         out["reason"] = detail
         audit.append(now, None, TRANSPORT_USB, KIND_ADMIN, event, code)
         return out
+    if tag == documents.ADMIN_TAG:
+        # Nothing to commit: the session is in RAM. One audit record per session.
+        if not _session[2]:
+            _session[2] = True
+            audit.append(now, store.get(detail["owner"]).slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
+        out.update(_operation(dir, detail["operation"], detail["argument"], clock, audit, store))
+        return out
     if tag == documents.SHARE_TAG:
         cred = documents.apply_share(store, detail)
         out["key"] = describe(cred)
         slot = cred.slot
-    elif tag == documents.REVOCATION_TAG:
+    else:
         documents.apply_revocation(store, detail)
         slot = detail["target"]
-    else:
-        owner = store.get(detail["owner"])
-        owner.serial_floor = detail["serial"]  # the request cannot be replayed
-        slot = owner.slot
     store.commit()
     audit.append(now, slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
-    if tag == documents.ADMIN_TAG:
-        out.update(_operation(dir, detail["operation"], detail["argument"]))
     return out
 
 
@@ -231,12 +280,14 @@ def _valid_operation(op, arg):
         return len(arg) == 4 and int.from_bytes(arg, "big") > 0
     if op == codes.ADMIN_EXPORT_LOG:
         return len(arg) == 4
-    return op == codes.ADMIN_LIST_KEYS and not arg
+    return op == codes.ADMIN_LIST_KEYS and len(arg) <= 1
 
 
-def _operation(dir, op, arg):
+def _operation(dir, op, arg, clock=None, audit=None, store=None):
     if op == codes.ADMIN_SET_CLOCK:
-        return set_clock(dir, int.from_bytes(arg, "big"))
+        return set_clock(dir, int.from_bytes(arg, "big"), clock, audit)
     if op == codes.ADMIN_EXPORT_LOG:
-        return {"records": log(dir, int.from_bytes(arg, "big"))}
-    return keys(dir)
+        # A page at a time: the answer is built on the heap of a running car.
+        records = log(dir, int.from_bytes(arg, "big"), audit, EXPORT_PAGE + 1)
+        return {"records": records[:EXPORT_PAGE], "more": len(records) > EXPORT_PAGE}
+    return keys(dir, arg[0] if arg else 0, store)

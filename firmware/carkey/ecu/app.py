@@ -60,6 +60,12 @@ class Platform:
             return None
         return bluetooth.BLE()
 
+    def console(self):
+        """The USB console's input while the application runs (owner requests, §9)."""
+        import sys
+
+        return getattr(sys.stdin, "buffer", sys.stdin)
+
     def watchdog(self):
         try:
             from machine import WDT, Timer
@@ -189,6 +195,27 @@ class App:
                 last = time.ticks_ms()
             await asyncio.sleep_ms(_IDLE_MS)
 
+    async def _console(self, stream):
+        # Owner requests on the USB console, one at a time and never during a tap; a
+        # change to keys or clock reaches the running car at once.
+        import sys
+
+        from carkey.ecu import console
+
+        async def handle(line):
+            async with self._tap_lock:
+                car = self.car
+                changes = console.changes_keys(line)
+                answered = console.answer(self.state_dir, line, car.clock.now(), sys.stdout, car.clock, car.log,
+                                          car.keys)
+                if answered and changes:
+                    try:
+                        car.keys.load()  # exactly what was committed, whatever happened in between
+                    except (OSError, ValueError):
+                        pass  # unreadable now: the store in RAM holds the change submit committed
+
+        await console.serve(stream, handle)
+
     async def _heartbeat(self, watchdog):
         await self.supervisor.heartbeat(watchdog, _WDT_FEED_MS, self.stop)
 
@@ -214,6 +241,9 @@ class App:
                 self._watch = ProximityWatch(server, PassiveEntry(Proximity(), enabled=True))
                 tasks.append(start("proximity", lambda: self._watch.run(self._on_proximity)))
         tasks.append(start("idle", self._idle))
+        stream = self.platform.console() if hasattr(self.platform, "console") else None
+        if stream is not None:
+            tasks.append(start("console", lambda: self._console(stream)))
         self.watchdog = self.platform.watchdog()
         if self.watchdog is not None:
             tasks.append(asyncio.create_task(self._heartbeat(self.watchdog)))

@@ -37,6 +37,7 @@ BAD_REQUEST = const(0x0A)  # unknown command or bad argument
 DOCUMENT_REFUSED = const(0x0B)
 HARDWARE_FAULT = const(0x0C)
 NO_ROOM = const(0x0D)  # key store full, or revocation list full for a key never enrolled
+DOCUMENT_SUPERSEDED = const(0x0E)  # a newer document for the key was applied (or this one already was)
 
 # Roles (§5 tag 83, §7).
 ROLE_OWNER = const(0x01)

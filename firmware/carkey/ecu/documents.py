@@ -47,6 +47,8 @@ _T_TARGET = const(0x8B)
 _T_ACTION = const(0x8C)
 _T_OPERATION = const(0x8D)
 _T_ARGUMENT = const(0x8E)
+_T_CHALLENGE = const(0x8F)
+_CHALLENGE_LEN = const(16)
 _T_SIGNATURE = const(0x9E)
 _T_OWNER = const(0x5A)
 
@@ -93,15 +95,17 @@ def revocation_body(group_id, target_slot, serial, action):
     )
 
 
-def admin_body(group_id, serial, operation, argument=b""):
-    """The signed body of an admin request (§9), unchecked."""
+def admin_body(group_id, number, operation, argument, challenge):
+    """The signed body of an admin request (§9), unchecked: `number` is the request's
+    place in the session the car's `challenge` opened."""
     return b"".join(
         (
             tlv.encode(_T_VERSION, bytes((_VERSION,))),
             tlv.encode(_T_GROUP, group_id),
-            tlv.encode(_T_SERIAL, serial.to_bytes(4, "big")),
+            tlv.encode(_T_SERIAL, number.to_bytes(4, "big")),
             tlv.encode(_T_OPERATION, bytes((operation,))),
             tlv.encode(_T_ARGUMENT, argument),
+            tlv.encode(_T_CHALLENGE, challenge),
         )
     )
 
@@ -257,7 +261,8 @@ def parse_revocation(doc):
 def parse_admin(doc):
     """Fields of a well-formed admin request (§9) as a dict; raises DocumentError.
 
-    Keys: group_id, serial, operation, argument, body, signature, owner.
+    Keys: group_id, serial (the request number), operation, argument, challenge, body,
+    signature, owner.
     """
     r = _open(doc, ADMIN_TAG, "admin")
     body_start = r.pos
@@ -269,6 +274,7 @@ def parse_admin(doc):
     f["argument"] = r.field(_T_ARGUMENT)
     if len(f["argument"]) > _MAX_ADMIN_ARGUMENT:
         raise DocumentError("admin argument longer than %d bytes" % _MAX_ADMIN_ARGUMENT)
+    f["challenge"] = r.field(_T_CHALLENGE, _CHALLENGE_LEN)
     return _signature_and_owner(r, f, body_start)
 
 
@@ -276,14 +282,14 @@ def parse_admin(doc):
 
 
 def _owner(keystore, fields, group_id):
-    """The signing owner's credential, or a refusal reason."""
+    """The signing owner's credential, or a refusal reason. No serial is checked here:
+    a document's serial is judged against the floor of the key it changes (§5, §6),
+    so documents about one key never cancel documents about another."""
     if fields["group_id"] != group_id:
         return None, "other reader group"
     owner = keystore.find(fields["owner"])
     if owner is None or owner.role != codes.ROLE_OWNER or owner.status != codes.STATUS_ACTIVE:
         return None, "signer is not an active owner"
-    if fields["serial"] <= owner.serial_floor:
-        return None, "serial not above the owner's floor"
     return owner, None
 
 
@@ -316,7 +322,7 @@ def accept_share_steps(doc, keystore, group_id, friend_pub, now, clock_trusted):
         # A share for an enrolled key must be newer than the last document that set
         # or changed its record, so an older, wider share cannot be replayed.
         if f["serial"] <= existing.serial_floor:
-            return _refused(codes.DOCUMENT_REFUSED, "serial not above the key's floor")
+            return _refused(codes.DOCUMENT_SUPERSEDED, "serial not above the key's floor")
     revoked = keystore.is_revoked(key_slot(friend_pub)) or (existing is not None and existing.status == codes.STATUS_REVOKED)
     return _share_steps(f, revoked, now, clock_trusted)
 
@@ -372,7 +378,7 @@ def accept_revocation_steps(doc, keystore, group_id):
         return _refused(codes.DOCUMENT_REFUSED, "an owner cannot revoke itself")
     target = keystore.find_slot(target_slot)
     if target is not None and f["serial"] <= target.serial_floor:
-        return _refused(codes.DOCUMENT_REFUSED, "serial not above the key's floor")
+        return _refused(codes.DOCUMENT_SUPERSEDED, "serial not above the key's floor")
     # Suspend and resume change a record, so the key must be enrolled; revoke also
     # covers keys never seen (a share not yet presented).
     if f["action"] != codes.ACTION_REVOKE and target is None:
@@ -384,8 +390,9 @@ def accept_revocation_steps(doc, keystore, group_id):
 def _revocation_steps(f, known, revoked):
     if not (yield from p256.verify_steps(f["owner"], digest(REVOCATION_TAG, f["body"]), f["signature"])):
         return codes.DOCUMENT_REFUSED, "bad signature"
-    if f["action"] != codes.ACTION_REVOKE and revoked:
-        return codes.KEY_REVOKED, "target key revoked"
+    if revoked:
+        # Revocation is permanent; revoking again (a replay, or a second try) changes nothing.
+        return codes.KEY_REVOKED, "target key revoked" if f["action"] != codes.ACTION_REVOKE else "already revoked"
     return codes.OK, {"target": f["target"], "action": f["action"], "owner": f["owner"], "serial": f["serial"], "known": known}
 
 
@@ -402,13 +409,17 @@ def accept_revocation(doc, keystore, group_id):
     return p256.finish(accept_revocation_steps(doc, keystore, group_id))
 
 
-def accept_admin_steps(doc, keystore, group_id):
+def accept_admin_steps(doc, keystore, group_id, challenge, last_number):
     """Sliced accept_admin: the cheap checks now (DocumentError raised here), then a
     generator whose result is (code, detail)."""
     f = parse_admin(doc)
     owner, reason = _owner(keystore, f, group_id)
     if owner is None:
         return _refused(codes.DOCUMENT_REFUSED, reason)
+    if challenge is None or f["challenge"] != challenge:
+        return _refused(codes.DOCUMENT_REFUSED, "not this session's challenge: ask the car for a new one")
+    if f["serial"] <= last_number:
+        return _refused(codes.DOCUMENT_SUPERSEDED, "request number already used in this session")
     return _admin_steps(f)
 
 
@@ -418,11 +429,13 @@ def _admin_steps(f):
     return codes.OK, {"operation": f["operation"], "argument": f["argument"], "owner": f["owner"], "serial": f["serial"]}
 
 
-def accept_admin(doc, keystore, group_id):
-    """Judge an owner-signed admin request (§9): (code, detail). On OK detail holds
-    "operation", "argument", "owner" and "serial"; the caller raises the owner's
-    floor to the serial (so the request cannot be replayed) and runs the operation."""
-    return p256.finish(accept_admin_steps(doc, keystore, group_id))
+def accept_admin(doc, keystore, group_id, challenge, last_number):
+    """Judge an owner-signed admin request (§9) against the session the car opened with
+    `challenge` (16 bytes, None when there is none), whose last request had number
+    `last_number`: (code, detail). On OK detail holds "operation", "argument", "owner"
+    and "serial" (the request number); the caller records it as the session's last
+    number (so the request cannot run twice) and runs the operation."""
+    return p256.finish(accept_admin_steps(doc, keystore, group_id, challenge, last_number))
 
 
 # --- applying what was accepted --------------------------------------------------------
@@ -444,10 +457,9 @@ def apply_share(keystore, detail, old=None):
 
 
 def apply_revocation(keystore, detail):
-    """Raise the owner's and the target's floors and apply the action (§6). Returns the
-    target's record, or None for a revoked slot never enrolled."""
+    """Raise the target's floor and apply the action (§6). Returns the target's record,
+    or None for a revoked slot never enrolled."""
     serial = detail["serial"]
-    keystore.find(detail["owner"]).serial_floor = serial
     action = detail["action"]
     if action == codes.ACTION_REVOKE:
         status = codes.STATUS_REVOKED

@@ -448,6 +448,9 @@ class KeyStore:
                 return True
         return False
 
+    def has_revoked(self):
+        return len(self._revoked) > 0
+
     def revoked_slots(self):
         rev = self._revoked
         return [bytes(rev[i : i + SLOT_LEN]) for i in range(0, len(rev), SLOT_LEN)]

@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import EXIT_INTERRUPTED, CarkeyError
 
 # Command groups, in the order `carkey --help` lists them.
-GROUPS = ("demo", "owner", "reader", "phone", "card", "nfcsim", "air", "vboard", "deploy", "flash", "bench")
+GROUPS = ("demo", "owner", "car", "reader", "phone", "card", "nfcsim", "air", "vboard", "deploy", "flash", "bench")
 
 GROUPS += ("fob",)  # the key fob: its firmware on this computer and on boards (cli/fob.py)
 

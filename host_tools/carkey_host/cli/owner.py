@@ -81,8 +81,9 @@ def _print_keys(listing, as_json):
 
 def do_provision(args):
     ident = owner.provision(_target(args), KeyDir(args.keys))
-    out(f"car provisioned: reader group {ident['group_id']}, owner {ident['owner']['slot']}, clock set")
-    out(f"{args.keys} now trusts this car")
+    car = owner.car_info(ident)
+    out(f"car provisioned: {car['name']}, reader group {ident['group_id']}, owner {ident['owner']['slot']}, clock set")
+    out(f"{args.keys} now trusts this car; `carkey car info --keys {args.keys}` shows what a phone needs to trust it")
 
 
 def do_keys_list(args):
@@ -97,21 +98,13 @@ def do_keys_add(args):
 
 def do_keys_share(args):
     kd = KeyDir(args.keys)
-    if args.port or args.state:
-        group = _target(args)
-    else:
-        trusted = kd.trusted_readers()
-        if args.group_id:
-            group = parse_hex(args.group_id, 16, "--group-id")
-        elif len(trusted) == 1:
-            group = next(iter(trusted))
-        else:
-            raise CarkeyError(f"{args.keys} trusts {len(trusted)} cars: say which with --group-id")
-    doc = owner.share(group, kd, load_public_key_pem(args.credential), args.role, **_share_fields(args))
-    with open(args.out, "wb") as f:
-        f.write(doc)
-    out(f"share document written to {args.out} ({len(doc)} bytes); the friend runs "
-        f"`carkey phone import-share --keys FRIEND_DIR --file {args.out}` and taps the car")
+    target = _target(args) if args.port or args.state else None
+    group = parse_hex(args.group_id, 16, "--group-id") if args.group_id else None
+    made = owner.share_file(kd, load_public_key_pem(args.credential), args.role, target, group, **_share_fields(args))
+    with open(args.out, "w") as f:
+        f.write(made.to_json())
+    out(f"share file for {made.name} written to {args.out}; send it to the friend, who runs "
+        f"`carkey phone import-share --keys FRIEND_DIR --file {args.out}` and then unlocks")
 
 
 def _change(action):
@@ -132,16 +125,21 @@ def do_clock_set(args):
 def do_log(args):
     from ..auditlog import format_record
 
-    target, kd = _target(args), KeyDir(args.keys)
     since = args.since
-    while True:
-        records = owner.audit_log(target, kd, since)
-        for rec in records:
-            out(json.dumps(rec) if args.json else format_record(rec))
-            since = rec["seq"]
-        if not args.follow:
-            return
-        time.sleep(args.interval)
+    # One admin session for every poll: the car logs it once, and a running
+    # application answers on its console without being stopped.
+    with owner.Admin(_target(args), KeyDir(args.keys)) as admin:
+        try:
+            while True:
+                for rec in admin.audit_log(since):
+                    out(json.dumps(rec) if args.json else format_record(rec))
+                    since = rec["seq"]
+                if not args.follow:
+                    return
+                time.sleep(args.interval)
+        except KeyboardInterrupt:
+            if not args.follow:
+                raise  # --follow ends with Ctrl-C; anything else interrupted is an interruption
 
 
 # --- parser -----------------------------------------------------------------------
@@ -186,7 +184,7 @@ def register(sub):
     p.add_argument("--keys", required=True, metavar="DIR", help="the owner's phone key directory")
     p.add_argument("--group-id", metavar="HEX16", help="which car, if the owner trusts several")
     _key_args(p)
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the document")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the share file (JSON, docs/PROTOCOL.md §5a)")
     p.set_defaults(func=do_keys_share)
     for action in ("suspend", "resume", "revoke"):
         p = ksub.add_parser(action, help=f"{action} a key" + (" for good" if action == "revoke" else ""))
