@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 
 from .. import documents, owner
-from ..errors import CarkeyError, UsageError
+from ..errors import UsageError
 from ..keydir import KeyDir, load_public_key_pem, parse_hex
 from . import out
 
