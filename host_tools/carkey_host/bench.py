@@ -5,11 +5,16 @@ For every operation in firmware/carkey/bench.py this measures, in one run:
   mpy_64k_ms       median with `-X heapsize=64k` (a small ESP32 build's heap)
   cpython_ms       median of the same work in CPython with `cryptography` (OpenSSL)
   ratio            mpy_64k_ms / cpython_ms
-  esp32_est_ms     mpy_64k_ms x 100 (calibration in docs/PERFORMANCE.md; range x65..x130)
+  esp32_est_ms     median over rounds of (t_op / t_ref) x T_ref: every timed run follows
+                   a run of the reference workload (65 digits of pi, whose ESP32 time is
+                   published) at the same heap; T_ref = 65.2 ms on an ESP32 at 240 MHz
+                   (docs/PERFORMANCE.md, "ESP32 estimate")
   peak_heap_bytes  smallest heap, in 1 KiB steps, in which the operation (with its
                    imports) runs to completion
   alloc_bytes      bytes allocated by one run (garbage the collector must reclaim)
-and writes them to build/bench.json, keyed by operation name.
+and writes them to build/bench.json, keyed by operation name, with a "calibration"
+entry naming the interpreter that ran ($CARKEY_MICROPYTHON, $CARKEY_MPY_CROSS select
+another MicroPython build for every row).
 """
 
 import argparse
@@ -27,8 +32,15 @@ from .mpy_bridge import micropython_env
 # The benchmark runs the firmware as boards do: compiled .mpy, not source.
 MPY_DIR = paths.BUILD_DIR / "mpy"
 
-ESP32_FACTOR = 100
-ESP32_RANGE = (65, 130)
+# The reference workload's published ESP32 time: MicroPython commit 549448e8 (2021,
+# "esp32: Enable optimisations and move code to iRAM"), bm_pidigits score 664.40 on a
+# TinyPICO at 160 MHz (score = 1e6 x 65 / us), so 97.8 ms; the same commit says the
+# benchmark scales with the CPU clock, so 97.8 x 160 / 240 = 65.2 ms at 240 MHz, the
+# clock the car application sets at boot (carkey.hw.platform).
+T_REF_160MHZ_MS = 97.8
+ESP32_MHZ = 240
+T_REF_MS = round(T_REF_160MHZ_MS * 160 / ESP32_MHZ, 1)
+REF_DIGITS = 65
 TARGETS_ESP32_MS = {"std_txn": 1000, "fast_txn": 10, "reader_std_txn": 1000, "reader_fast_txn": 15,
                     "nfc_fast_tap_est_ms": 120}
 HEAP_STEP = 1024
@@ -232,7 +244,7 @@ def time_cpython(fn, runs=200):
 def run(names=None, runs=15, heap=True, progress=print):
     """Benchmark `names` (default: all) and return {name: figures}."""
     cpython_ops = _cpython_ops()
-    names = names or list(cpython_ops) + ["reader_after_tap"]
+    names = names or ["ref_pidigits"] + list(cpython_ops) + ["reader_after_tap"]
     compile_firmware(MPY_DIR)
     if any(n in READER_OPS for n in names):
         progress("recording a standard and a fast tap of the firmware ECU against the simulated phone...")
@@ -244,7 +256,7 @@ def run(names=None, runs=15, heap=True, progress=print):
     default = run_firmware(names, runs)
     progress("MicroPython, 64 KiB heap...")
     small = run_firmware(names, runs, heapsize="64k")
-    results = {}
+    results = {"calibration": calibration(default.get("ref_pidigits") or default[names[0]])}
     for name in names:
         progress(f"  {name}: CPython timing{' and peak heap search' if heap else ''}")
         mpy_ms = default[name]["median_us"] / 1000
@@ -256,11 +268,13 @@ def run(names=None, runs=15, heap=True, progress=print):
             "mpy_64k_ms": None if mpy_64k_ms is None else round(mpy_64k_ms, 4),
             "cpython_ms": None if cpython_ms is None else round(cpython_ms, 5),
             "ratio": None if not (mpy_64k_ms and cpython_ms) else round(mpy_64k_ms / cpython_ms, 1),
-            "esp32_est_ms": None if mpy_64k_ms is None else round(mpy_64k_ms * ESP32_FACTOR, 1),
+            "esp32_est_ms": None,
             "peak_heap_bytes": peak,
             "alloc_bytes": default[name]["alloc_bytes"],
         }
-        if mpy_64k_ms is None and peak:
+        if mpy_64k_ms is not None:
+            row.update(estimate(small[name], 64 * 1024))
+        elif peak:
             # It does not fit 64 KiB: time it with the same headroom above its own peak
             # that a 64 KiB heap gives the operations that fit, and say so.
             heapsize = peak + HEADROOM
@@ -270,14 +284,55 @@ def run(names=None, runs=15, heap=True, progress=print):
                 row["mpy_tight_heap_ms"] = round(tight_ms, 4)
                 row["tight_heap_bytes"] = heapsize
                 row["ratio"] = None if not cpython_ms else round(tight_ms / cpython_ms, 1)
-                row["esp32_est_ms"] = round(tight_ms * ESP32_FACTOR, 1)
-                row["esp32_est_basis"] = f"mpy at {heapsize // 1024} KiB (peak + {HEADROOM // 1024} KiB): fails in 64 KiB"
+                row.update(estimate(timed, heapsize))
+                row["esp32_est_basis"] += f" (peak + {HEADROOM // 1024} KiB): fails in 64 KiB"
         results[name] = row
     if "reader_std_txn" in results and "reader_fast_txn" in results:
         results.update(nfc_rows(results))
         progress("BLE: counting connect-to-unlock exchanges of the ECU application on the virtual air...")
         results["ble_unlock_exchanges"] = ble_unlock_exchanges()
     return results
+
+
+def estimate(measured, heapsize):
+    """The ESP32 figures of one firmware measurement taken at `heapsize`: the median
+    of the per-round ratios operation / reference times T_ref; the range is the middle
+    half of the per-round ratios (one slow round on a shared machine does not widen
+    it), the extremes are kept beside it."""
+    return {
+        "esp32_est_ms": round(measured["ratio_median"] * T_REF_MS, 2),
+        "esp32_est_range_ms": [round(measured["ratio_q1"] * T_REF_MS, 2), round(measured["ratio_q3"] * T_REF_MS, 2)],
+        "ratio_to_ref": round(measured["ratio_median"], 4),
+        "ratio_to_ref_extremes": [round(measured["ratio_min"], 4), round(measured["ratio_max"], 4)],
+        "ref_host_ms": round(measured["ref_median_us"] / 1000, 4),
+        "timed_heap_bytes": heapsize,
+        "esp32_est_basis": f"ratio to the reference at {heapsize // 1024} KiB x {T_REF_MS} ms ({ESP32_MHZ} MHz)",
+    }
+
+
+def interpreter_version(executable):
+    proc = subprocess.run([executable, "-c", "import sys; print(sys.version, '%d-bit' % (64 if sys.maxsize > 1 << 32 else 32))"],
+                          capture_output=True, text=True, timeout=30)
+    return proc.stdout.strip() or proc.stderr.strip()
+
+
+def calibration(ref_measurement):
+    from .paths import mpy_cross_executable
+
+    cross = mpy_cross_executable()
+    cross_version = subprocess.run([cross, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    return {
+        "reference": f"pi_digits({REF_DIGITS}): the unbounded spigot of MicroPython's perf_bench bm_pidigits (100, 100)",
+        "t_ref_esp32_ms": T_REF_MS,
+        "esp32_mhz": ESP32_MHZ,
+        "t_ref_basis": (f"{T_REF_160MHZ_MS} ms at 160 MHz (MicroPython commit 549448e8, score 664.40, TinyPICO) "
+                        f"x 160/{ESP32_MHZ}; the car application sets machine.freq({ESP32_MHZ}_000_000) at boot"),
+        "ref_host_ms": round(ref_measurement["ref_median_us"] / 1000, 4),
+        "interpreter": paths.micropython_executable(),
+        "interpreter_version": interpreter_version(paths.micropython_executable()),
+        "mpy_cross": cross,
+        "mpy_cross_version": cross_version,
+    }
 
 
 def ble_unlock_exchanges(mtu=None):
@@ -384,23 +439,28 @@ def print_table(results):
     from rich.console import Console
     from rich.table import Table
 
-    lo, hi = ESP32_RANGE
-    table = Table(title="carkey firmware benchmark (medians)")
-    for col in ("operation", "mpy ms", "mpy 64k ms", "CPython ms", "ratio", f"ESP32 est ms (x{lo}..x{hi})",
+    cal = results.get("calibration")
+    title = "carkey firmware benchmark (medians)"
+    if cal:
+        title += (f"; ESP32 est = median(t_op / t_ref) x {cal['t_ref_esp32_ms']} ms at {cal['esp32_mhz']} MHz; "
+                  f"reference {cal['ref_host_ms']:.3f} ms here")
+    table = Table(title=title)
+    for col in ("operation", "mpy ms", "mpy 64k ms", "CPython ms", "ratio", "ref ms", "ESP32 est ms (range)",
                 "target", "peak heap", "alloc/run"):
         table.add_column(col, justify="right" if col != "operation" else "left")
     for name, r in results.items():
-        if "link_ms" in r or name == "ble_unlock_exchanges":
-            continue  # printed below
+        if "mpy_ms" not in r:
+            continue  # calibration, radio and application rows: printed below
         est = r["esp32_est_ms"]
         target = TARGETS_ESP32_MS.get(name)
-        base_ms = r["mpy_64k_ms"] if r["mpy_64k_ms"] is not None else r.get("mpy_tight_heap_ms")
         if est is None:
-            est_text, target_text = "fails in 64k", "-"
+            est_text, target_text = "fails", "-"
         else:
-            est_text = f"{est:.1f} ({base_ms * lo:.0f}..{base_ms * hi:.0f})"
-            if r["mpy_64k_ms"] is None:
-                est_text += f" at {r['tight_heap_bytes'] // 1024}k"
+            lo, hi = r["esp32_est_range_ms"]
+            digits = 1 if est >= 10 else 2
+            est_text = f"{est:.{digits}f} ({lo:.{digits}f}..{hi:.{digits}f})"
+            if r.get("timed_heap_bytes") != 64 * 1024:
+                est_text += f" at {r['timed_heap_bytes'] // 1024}k"
             target_text = "-" if target is None else f"<= {target} {'met' if est <= target else 'MISSED'}"
         table.add_row(
             name,
@@ -408,13 +468,17 @@ def print_table(results):
             "-" if r["mpy_64k_ms"] is None else f"{r['mpy_64k_ms']:.3f}",
             "-" if r["cpython_ms"] is None else f"{r['cpython_ms']:.4f}",
             "-" if r["ratio"] is None else f"{r['ratio']:.0f}x",
+            "-" if r.get("ref_host_ms") is None else f"{r['ref_host_ms']:.3f}",
             est_text,
             target_text,
             "-" if r["peak_heap_bytes"] is None else f"{r['peak_heap_bytes'] // 1024} KiB",
             "-" if r["alloc_bytes"] < 0 else f"{r['alloc_bytes']} B",
         )
-    console = Console(width=160)
+    console = Console(width=180)
     console.print(table)
+    if cal:
+        console.print(f"interpreter: {cal['interpreter']} ({cal['interpreter_version']}); "
+                      f"mpy-cross: {cal['mpy_cross']} ({cal['mpy_cross_version']})")
     for name, r in results.items():
         if "link_ms" not in r or r["esp32_est_ms"] is None:
             continue

@@ -22,70 +22,8 @@ from carkey.ecu import codes
 from carkey.ecu.auditlog import TRANSPORT_BLE, TRANSPORT_NFC
 
 STATE_DIR = "/state"
-_WDT_TIMEOUT_MS = const(8000)
-_WDT_FEED_MS = const(1000)
-_STALL_MS = const(5000)  # a heartbeat older than this: the loop is stuck, stop feeding
 _IDLE_MS = const(500)
 _CHECKPOINT_MS = const(60000)
-
-
-class Platform:
-    """Where the hardware comes from: machine on a board. The virtual board passes
-    its own (boards/virtual_hw/platform.py) with the same methods."""
-
-    def pin_factory(self):
-        from carkey.hw.pins import machine_pin
-
-        return machine_pin
-
-    def uart_factory(self):
-        from carkey.hw.pins import machine_uart
-
-        return machine_uart
-
-    def pn532(self, spec):
-        from carkey.hw.pn532_board import pn532_from_spec
-
-        return pn532_from_spec(spec)
-
-    def ble(self):
-        try:
-            import bluetooth
-        except ImportError:
-            return None
-        return bluetooth.BLE()
-
-    def watchdog(self):
-        try:
-            from machine import WDT, Timer
-        except ImportError:
-            return None  # the Unix port has no watchdog
-        return Watchdog(WDT(timeout=_WDT_TIMEOUT_MS), Timer(0))
-
-
-class Watchdog:
-    """machine.WDT fed from a timer while the event loop's heartbeat is fresh, or
-    for good once the application has handed the board back to the REPL."""
-
-    def __init__(self, wdt, timer, clock=None):
-        import time
-
-        self._ticks = clock or time.ticks_ms
-        self._diff = time.ticks_diff
-        self._wdt = wdt
-        self.released = False
-        self.beat()
-        timer.init(period=_WDT_FEED_MS, callback=self._tick)
-
-    def beat(self):
-        self._last = self._ticks()
-
-    def release(self):
-        self.released = True
-
-    def _tick(self, _timer):
-        if self.released or self._diff(self._ticks(), self._last) < _STALL_MS:
-            self._wdt.feed()
 
 
 class App:
@@ -93,7 +31,11 @@ class App:
         from carkey.ecu.door import DoorController
         from carkey.hw.pins import Board
 
-        self.platform = platform or Platform()
+        if platform is None:
+            from carkey.hw.platform import for_board
+
+            platform = for_board(board)
+        self.platform = platform
         self.board = Board(board, self.platform.pin_factory(), self.platform.uart_factory())
         self.door = DoorController(self.board.outputs, self.board.inputs)  # safe outputs first
         self.state_dir = state_dir
@@ -176,12 +118,15 @@ class App:
             await asyncio.sleep_ms(_IDLE_MS)
 
     async def _heartbeat(self, watchdog):
+        from carkey.hw.platform import FEED_MS
+
         while not self.stop.is_set():
             watchdog.beat()
-            await asyncio.sleep_ms(_WDT_FEED_MS)
+            await asyncio.sleep_ms(FEED_MS)
 
     async def run(self):
         tasks = [asyncio.create_task(self.door.run())]
+        self.platform.full_speed()  # 240 MHz: stock builds boot at 160
         ble = self.platform.ble()
         if ble is not None:
             ble.active(True)  # the radio on before a first boot draws the identity
@@ -211,24 +156,14 @@ class App:
 
 
 def safe_boot(board):
-    """Whether the board's SAFE_BOOT_PIN (if it names one) is held low right now."""
-    pin = getattr(board, "SAFE_BOOT_PIN", None)
-    if pin is None:
-        return False
-    try:
-        from machine import Pin
-    except ImportError:
-        return False
-    return Pin(pin, Pin.IN, Pin.PULL_UP).value() == 0
+    from carkey.hw.platform import safe_boot
+
+    return safe_boot(board)
 
 
 def run(board=None, platform=None, state_dir=STATE_DIR, passive_entry=None):
     if board is None:
         import board  # the board description deploy installed as /board.py
-    if platform is None and getattr(board, "CHIP", None) == "virtual":
-        from virtual_hw.platform import VirtualPlatform
-
-        platform = VirtualPlatform()
     if passive_entry is None:
         passive_entry = bool(getattr(board, "PASSIVE_ENTRY", False))
     app = App(board, platform, state_dir, passive_entry=passive_entry)
