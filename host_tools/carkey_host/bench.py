@@ -43,6 +43,9 @@ T_REF_MS = round(T_REF_160MHZ_MS * 160 / ESP32_MHZ, 1)
 REF_DIGITS = 65
 TARGETS_ESP32_MS = {"std_txn": 1000, "fast_txn": 10, "reader_std_txn": 1000, "reader_fast_txn": 15,
                     "nfc_fast_tap_est_ms": 120}
+# app_peak_heap_bytes target on this 64-bit port: ~100 KiB on a 32-bit ESP32-WROOM-32
+# (no PSRAM), which gives MicroPython roughly 110-130 KiB once BLE is up.
+APP_PEAK_BUDGET = {"esp32_devkitc": 144 * 1024}
 HEAP_STEP = 1024
 HEADROOM = 16 * 1024  # what a 64 KiB heap leaves the crypto rows above their peaks, roughly
 HEAP_LIMIT = 512 * 1024
@@ -241,8 +244,11 @@ def time_cpython(fn, runs=200):
 # --- the whole benchmark ----------------------------------------------------------
 
 
-def run(names=None, runs=15, heap=True, progress=print):
-    """Benchmark `names` (default: all) and return {name: figures}."""
+def run(names=None, runs=15, heap=True, progress=print, app=None, jobs=2):
+    """Benchmark `names` (default: all) and return {name: figures}. `app` (default:
+    when all operations run) adds the whole application's heap rows (carkey_host.app_heap)."""
+    if app is None:
+        app = not names
     cpython_ops = _cpython_ops()
     names = names or ["ref_pidigits"] + list(cpython_ops) + ["reader_after_tap"]
     compile_firmware(MPY_DIR)
@@ -291,6 +297,11 @@ def run(names=None, runs=15, heap=True, progress=print):
         results.update(nfc_rows(results))
         progress("BLE: counting connect-to-unlock exchanges of the ECU application on the virtual air...")
         results["ble_unlock_exchanges"] = ble_unlock_exchanges()
+    if app:
+        from . import app_heap
+
+        progress("the whole application's heap per board config (resident, and the peak scan)...")
+        results.update(app_heap.measure(jobs=jobs, progress=progress, peak=heap))
     return results
 
 
@@ -449,7 +460,7 @@ def print_table(results):
                 "target", "peak heap", "alloc/run"):
         table.add_column(col, justify="right" if col != "operation" else "left")
     for name, r in results.items():
-        if "mpy_ms" not in r:
+        if not isinstance(r, dict) or "mpy_ms" not in r:
             continue  # calibration, radio and application rows: printed below
         est = r["esp32_est_ms"]
         target = TARGETS_ESP32_MS.get(name)
@@ -480,12 +491,25 @@ def print_table(results):
         console.print(f"interpreter: {cal['interpreter']} ({cal['interpreter_version']}); "
                       f"mpy-cross: {cal['mpy_cross']} ({cal['mpy_cross_version']})")
     for name, r in results.items():
-        if "link_ms" not in r or r["esp32_est_ms"] is None:
+        if "link_ms" not in r or r.get("esp32_est_ms") is None:
             continue
         target = TARGETS_ESP32_MS.get(name)
         verdict = "" if target is None else f" (target <= {target}: {'met' if r['esp32_est_ms'] <= target else 'MISSED'})"
         console.print(f"{name}: {r['esp32_est_ms']:.1f} ms = reader {r['reader_ms']:.1f} + PN532 link "
                       f"{r['link_ms']:.1f} over {r['interface']} ({r['apdus']} APDUs){verdict}")
+    resident = results.get("app_resident_bytes")
+    if resident:
+        peaks = results.get("app_peak_heap_bytes", {})
+        est = results["app_heap_32bit_est_bytes"]
+        for board, n in resident.items():
+            line = f"{board}: app_resident {n / 1024:.1f} KiB (32-bit est {est['resident'][board] / 1024:.0f} KiB)"
+            if board in peaks:
+                budget = APP_PEAK_BUDGET.get(board)
+                verdict = "" if budget is None else (
+                    f", target <= {budget // 1024} KiB: {'met' if peaks[board] <= budget else 'MISSED'}")
+                line += (f", app_peak {peaks[board] / 1024:.0f} KiB (32-bit est {est['peak'][board] / 1024:.0f} KiB)"
+                         + verdict)
+            console.print(line)
     ble = results.get("ble_unlock_exchanges")
     if ble:
         for kind in ("standard", "fast"):
@@ -499,10 +523,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="carkey-bench", description=__doc__.splitlines()[0])
     parser.add_argument("operations", nargs="*", help="operations to run (default: all)")
     parser.add_argument("--runs", type=int, default=15, help="timed runs per operation (median reported)")
-    parser.add_argument("--no-heap", action="store_true", help="skip the peak-heap search")
+    parser.add_argument("--no-heap", action="store_true", help="skip the peak-heap searches")
+    parser.add_argument("--app", action="store_true", help="the whole application's heap rows even with named operations")
+    parser.add_argument("--no-app", action="store_true", help="skip the whole application's heap rows")
+    parser.add_argument("--jobs", type=int, default=2, help="whole-application runs at once in the peak scan")
     parser.add_argument("--json", default=str(paths.BUILD_DIR / "bench.json"), help="where to write results")
     args = parser.parse_args(argv)
-    results = run(args.operations or None, args.runs, heap=not args.no_heap)
+    app = True if args.app else (False if args.no_app else None)
+    results = run(args.operations or None, args.runs, heap=not args.no_heap, app=app, jobs=args.jobs)
     print_table(results)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:

@@ -26,6 +26,27 @@ _IDLE_MS = const(500)
 _CHECKPOINT_MS = const(60000)
 
 
+# Rarely used modules: loaded when needed, dropped after, so their code does not
+# stay on the heap between taps.
+_ADMIN = "carkey.ecu.admin"
+_DOCUMENTS = "carkey.ecu.documents"
+
+
+def drop(name):
+    """Forget module `name` (if loaded) so the collector can free its code."""
+    import sys
+
+    if name in sys.modules:
+        del sys.modules[name]
+        package, _, attr = name.rpartition(".")
+        parent = sys.modules.get(package)
+        if parent is not None and hasattr(parent, attr):
+            delattr(parent, attr)
+        import gc
+
+        gc.collect()
+
+
 class App:
     def __init__(self, board, platform=None, state_dir=STATE_DIR, place="door", passive_entry=False):
         from carkey.ecu.door import DoorController
@@ -54,11 +75,14 @@ class App:
         self._watched_pub = None
 
     def _start_car(self):
-        from carkey.ecu import admin
-        from carkey.ecu.car import Car
+        from carkey import storage
+        from carkey.ecu.car import IDENTITY_RECORD, Car
 
-        if not admin.has_identity(self.state_dir):
+        if storage.load(self.state_dir, IDENTITY_RECORD) is None:
+            from carkey.ecu import admin
+
             admin.init(self.state_dir)  # first boot, with the radio already on
+            drop(_ADMIN)
         carbus = None
         if "carbus" in self.board.buses:
             from carkey.ecu.carbus import CarBus
@@ -71,6 +95,7 @@ class App:
             self.taps += 1
             outcome = await self.car.handle(link, transport, card_uid=card_uid)
             self.car.settle()  # the tap's audit records and usage, right after its answer
+            drop(_DOCUMENTS)  # loaded only by a tap that carried a share or revocation
             return outcome
 
     async def _nfc(self):

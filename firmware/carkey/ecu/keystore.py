@@ -34,6 +34,10 @@ _VALET = const(4)
 _ACTIVE = const(0)
 _REVOKED = const(2)
 
+_TABLE_LEN = const(4160)  # a P-256 verification table (carkey.crypto.p256)
+# The one buffer every tap's verification table is read into, made when the module
+# loads (start-up, before the heap fragments), so a tap never asks for 4 KiB in one piece.
+_table_buf = bytearray(_TABLE_LEN)
 _RECORD = "keys"
 _FORMAT_VERSION = const(1)
 _HEAD = ">BBHB"  # format version, credentials, revoked slots, counters
@@ -457,13 +461,21 @@ class KeyStore:
 
     def table(self, cred):
         """The key's P-256 verification table (carkey.crypto.p256.verify_table) from
-        flash, or None: missing or damaged tables only make verification slower."""
+        flash, or None: missing or damaged tables only make verification slower.
+        The table is read into one buffer the store keeps: it is valid until the
+        next call (one tap at a time)."""
         if cred.card_uid is not None:
             return None
         try:
-            return storage.load(self._dir, self._table_record(cred))
+            return storage.load_with(self._dir, self._table_record(cred), self._read_table)
         except (storage.StorageError, OSError):
             return None
+
+    def _read_table(self, f, length):
+        buf = _table_buf
+        if length != _TABLE_LEN or f.readinto(buf) != _TABLE_LEN:
+            return None
+        return buf
 
     def store_table(self, cred, table):
         storage.save(self._dir, self._table_record(cred), table)
