@@ -265,6 +265,7 @@ def measure(name, runs):
     if prepare:
         prepare()
     gc.collect()
+    free = gc.mem_free()  # what one run can allocate before the collector must run
     gc.disable()
     before = gc.mem_alloc()
     try:
@@ -275,6 +276,7 @@ def measure(name, runs):
     gc.enable()
     mid = runs // 2
     return {"op": name, "median_us": times[mid], "min_us": times[0], "runs": runs, "alloc_bytes": allocated,
+            "free_bytes": free,
             "ref_median_us": ref_times[mid], "ratio_median": ratios[mid], "ratio_min": ratios[0],
             "ratio_q1": ratios[runs // 4], "ratio_q3": ratios[(3 * runs) // 4], "ratio_max": ratios[-1]}
 

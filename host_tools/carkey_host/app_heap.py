@@ -288,11 +288,15 @@ def measure(boards=BOARDS, jobs=1, progress=print, peak=True):
             if not first["ok"]:
                 raise CarkeyError(f"{board}: the application failed at the default heap: {first['error']}")
             resident[board] = first["resident"]
+            if board == MODULE_TABLE_BOARD:
+                modules = per_module(first["modules"])
             if peak:
                 peaks[board] = scan.peak()
                 progress(f"  {board}: resident {resident[board] // KIB} KiB, peak {peaks[board] // KIB} KiB "
                          f"({len(scan.results)} runs)")
     rows = {"app_resident_bytes": dict(resident)}
+    if MODULE_TABLE_BOARD in resident:
+        rows["app_module_heap_bytes"] = {MODULE_TABLE_BOARD: dict(modules)}
     notes = {"resident": "heap held after start-up (imports, car, radios, precompute pool, the owner's "
                          "verification table built), after gc.collect(), at the default heap size",
              "boards": "each board's own description on the virtual board's stand-ins (boards/virtual_hw/app_heap.py)",
