@@ -312,3 +312,22 @@ def measure(boards=BOARDS, jobs=1, progress=print, peak=True):
     rows["app_heap_32bit_est_bytes"] = est
     rows["app_heap_notes"] = notes
     return rows
+
+
+MODULE_TABLE_BOARD = "esp32_devkitc"
+# Modules of the virtual board's stand-ins and of this harness: on a real board the
+# radio is C and the car body, pty UART and harness do not exist.
+STAND_INS = ("bluetooth", "virtual_hw", "virtual_hw.car_body", "virtual_hw.uart", "virtual_hw.platform", "app_heap",
+             "carkey.hw.pn532_hsu")
+
+
+def per_module(modules):
+    """[(module, bytes)]: the heap each module of a started application holds, charged
+    in import order (carkey_host.module_heap)."""
+    from .mpy_bridge import micropython_env
+    from .module_heap import module_heap
+    from .vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
+
+    env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+    rows = module_heap(modules, [paths.FIRMWARE_DIR, BOARDS_DIR, VIRTUAL_HW], env)
+    return sorted(rows, key=lambda r: -r[1])

@@ -16,9 +16,9 @@ import pytest
 from carkey_host import app_heap
 
 KIB = 1024
-# Measured 232 KiB (2026-12-03) with the stand-ins (virtual radio, car body, PN532 pty:
+# Measured 237 KiB (2026-12-03, the two 4 KiB table buffers included) with the stand-ins (virtual radio, car body, PN532 pty:
 # about 25 KiB that a real board holds in C or not at all); a few KiB of room for noise.
-RESIDENT_BUDGET = {"esp32_devkitc": 236 * KIB}
+RESIDENT_BUDGET = {"esp32_devkitc": 240 * KIB}
 
 
 @pytest.fixture(scope="module")

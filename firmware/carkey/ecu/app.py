@@ -49,16 +49,15 @@ def drop(name):
 
 class App:
     def __init__(self, board, platform=None, state_dir=STATE_DIR, place="door", passive_entry=False):
-        from carkey.ecu.door import DoorController
-        from carkey.hw.pins import Board
+        from carkey.ecu import assembly
 
         if platform is None:
             from carkey.hw.platform import for_board
 
             platform = for_board(board)
         self.platform = platform
-        self.board = Board(board, self.platform.pin_factory(), self.platform.uart_factory())
-        self.door = DoorController(self.board.outputs, self.board.inputs)  # safe outputs first
+        # Safe outputs first.
+        self.board, self.door = assembly.door(board, self.platform.pin_factory(), self.platform.uart_factory())
         self.state_dir = state_dir
         self.place = place
         self.car = None
@@ -76,19 +75,15 @@ class App:
 
     def _start_car(self):
         from carkey import storage
-        from carkey.ecu.car import IDENTITY_RECORD, Car
+        from carkey.ecu import assembly
+        from carkey.ecu.car import IDENTITY_RECORD
 
         if storage.load(self.state_dir, IDENTITY_RECORD) is None:
             from carkey.ecu import admin
 
             admin.init(self.state_dir)  # first boot, with the radio already on
             drop(_ADMIN)
-        carbus = None
-        if "carbus" in self.board.buses:
-            from carkey.ecu.carbus import CarBus
-
-            carbus = CarBus(self.board.uart("carbus"))
-        self.car = Car(self.state_dir, self.door, carbus, place=self.place)
+        self.car = assembly.car(self.state_dir, self.board, self.door, self.place)
 
     async def _tap(self, link, transport, card_uid=None):
         async with self._tap_lock:
@@ -165,7 +160,7 @@ class App:
             server.start()
             tasks.append(asyncio.create_task(self._ble(server)))
             if self.passive_entry:
-                from carkey.hw.ble_proximity import PassiveEntry, Proximity
+                from carkey.ecu.proximity import PassiveEntry, Proximity
                 from carkey.hw.ble_watch import ProximityWatch
 
                 self._watch = ProximityWatch(server, PassiveEntry(Proximity(), enabled=True))

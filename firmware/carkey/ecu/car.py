@@ -117,13 +117,13 @@ class Car:
         """Idle work: build up to `limit` missing verification tables (sliced, so
         the loop keeps running). Returns how many were built."""
         from carkey.crypto import p256
-        from carkey.protocol.identity import run_steps
+        from carkey.steps import run_steps
 
         built = 0
         if self._tables_fit:
             for cred in self.keys.without_table()[:limit]:
                 try:
-                    table = await run_steps(p256.verify_table_steps(cred.pub))
+                    table = await run_steps(p256.verify_table_steps(cred.pub, self.keys.table_build_buffer()))
                 except MemoryError:
                     # Building a table needs ~40 KiB beyond a tap: on a heap that small,
                     # keys are verified without one (slower, never wrong).
@@ -320,7 +320,7 @@ class Car:
 
     async def _share(self, doc, cred, pub, slot, now, transport, log_kind):
         from carkey.ecu import documents
-        from carkey.protocol.identity import run_steps
+        from carkey.steps import run_steps
 
         trusted = self.clock.trusted()
         try:
@@ -336,7 +336,7 @@ class Car:
 
     async def _revocation(self, doc, slot, now, transport, log_kind):
         from carkey.ecu import documents
-        from carkey.protocol.identity import run_steps
+        from carkey.steps import run_steps
 
         try:
             code, detail = await run_steps(documents.accept_revocation_steps(doc, self.keys, self.identity.group_id))

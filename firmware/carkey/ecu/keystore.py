@@ -35,9 +35,12 @@ _ACTIVE = const(0)
 _REVOKED = const(2)
 
 _TABLE_LEN = const(4160)  # a P-256 verification table (carkey.crypto.p256)
-# The one buffer every tap's verification table is read into, made when the module
-# loads (start-up, before the heap fragments), so a tap never asks for 4 KiB in one piece.
+# The one buffer every tap's verification table is read into, and the one idle work
+# builds new tables in (a tap may run between the slices of a build), made when the
+# module loads (start-up, before the heap fragments): neither ever asks for 4 KiB in
+# one piece later.
 _table_buf = bytearray(_TABLE_LEN)
+_build_buf = bytearray(_TABLE_LEN)
 _RECORD = "keys"
 _FORMAT_VERSION = const(1)
 _HEAD = ">BBHB"  # format version, credentials, revoked slots, counters
@@ -476,6 +479,11 @@ class KeyStore:
         if length != _TABLE_LEN or f.readinto(buf) != _TABLE_LEN:
             return None
         return buf
+
+    @staticmethod
+    def table_build_buffer():
+        """Where idle work builds a verification table (then store_table())."""
+        return _build_buf
 
     def store_table(self, cred, table):
         storage.save(self._dir, self._table_record(cred), table)

@@ -1,4 +1,4 @@
-# carkey — passive entry over BLE: scans for one phone's advertisements and feeds its RSSI to carkey.hw.ble_proximity.
+# carkey — passive entry over BLE: scans for one phone's advertisements and feeds its RSSI to carkey.ecu.proximity.
 # SPDX-License-Identifier: MIT
 #
 # MicroPython gives RSSI only in scan results, so the car scans (one window per
@@ -18,7 +18,7 @@ _SCAN_WINDOW_US = const(30_000)
 class ProximityWatch:
     def __init__(self, server, entry, interval_ms=1000):
         self._server = server
-        self.entry = entry  # a carkey.hw.ble_proximity.PassiveEntry
+        self.entry = entry  # a carkey.ecu.proximity.PassiveEntry
         self.interval_ms = interval_ms
         self._addr = None
         self._rssi = 0
