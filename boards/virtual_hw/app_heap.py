@@ -61,7 +61,8 @@ class _App(app.App):
 
         outcome = await app.App._tap(self, link, transport, card_uid)
         # Which on-demand modules the tap left loaded (they should be dropped after it).
-        left = [m for m in ("carkey.ecu.documents", "carkey.ecu.admin") if m in sys.modules]
+        left = [m for m in ("carkey.ecu.documents", "carkey.ecu.admin", "carkey.ecu.cardkey", "carkey.protocol.ntag424")
+                if m in sys.modules]
         _print({"tap": transport, "granted": outcome.granted, "kind": outcome.kind, "left_loaded": left})
         return outcome
 

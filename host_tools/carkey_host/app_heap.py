@@ -162,7 +162,7 @@ def run_once(template, board, heapsize, workdir):
                 _expect_tap(lines, 2, f"BLE tap {number}")
             for what, target in (("NFC phone tap", PhoneTarget(owner)), ("card tap", card)):
                 sim.place(target)
-                _expect_tap(lines, 1, what)
+                result[what] = _expect_tap(lines, 1, what)
                 sim.remove()
                 empty = sim.empty_polls
                 sim.wait_for(lambda s: s.empty_polls > empty, timeout=STEP_TIMEOUT_S)

@@ -30,8 +30,10 @@ def template(tmp_path_factory):
 def test_resident_heap_within_budget(template, board, tmp_path):
     r = app_heap.run_once(template, board, None, tmp_path / "run")
     assert r["ok"], r
-    # The friend's share loaded the document code; the application dropped it after the tap.
+    # The friend's share loaded the document code, the card tap the card code; the
+    # application dropped both after their taps.
     assert r["friend_tap"]["left_loaded"] == []
+    assert r["card tap"]["left_loaded"] == [] and r["card tap"]["kind"] == "card"
     assert r["resident"] <= RESIDENT_BUDGET[board], f"{r['resident'] / KIB:.1f} KiB"
 
 

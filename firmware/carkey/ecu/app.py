@@ -29,7 +29,8 @@ _CHECKPOINT_MS = const(60000)
 # Rarely used modules: loaded when needed, dropped after, so their code does not
 # stay on the heap between taps.
 _ADMIN = "carkey.ecu.admin"
-_DOCUMENTS = "carkey.ecu.documents"
+# Loaded by a tap that carried a share or revocation, or by a card tap.
+_ON_DEMAND = ("carkey.ecu.documents", "carkey.ecu.cardkey", "carkey.protocol.ntag424")
 
 
 def drop(name):
@@ -90,7 +91,8 @@ class App:
             self.taps += 1
             outcome = await self.car.handle(link, transport, card_uid=card_uid)
             self.car.settle()  # the tap's audit records and usage, right after its answer
-            drop(_DOCUMENTS)  # loaded only by a tap that carried a share or revocation
+            for name in _ON_DEMAND:
+                drop(name)
             return outcome
 
     async def _nfc(self):
