@@ -4,7 +4,9 @@ Boards run .mpy files: they import without the compiler's heap cost, which is wh
 `make bench` measures and what `carkey deploy` copies.
 """
 
+import os
 import subprocess
+import threading
 from pathlib import Path
 
 from . import paths
@@ -58,6 +60,11 @@ def compile_firmware(dest, root=None, march=None):
         if out.exists() and out.stat().st_mtime >= source.stat().st_mtime:
             continue
         compile_file(source, out, rel, march)
-    dest.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(made_by)
+    if not stamp.exists() or stamp.read_text() != made_by:
+        # Atomically: a build running beside this one must never read a half-written
+        # stamp (it would take it for another compiler's and delete every .mpy).
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = stamp.with_name(f".mpy-cross.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(made_by)
+        os.replace(tmp, stamp)
     return outputs

@@ -67,3 +67,35 @@ def test_a_different_cross_compiler_rebuilds_the_firmware(tmp_path, monkeypatch)
     compile_firmware(out, root=src)
     assert mpy_file.stat().st_mtime_ns != first
     assert str(cross) in (out / ".mpy-cross").read_text()
+
+
+def test_builds_side_by_side_never_delete_each_others_files(tmp_path):
+    # Two builds of one tree at once (the peak scan runs whole applications in
+    # parallel): neither may take the other's stamp for another compiler's.
+    import threading
+
+    from carkey_host.build import compile_firmware
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"m{i}.py").write_text(f"X = {i}\n")
+    out = tmp_path / "out"
+    compile_firmware(out, root=src)
+    errors = []
+
+    def build():
+        try:
+            for _ in range(30):
+                compile_firmware(out, root=src)
+                if len(list(out.glob("*.mpy"))) != 20:
+                    errors.append("a build saw missing .mpy files")
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
