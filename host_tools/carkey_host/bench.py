@@ -31,6 +31,7 @@ from .mpy_bridge import micropython_env
 
 # The benchmark runs the firmware as boards do: compiled .mpy, not source.
 MPY_DIR = paths.BUILD_DIR / "mpy"
+BUILD_BENCH_MPY = MPY_DIR
 
 # The reference workload's published ESP32 time: MicroPython commit 549448e8 (2021,
 # "esp32: Enable optimisations and move code to iRAM"), bm_pidigits score 664.40 on a
@@ -432,10 +433,17 @@ def run_on_board(port, names=None, runs=5, progress=print, timeout=600):
     from .deploy import Board
     from .errors import CarkeyError
 
-    names = list(names or [n for n in _cpython_ops()] + ["reader_after_tap"])
+    names = list(names or ["ref_pidigits"] + [n for n in _cpython_ops()] + ["reader_after_tap"])
     board = Board(port)
     results = {}
     try:
+        # The benchmark's own modules are not deployed with the firmware: copy them now.
+        from .deploy import BENCH_ONLY, PACKAGE_DIR
+
+        compiled = BUILD_BENCH_MPY
+        compile_firmware(compiled)
+        for name in BENCH_ONLY:
+            board.write_file(f"{PACKAGE_DIR}/{name}", (compiled / "carkey" / name).read_bytes())
         if any(n in READER_OPS for n in names):
             progress("recording a standard and a fast tap against the simulated phone...")
             board.write_file(BOARD_FIXTURE, record_reader_fixture().read_bytes())
@@ -452,7 +460,8 @@ def run_on_board(port, names=None, runs=5, progress=print, timeout=600):
                     if "error" in r:
                         raise CarkeyError(f"{name}: {r['error']}")
                     results[name] = {"board_ms": r["median_us"] / 1000, "min_ms": r["min_us"] / 1000,
-                                     "runs": r["runs"], "alloc_bytes": r["alloc_bytes"]}
+                                     "runs": r["runs"], "alloc_bytes": r["alloc_bytes"],
+                                     "ref_ms": r["ref_median_us"] / 1000, "ratio_to_ref": r["ratio_median"]}
         board.soft_reset()
     finally:
         board.close()
