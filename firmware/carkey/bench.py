@@ -281,11 +281,48 @@ def measure(name, runs):
             "ratio_q1": ratios[runs // 4], "ratio_q3": ratios[(3 * runs) // 4], "ratio_max": ratios[-1]}
 
 
+def lockstep(name):
+    # One timed run per line on stdin, its time in µs printed back; "end" stops.
+    # The host drives an operation and the reference in two processes at the same
+    # -X heapsize, alternating run by run, so the reference keeps the conditions of
+    # its published time (a heap holding nothing else) while the operation keeps its
+    # own (its modules and state resident) and both see the same machine load.
+    op = OPERATIONS[name]()
+    prepare, fn = op if isinstance(op, tuple) else (None, op)
+    if prepare:
+        prepare()
+    fn()  # warm-up
+    print("ready")
+    while True:
+        line = sys.stdin.readline()
+        if not line or line.strip() == "end":
+            break
+        if prepare:
+            prepare()
+        print(_timed(fn))
+    if prepare:
+        prepare()
+    gc.collect()
+    free = gc.mem_free()
+    gc.disable()
+    before = gc.mem_alloc()
+    try:
+        fn()
+        allocated = gc.mem_alloc() - before
+    except MemoryError:
+        allocated = -1
+    gc.enable()
+    print(json.dumps({"op": name, "alloc_bytes": allocated, "free_bytes": free}))
+
+
 def main(argv):
     runs = 15
     names = []
+    step = False
     for arg in argv:
-        if arg.startswith("--runs="):
+        if arg == "--lockstep":
+            step = True
+        elif arg.startswith("--runs="):
             runs = int(arg[7:])
         elif arg.startswith("--fixture="):
             _reader_files["fixture"] = arg[10:]
@@ -293,6 +330,9 @@ def main(argv):
             _reader_files["state"] = arg[8:]
         else:
             names.append(arg)
+    if step:
+        lockstep(names[0])
+        return 0
     for name in names or list(OPERATIONS):
         if name not in OPERATIONS:
             print(json.dumps({"op": name, "error": "unknown operation"}))

@@ -99,3 +99,15 @@ def test_builds_side_by_side_never_delete_each_others_files(tmp_path):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_paired_runs_alternate_reference_and_operation():
+    from carkey_host.build import compile_firmware
+
+    compile_firmware(bench.MPY_DIR)
+    same = bench.paired("ref_pidigits", 64 * 1024, 5)
+    assert 0.5 < same["ratio_median"] < 2.0  # the reference against itself, in its own process
+    cheap = bench.paired("hkdf", 64 * 1024, 5)
+    assert cheap["ratio_median"] < 0.5 and cheap["ref_median_us"] > 0 and cheap["alloc_bytes"] > 0
+    assert cheap["ratio_min"] <= cheap["ratio_q1"] <= cheap["ratio_median"] <= cheap["ratio_q3"] <= cheap["ratio_max"]
+    assert bench.paired("reader_std_txn", 24 * 1024, 3) is None  # does not fit: no figure, no hang
