@@ -373,8 +373,6 @@ gc.collect()
 held = gc.mem_alloc() - before
 ks.record_use(pub(31), 1000)
 ks.commit()
-ks = None  # one store at a time, as the firmware holds it
-gc.collect()
 ks = KeyStore(%(dir)r)
 ok = len(ks) == 32 and len(ks.fast_candidates()) == 32 and ks.fast_candidates()[0].pub == pub(31)
 gc.collect()

@@ -86,7 +86,7 @@ _WINDOW_POINTS = const(16)
 _WNAF_POINTS = const(8)  # verify: width-5 wNAF, digits ±1 ... ±15
 
 _PUB_LEN = const(65)
-_TABLE_LEN = const(4160)  # per-credential table: Q's x || y, then 64 comb entries
+TABLE_LEN = const(4160)  # per-credential table: Q's x || y, then 64 comb entries
 
 
 class Nonce:
@@ -535,7 +535,7 @@ def verify_table_steps(pub, out=None):
     # verify reject, but a table rewritten on purpose could make it accept another
     # key's signatures, so it needs the same write protection as the key list.
     x, y = _point(pub)
-    if out is not None and len(out) != _TABLE_LEN:
+    if out is not None and len(out) != TABLE_LEN:
         raise ValueError("table buffer")
     return _verify_table(x, y, out)
 
@@ -568,7 +568,7 @@ def _verify_table(x, y, out):
     # Entries are made in Gray-code order (each one 2·tooth away from the last)
     # and written out 8 at a time, so only about 20 points are ever in the heap.
     if out is None:
-        out = bytearray(_TABLE_LEN)
+        out = bytearray(TABLE_LEN)
     out[0:32] = x.to_bytes(32, "big")
     out[32:64] = y.to_bytes(32, "big")
     X, Y, Z = x, y, 1
@@ -641,7 +641,7 @@ def _verify_args(pub, digest, sig, table):
     if not (0 < r < _N and 0 < s < _N):
         return None
     if table is not None:
-        if not isinstance(table, (bytes, bytearray)) or len(table) != _TABLE_LEN:
+        if not isinstance(table, (bytes, bytearray)) or len(table) != TABLE_LEN:
             return None
         if table[0:64] != pub[1:65]:
             return None

@@ -76,9 +76,14 @@ class Car:
 
     def __init__(self, dir, door, carbus=None, clock=None, pool=None, default_command=codes.CMD_UNLOCK,
                  place=PLACE_DOOR, card_drive_minutes=30):
+        from carkey.crypto.p256 import TABLE_LEN
+
         self.dir = dir
         self.identity = load_identity(dir)
-        self.keys = KeyStore(dir)
+        # Verification tables are read into one buffer and built in another (a tap may
+        # run between the slices of a build), both made now, before the heap fragments.
+        self.keys = KeyStore(dir, table_buffer=bytearray(TABLE_LEN))
+        self._table_work = bytearray(TABLE_LEN)
         self.clock = clock or Clock(dir)
         self.log = AuditLog(dir)
         self.door = door
@@ -123,7 +128,7 @@ class Car:
         if self._tables_fit:
             for cred in self.keys.without_table()[:limit]:
                 try:
-                    table = await run_steps(p256.verify_table_steps(cred.pub, self.keys.table_build_buffer()))
+                    table = await run_steps(p256.verify_table_steps(cred.pub, self._table_work))
                 except MemoryError:
                     # Building a table needs ~40 KiB beyond a tap: on a heap that small,
                     # keys are verified without one (slower, never wrong).

@@ -34,13 +34,6 @@ _VALET = const(4)
 _ACTIVE = const(0)
 _REVOKED = const(2)
 
-_TABLE_LEN = const(4160)  # a P-256 verification table (carkey.crypto.p256)
-# The one buffer every tap's verification table is read into, and the one idle work
-# builds new tables in (a tap may run between the slices of a build), made when the
-# module loads (start-up, before the heap fragments): neither ever asks for 4 KiB in
-# one piece later.
-_table_buf = bytearray(_TABLE_LEN)
-_build_buf = bytearray(_TABLE_LEN)
 _RECORD = "keys"
 _FORMAT_VERSION = const(1)
 _HEAD = ">BBHB"  # format version, credentials, revoked slots, counters
@@ -264,9 +257,13 @@ def _read(f, n):
 class KeyStore:
     """The enrolled credentials of one reader, kept in dir (record "keys")."""
 
-    def __init__(self, dir, name=_RECORD):
+    def __init__(self, dir, name=_RECORD, table_buffer=None):
         self._dir = dir
         self._name = name
+        # Where table() reads verification tables (a 4160-byte bytearray the car
+        # makes at start-up, so a tap never asks for 4 KiB in one piece); without
+        # one, each table is read into a new bytes object.
+        self._table_buf = table_buffer
         self.load()
 
     # -- persistence ------------------------------------------------------
@@ -465,25 +462,22 @@ class KeyStore:
     def table(self, cred):
         """The key's P-256 verification table (carkey.crypto.p256.verify_table) from
         flash, or None: missing or damaged tables only make verification slower.
-        The table is read into one buffer the store keeps: it is valid until the
-        next call (one tap at a time)."""
+        With a table_buffer the table is read into it: valid until the next call
+        (one tap at a time)."""
         if cred.card_uid is not None:
             return None
         try:
+            if self._table_buf is None:
+                return storage.load(self._dir, self._table_record(cred))
             return storage.load_with(self._dir, self._table_record(cred), self._read_table)
         except (storage.StorageError, OSError):
             return None
 
     def _read_table(self, f, length):
-        buf = _table_buf
-        if length != _TABLE_LEN or f.readinto(buf) != _TABLE_LEN:
+        buf = self._table_buf
+        if length != len(buf) or f.readinto(buf) != length:
             return None
         return buf
-
-    @staticmethod
-    def table_build_buffer():
-        """Where idle work builds a verification table (then store_table())."""
-        return _build_buf
 
     def store_table(self, cred, table):
         storage.save(self._dir, self._table_record(cred), table)
