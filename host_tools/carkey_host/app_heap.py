@@ -166,21 +166,20 @@ def run_once(template, board, heapsize, workdir):
                 sim.remove()
                 empty = sim.empty_polls
                 sim.wait_for(lambda s: s.empty_polls > empty, timeout=STEP_TIMEOUT_S)
-            tables = len(list(state.glob("vt*")))
+            tables = len(list(state.glob("vt*.a")))  # committed tables (a first save ends in .a)
             txn, log = visit_car(friend, air.address, name, 3, timeout=STEP_TIMEOUT_S)
             if txn.control_flow != (1, 0):
                 raise CarkeyError(f"friend's BLE tap with a share document: {log.error or txn.control_flow}")
             result["friend_tap"] = _expect_tap(lines, 2, "friend's BLE tap")
             deadline = time.monotonic() + STEP_TIMEOUT_S
-            while len(list(state.glob("vt*"))) <= tables:
+            while len(list(state.glob("vt*.a"))) <= tables:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise CarkeyError("the friend's verification table was not built")
                 try:
-                    lines.events.get(timeout=0.1) and None
+                    ev = lines.events.get(timeout=0.1)
                 except queue.Empty:
-                    pass
-                else:
-                    raise CarkeyError("a verification table did not fit the heap")
+                    continue
+                raise CarkeyError(f"while the friend's table was being built: {ev or 'the application stopped'}")
             if proc.poll() is not None:
                 raise CarkeyError("the application stopped")
             result["ok"] = True

@@ -1,7 +1,10 @@
 # carkey — the car ECU application: every task on one asyncio loop (radios, door, idle work, watchdog).
 # SPDX-License-Identifier: MIT
 #
-# main.py calls run(). The order of start-up matters for safety and for secrets:
+# main.py calls run(). The hardware comes from the platform the board description
+# names (carkey.hw.platform on a real board); the CPU is raised to 240 MHz at start
+# (stock ESP32 builds boot at 160 MHz; docs/PERFORMANCE.md's estimates are for 240).
+# The order of start-up matters for safety and for secrets:
 #   1. the door controller is built first, so every relay is at its safe level
 #      before anything slow happens (the board's pull resistors hold them until then);
 #   2. the radios come up before a first boot makes the reader identity, because
