@@ -8,6 +8,10 @@
 # No unlock_driver relay: every free pin is taken, so the driver-door command
 # reports a hardware fault on this board.
 
+# Heap: the whole application needs 288-303 KiB on the 64-bit Unix port (about 210 KiB on
+# a 32-bit ESP32, an estimate); a WROOM-32 gives roughly 110-130 KiB with BLE up, so this
+# board runs it only with a WROVER (PSRAM) module. docs/HARDWARE.md, "Which board fits".
+
 BOARD = "esp32_devkitc"
 CHIP = "esp32"
 KIND = "car"

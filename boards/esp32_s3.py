@@ -4,6 +4,9 @@
 # Avoided: 0, 3, 45, 46 (strapping), 26-32 (flash), 33-37 (octal PSRAM),
 # 19 and 20 (USB), 43 and 44 (console UART), 38 and 48 (RGB LED on the devkit).
 
+# Heap: the whole application needs 299-305 KiB on the 64-bit Unix port (about 210 KiB on
+# a 32-bit ESP32, an estimate): it fits in the N8R8's PSRAM. docs/HARDWARE.md, "Which board fits".
+
 BOARD = "esp32_s3"
 CHIP = "esp32s3"
 KIND = "car"

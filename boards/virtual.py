@@ -4,6 +4,8 @@
 BOARD = "virtual"
 CHIP = "virtual"
 KIND = "car"
+# The hardware layer: the virtual board's stand-ins (boards/virtual_hw/platform.py).
+PLATFORM = "virtual_hw.platform"
 
 # role: (gpio, active_low)
 OUTPUTS = {

@@ -83,5 +83,11 @@ class VirtualPlatform:
 
         return getattr(sys.stdin, "buffer", sys.stdin)
 
+    def full_speed(self):
+        return None  # the host's clock is what it is
+
     def watchdog(self):
         return None
+
+
+Platform = VirtualPlatform  # the name carkey.hw.platform.for_board() looks for

@@ -44,15 +44,11 @@ def _out(obj):
 def _build_car(dir, body, place="door"):
     import virtual
 
-    from carkey.ecu.car import Car
-    from carkey.ecu.carbus import CarBus
-    from carkey.ecu.door import DoorController
-    from carkey.hw.pins import Board
+    from carkey.ecu import assembly
 
-    board = Board(virtual, body.pin, lambda name, spec: None)
-    door = DoorController(board.outputs, board.inputs)
     bus = open(dir + "/carbus.log", "ab")
-    return Car(dir, door, CarBus(bus), place=place), bus
+    board, door = assembly.door(virtual, body.pin, lambda name, spec: bus)
+    return assembly.car(dir, board, door, place), bus
 
 
 async def _let_pulses_finish(door, ms):
@@ -67,7 +63,7 @@ async def _let_pulses_finish(door, ms):
 async def _connect(req):
     from carkey.ecu.auditlog import TRANSPORT_TCP
     from carkey.protocol.errors import LinkError
-    from carkey.protocol.link_tcp import TcpLink
+    from carkey.hw.link_tcp import TcpLink
 
     dir = req["state"]
     body = CarBody.load(dir + "/car_body.json")

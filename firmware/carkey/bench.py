@@ -3,7 +3,11 @@
 #
 # Runs on the Unix port (`make bench`) and on a board (`carkey bench --port`). Each
 # operation has a setup that builds fixed inputs outside the timed region; the timed
-# callable does only the work a real transaction does. Prints one JSON line per operation.
+# callable does only the work a real transaction does. Every timed run of an operation
+# comes right after a run of the reference workload (pi_digits, whose ESP32 time is
+# published), both after gc.collect(), so the host can turn the per-round ratio into an
+# ESP32 estimate that does not move with the machine's speed that day. Prints one JSON
+# line per operation.
 
 import gc
 import json
@@ -16,6 +20,48 @@ _DIGEST = b"\x5a" * 32
 _IV = b"\x00" * 8 + b"\x00\x00\x00\x01"
 _SALT = b"\x11" * 32 + b"Volatile****" + b"\x22" * 32 + b"\x5e\x5c\x02\x01\x00" + b"\x33" * 48 + b"\x00\x02" + bytes.fromhex("a508800200005c020100")
 _INFO = b"\x44" * 32
+
+
+# The reference workload: 65 digits of pi by the unbounded spigot on Python ints, the
+# arithmetic of MicroPython's tests/perf_bench/bm_pidigits.py at its (100, 100)
+# setting, whose ESP32 time is published (docs/PERFORMANCE.md, "ESP32 estimate").
+# Its operands grow to a few hundred bits, like P-256's field and scalar values.
+REF_DIGITS = 65
+
+
+def _compose(a, b):
+    # The product of two transformations, every term computed (zeros and ones
+    # included) as the reference benchmark does: same multiplications, same
+    # temporaries, so its published time applies.
+    a0, a1, a2, a3 = a
+    b0, b1, b2, b3 = b
+    return (a0 * b0, a0 * b1 + a1 * b3, a2 * b0 + a3 * b2, a2 * b1 + a3 * b3)
+
+
+def _floor_at(z, x):
+    q, r, s, t = z
+    return (q * x + r) // (s * x + t)
+
+
+def pi_digits(n):
+    # z = (q, r, s, t) maps x to (qx + r) / (sx + t); a digit is certain once
+    # z(3) and z(4) have the same integer part.
+    z = (1, 0, 0, 1)
+    k = 1
+    digits = []
+    for _ in range(n):
+        y = _floor_at(z, 3)
+        while y != _floor_at(z, 4):
+            z = _compose(z, (k, 4 * k + 2, 0, 2 * k + 1))
+            k += 1
+            y = _floor_at(z, 3)
+        z = _compose((10, -10 * y, 0, 1), z)
+        digits.append(y)
+    return digits
+
+
+def _reference():
+    return pi_digits(REF_DIGITS)
 
 
 def _setup_p256():
@@ -161,6 +207,11 @@ def _op_baseline():
     return lambda: None
 
 
+def _op_ref_pidigits():
+    # The reference workload on its own: on a board, its median is that board's T_ref.
+    return _reference
+
+
 OPERATIONS = {
     "baseline": _op_baseline,
     "p256_keygen": _op_p256_keygen,
@@ -175,7 +226,15 @@ OPERATIONS = {
     "reader_std_txn": _op_reader_std_txn,
     "reader_fast_txn": _op_reader_fast_txn,
     "reader_after_tap": _op_reader_after_tap,
+    "ref_pidigits": _op_ref_pidigits,
 }
+
+
+def _timed(fn):
+    gc.collect()
+    t0 = time.ticks_us()
+    fn()
+    return time.ticks_diff(time.ticks_us(), t0)
 
 
 def measure(name, runs):
@@ -186,18 +245,27 @@ def measure(name, runs):
     if prepare:
         prepare()
     fn()  # warm-up: first-call imports and lazy tables are not per-transaction work
+    _reference()
     times = []
+    ref_times = []
+    ratios = []
     for _ in range(runs):
         if prepare:
             prepare()
-        gc.collect()
-        t0 = time.ticks_us()
-        fn()
-        times.append(time.ticks_diff(time.ticks_us(), t0))
+        # One round: the reference, then the operation right after it, so both see
+        # the same machine load and the same heap.
+        t_ref = _timed(_reference)
+        t_op = _timed(fn)
+        times.append(t_op)
+        ref_times.append(t_ref)
+        ratios.append(t_op / max(t_ref, 1))
     times.sort()
+    ref_times.sort()
+    ratios.sort()
     if prepare:
         prepare()
     gc.collect()
+    free = gc.mem_free()  # what one run can allocate before the collector must run
     gc.disable()
     before = gc.mem_alloc()
     try:
@@ -206,14 +274,55 @@ def measure(name, runs):
     except MemoryError:
         allocated = -1  # more garbage than the heap holds without a collection
     gc.enable()
-    return {"op": name, "median_us": times[len(times) // 2], "min_us": times[0], "runs": runs, "alloc_bytes": allocated}
+    mid = runs // 2
+    return {"op": name, "median_us": times[mid], "min_us": times[0], "runs": runs, "alloc_bytes": allocated,
+            "free_bytes": free,
+            "ref_median_us": ref_times[mid], "ratio_median": ratios[mid], "ratio_min": ratios[0],
+            "ratio_q1": ratios[runs // 4], "ratio_q3": ratios[(3 * runs) // 4], "ratio_max": ratios[-1]}
+
+
+def lockstep(name):
+    # One timed run per line on stdin, its time in µs printed back; "end" stops.
+    # The host drives an operation and the reference in two processes at the same
+    # -X heapsize, alternating run by run, so the reference keeps the conditions of
+    # its published time (a heap holding nothing else) while the operation keeps its
+    # own (its modules and state resident) and both see the same machine load.
+    op = OPERATIONS[name]()
+    prepare, fn = op if isinstance(op, tuple) else (None, op)
+    if prepare:
+        prepare()
+    fn()  # warm-up
+    print("ready")
+    while True:
+        line = sys.stdin.readline()
+        if not line or line.strip() == "end":
+            break
+        if prepare:
+            prepare()
+        print(_timed(fn))
+    if prepare:
+        prepare()
+    gc.collect()
+    free = gc.mem_free()
+    gc.disable()
+    before = gc.mem_alloc()
+    try:
+        fn()
+        allocated = gc.mem_alloc() - before
+    except MemoryError:
+        allocated = -1
+    gc.enable()
+    print(json.dumps({"op": name, "alloc_bytes": allocated, "free_bytes": free}))
 
 
 def main(argv):
     runs = 15
     names = []
+    step = False
     for arg in argv:
-        if arg.startswith("--runs="):
+        if arg == "--lockstep":
+            step = True
+        elif arg.startswith("--runs="):
             runs = int(arg[7:])
         elif arg.startswith("--fixture="):
             _reader_files["fixture"] = arg[10:]
@@ -221,6 +330,9 @@ def main(argv):
             _reader_files["state"] = arg[8:]
         else:
             names.append(arg)
+    if step:
+        lockstep(names[0])
+        return 0
     for name in names or list(OPERATIONS):
         if name not in OPERATIONS:
             print(json.dumps({"op": name, "error": "unknown operation"}))

@@ -19,9 +19,8 @@ import os
 
 from carkey import storage
 from carkey.crypto import p256
-from carkey.ecu.car import IDENTITY_RECORD, Car
-from carkey.ecu.door import DoorController
-from carkey.hw.pins import Input, Output
+from carkey.ecu import assembly
+from carkey.ecu.car import IDENTITY_RECORD
 from carkey.protocol.errors import LinkError
 from carkey.protocol.identity import ReaderIdentity
 
@@ -31,8 +30,8 @@ _TAP_SPACING_MS = 120000  # taps a couple of minutes apart: pulses end, duty win
 
 
 class _Pin:
-    def __init__(self):
-        self.level = 0
+    def __init__(self, role=None, gpio=None, mode=None, pull=None, idle_level=0):
+        self.level = idle_level
 
     def value(self, v=None):
         if v is None:
@@ -98,14 +97,14 @@ class Bench:
                 os.remove(dir + "/" + name)
         storage.save(dir, IDENTITY_RECORD, bytes.fromhex(fixture["identity"]))
         self.ticks = _Ticks()
-        outputs = {}
-        inputs = {}
-        for role in _OUTPUTS:
-            outputs[role] = Output(_Pin())
-        for role in _INPUTS:
-            inputs[role] = Input(_Pin())
-        door = DoorController(outputs, inputs, clock=self.ticks)
-        self.car = Car(dir, door)
+        # Every role, active high, no car bus: pins that only hold their level.
+        desc = {"BOARD": "bench", "OUTPUTS": {}, "INPUTS": {}, "BUSES": {}}
+        for i, role in enumerate(_OUTPUTS):
+            desc["OUTPUTS"][role] = (i, False)
+        for i, role in enumerate(_INPUTS):
+            desc["INPUTS"][role] = (32 + i, False, None)
+        board, door = assembly.door(desc, _Pin, clock=self.ticks)
+        self.car = assembly.car(dir, board, door)
         from carkey.ecu.keystore import Credential
 
         self.car.keys.add(Credential(bytes.fromhex(fixture["owner"]), 1, 0x7F))
@@ -152,7 +151,7 @@ def new_fixture(owner_pub):
 
 
 async def _record_tap(bench, host, port, framing, fast):
-    from carkey.protocol.link_tcp import TcpLink
+    from carkey.hw.link_tcp import TcpLink
 
     link = await TcpLink.connect(host, port, framing)
     rec = _Recording(link)

@@ -5,11 +5,16 @@ For every operation in firmware/carkey/bench.py this measures, in one run:
   mpy_64k_ms       median with `-X heapsize=64k` (a small ESP32 build's heap)
   cpython_ms       median of the same work in CPython with `cryptography` (OpenSSL)
   ratio            mpy_64k_ms / cpython_ms
-  esp32_est_ms     mpy_64k_ms x 100 (calibration in docs/PERFORMANCE.md; range x65..x130)
+  esp32_est_ms     median over rounds of (t_op / t_ref) x T_ref: every timed run follows
+                   a run of the reference workload (65 digits of pi, whose ESP32 time is
+                   published) at the same heap; T_ref = 65.2 ms on an ESP32 at 240 MHz
+                   (docs/PERFORMANCE.md, "ESP32 estimate")
   peak_heap_bytes  smallest heap, in 1 KiB steps, in which the operation (with its
                    imports) runs to completion
   alloc_bytes      bytes allocated by one run (garbage the collector must reclaim)
-and writes them to build/bench.json, keyed by operation name.
+and writes them to build/bench.json, keyed by operation name, with a "calibration"
+entry naming the interpreter that ran ($CARKEY_MICROPYTHON, $CARKEY_MPY_CROSS select
+another MicroPython build for every row).
 """
 
 import argparse
@@ -26,11 +31,22 @@ from .mpy_bridge import micropython_env
 
 # The benchmark runs the firmware as boards do: compiled .mpy, not source.
 MPY_DIR = paths.BUILD_DIR / "mpy"
+BUILD_BENCH_MPY = MPY_DIR
 
-ESP32_FACTOR = 100
-ESP32_RANGE = (65, 130)
+# The reference workload's published ESP32 time: MicroPython commit 549448e8 (2021,
+# "esp32: Enable optimisations and move code to iRAM"), bm_pidigits score 664.40 on a
+# TinyPICO at 160 MHz (score = 1e6 x 65 / us), so 97.8 ms; the same commit says the
+# benchmark scales with the CPU clock, so 97.8 x 160 / 240 = 65.2 ms at 240 MHz, the
+# clock the car application sets at boot (carkey.hw.platform).
+T_REF_160MHZ_MS = 97.8
+ESP32_MHZ = 240
+T_REF_MS = round(T_REF_160MHZ_MS * 160 / ESP32_MHZ, 1)
+REF_DIGITS = 65
 TARGETS_ESP32_MS = {"std_txn": 1000, "fast_txn": 10, "reader_std_txn": 1000, "reader_fast_txn": 15,
                     "nfc_fast_tap_est_ms": 120}
+# app_peak_heap_bytes target on this 64-bit port: ~100 KiB on a 32-bit ESP32-WROOM-32
+# (no PSRAM), which gives MicroPython roughly 110-130 KiB once BLE is up.
+APP_PEAK_BUDGET = {"esp32_devkitc": 144 * 1024}
 HEAP_STEP = 1024
 HEADROOM = 16 * 1024  # what a 64 KiB heap leaves the crypto rows above their peaks, roughly
 HEAP_LIMIT = 512 * 1024
@@ -106,6 +122,88 @@ def run_firmware(names, runs, heapsize=None, timeout=600):
     if missing and heapsize is None:
         raise BenchError(f"firmware benchmark failed for {missing}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return results
+
+
+class _Stepper:
+    """One `carkey.bench --lockstep` process: a timed run per request."""
+
+    def __init__(self, name, heapsize):
+        cmd = [paths.micropython_executable()]
+        if heapsize:
+            cmd += ["-X", f"heapsize={heapsize}"]
+        cmd += ["-m", "carkey.bench", "--lockstep", f"--fixture={FIXTURE}", f"--state={READER_STATE}-{name}", name]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, bufsize=1, env=micropython_env(firmware_dir=MPY_DIR))
+        self._line("ready")
+
+    def _line(self, want=None):
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                return None
+            line = line.strip()
+            if want is None or line == want:
+                return line
+
+    def run(self):
+        try:
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None
+        while True:
+            line = self._line()
+            if line is None:
+                return None
+            if line.isdigit():
+                return int(line)
+
+    def finish(self):
+        try:
+            self.proc.stdin.write("end\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        last = None
+        while True:
+            line = self._line()
+            if line is None:
+                break
+            if line.startswith("{"):
+                last = json.loads(line)
+        self.proc.wait(60)
+        return last
+
+
+def paired(name, heapsize, runs):
+    """The operation timed run by run against the reference workload, each in its own
+    process at the same -X heapsize, alternating (reference, then operation): the
+    figures `estimate()` needs, or None if the operation fails at that heap."""
+    ref = _Stepper("ref_pidigits", heapsize)
+    op = _Stepper(name, heapsize)
+    times, ref_times, ratios = [], [], []
+    try:
+        for _ in range(runs):
+            t_ref = ref.run()
+            t_op = op.run()
+            if t_ref is None or t_op is None:
+                return None
+            times.append(t_op)
+            ref_times.append(t_ref)
+            ratios.append(t_op / max(t_ref, 1))
+    finally:
+        ref.finish()
+        tail = op.finish()
+    if tail is None:
+        return None
+    times.sort()
+    ref_times.sort()
+    ratios.sort()
+    mid = runs // 2
+    return {"median_us": times[mid], "min_us": times[0], "ref_median_us": ref_times[mid],
+            "ratio_median": ratios[mid], "ratio_min": ratios[0], "ratio_q1": ratios[runs // 4],
+            "ratio_q3": ratios[(3 * runs) // 4], "ratio_max": ratios[-1], "alloc_bytes": tail["alloc_bytes"],
+            "free_bytes": tail["free_bytes"]}
 
 
 def peak_heap(name):
@@ -229,10 +327,13 @@ def time_cpython(fn, runs=200):
 # --- the whole benchmark ----------------------------------------------------------
 
 
-def run(names=None, runs=15, heap=True, progress=print):
-    """Benchmark `names` (default: all) and return {name: figures}."""
+def run(names=None, runs=15, heap=True, progress=print, app=None, jobs=2):
+    """Benchmark `names` (default: all) and return {name: figures}. `app` (default:
+    when all operations run) adds the whole application's heap rows (carkey_host.app_heap)."""
+    if app is None:
+        app = not names
     cpython_ops = _cpython_ops()
-    names = names or list(cpython_ops) + ["reader_after_tap"]
+    names = names or ["ref_pidigits"] + list(cpython_ops) + ["reader_after_tap"]
     compile_firmware(MPY_DIR)
     if any(n in READER_OPS for n in names):
         progress("recording a standard and a fast tap of the firmware ECU against the simulated phone...")
@@ -244,7 +345,7 @@ def run(names=None, runs=15, heap=True, progress=print):
     default = run_firmware(names, runs)
     progress("MicroPython, 64 KiB heap...")
     small = run_firmware(names, runs, heapsize="64k")
-    results = {}
+    results = {"calibration": calibration(default.get("ref_pidigits") or default[names[0]])}
     for name in names:
         progress(f"  {name}: CPython timing{' and peak heap search' if heap else ''}")
         mpy_ms = default[name]["median_us"] / 1000
@@ -256,28 +357,91 @@ def run(names=None, runs=15, heap=True, progress=print):
             "mpy_64k_ms": None if mpy_64k_ms is None else round(mpy_64k_ms, 4),
             "cpython_ms": None if cpython_ms is None else round(cpython_ms, 5),
             "ratio": None if not (mpy_64k_ms and cpython_ms) else round(mpy_64k_ms / cpython_ms, 1),
-            "esp32_est_ms": None if mpy_64k_ms is None else round(mpy_64k_ms * ESP32_FACTOR, 1),
+            "esp32_est_ms": None,
             "peak_heap_bytes": peak,
             "alloc_bytes": default[name]["alloc_bytes"],
         }
-        if mpy_64k_ms is None and peak:
+        board_heap = APP_PEAK_BUDGET["esp32_devkitc"]
+        at_budget = paired(name, board_heap, runs) if name in READER_OPS else None
+        at_64k = paired(name, 64 * 1024, runs) if at_budget is None and mpy_64k_ms is not None else None
+        if at_budget is not None:
+            # A tap as the car makes it: at the heap the board's budget allows.
+            row["mpy_budget_heap_ms"] = round(at_budget["median_us"] / 1000, 4)
+            row.update(estimate(at_budget, board_heap))
+        elif at_64k is not None:
+            row.update(estimate(at_64k, 64 * 1024))
+        elif peak:
             # It does not fit 64 KiB: time it with the same headroom above its own peak
             # that a 64 KiB heap gives the operations that fit, and say so.
             heapsize = peak + HEADROOM
-            timed = run_firmware([name], runs, heapsize=heapsize).get(name)
+            timed = paired(name, heapsize, runs)
             if timed is not None:
                 tight_ms = timed["median_us"] / 1000
                 row["mpy_tight_heap_ms"] = round(tight_ms, 4)
                 row["tight_heap_bytes"] = heapsize
                 row["ratio"] = None if not cpython_ms else round(tight_ms / cpython_ms, 1)
-                row["esp32_est_ms"] = round(tight_ms * ESP32_FACTOR, 1)
-                row["esp32_est_basis"] = f"mpy at {heapsize // 1024} KiB (peak + {HEADROOM // 1024} KiB): fails in 64 KiB"
+                row.update(estimate(timed, heapsize))
+                row["esp32_est_basis"] += f" (peak + {HEADROOM // 1024} KiB): fails in 64 KiB"
+                if name in READER_OPS:
+                    row["esp32_est_basis"] += f" and at the board budget {board_heap // 1024} KiB"
+        if row.get("free_bytes_at_start") and row["alloc_bytes"] > 0:
+            # Each collection frees the run's garbage and the run goes on allocating: one
+            # pass per heap-full of allocation (an estimate from the two measured figures).
+            row["gc_passes_per_run_est"] = round(row["alloc_bytes"] / row["free_bytes_at_start"], 1)
         results[name] = row
     if "reader_std_txn" in results and "reader_fast_txn" in results:
         results.update(nfc_rows(results))
         progress("BLE: counting connect-to-unlock exchanges of the ECU application on the virtual air...")
         results["ble_unlock_exchanges"] = ble_unlock_exchanges()
+    if app:
+        from . import app_heap
+
+        progress("the whole application's heap per board config (resident, and the peak scan)...")
+        results.update(app_heap.measure(jobs=jobs, progress=progress, peak=heap))
     return results
+
+
+def estimate(measured, heapsize):
+    """The ESP32 figures of one firmware measurement taken at `heapsize`: the median
+    of the per-round ratios operation / reference times T_ref; the range is the middle
+    half of the per-round ratios (one slow round on a shared machine does not widen
+    it), the extremes are kept beside it."""
+    return {
+        "esp32_est_ms": round(measured["ratio_median"] * T_REF_MS, 2),
+        "esp32_est_range_ms": [round(measured["ratio_q1"] * T_REF_MS, 2), round(measured["ratio_q3"] * T_REF_MS, 2)],
+        "ratio_to_ref": round(measured["ratio_median"], 4),
+        "ratio_to_ref_extremes": [round(measured["ratio_min"], 4), round(measured["ratio_max"], 4)],
+        "ref_host_ms": round(measured["ref_median_us"] / 1000, 4),
+        "timed_heap_bytes": heapsize,
+        "free_bytes_at_start": measured.get("free_bytes"),
+        "esp32_est_basis": (f"ratio to the reference, both at {heapsize // 1024} KiB (the reference in a heap "
+                            f"holding nothing else, as its published time) x {T_REF_MS} ms ({ESP32_MHZ} MHz)"),
+    }
+
+
+def interpreter_version(executable):
+    proc = subprocess.run([executable, "-c", "import sys; print(sys.version, '%d-bit' % (64 if sys.maxsize > 1 << 32 else 32))"],
+                          capture_output=True, text=True, timeout=30)
+    return proc.stdout.strip() or proc.stderr.strip()
+
+
+def calibration(ref_measurement):
+    from .paths import mpy_cross_executable
+
+    cross = mpy_cross_executable()
+    cross_version = subprocess.run([cross, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    return {
+        "reference": f"pi_digits({REF_DIGITS}): the unbounded spigot of MicroPython's perf_bench bm_pidigits (100, 100)",
+        "t_ref_esp32_ms": T_REF_MS,
+        "esp32_mhz": ESP32_MHZ,
+        "t_ref_basis": (f"{T_REF_160MHZ_MS} ms at 160 MHz (MicroPython commit 549448e8, score 664.40, TinyPICO) "
+                        f"x 160/{ESP32_MHZ}; the car application sets machine.freq({ESP32_MHZ}_000_000) at boot"),
+        "ref_host_ms": round(ref_measurement["ref_median_us"] / 1000, 4),
+        "interpreter": paths.micropython_executable(),
+        "interpreter_version": interpreter_version(paths.micropython_executable()),
+        "mpy_cross": cross,
+        "mpy_cross_version": cross_version,
+    }
 
 
 def ble_unlock_exchanges(mtu=None):
@@ -353,10 +517,17 @@ def run_on_board(port, names=None, runs=5, progress=print, timeout=600):
     from .deploy import Board
     from .errors import CarkeyError
 
-    names = list(names or [n for n in _cpython_ops()] + ["reader_after_tap"])
+    names = list(names or ["ref_pidigits"] + [n for n in _cpython_ops()] + ["reader_after_tap"])
     board = Board(port)
     results = {}
     try:
+        # The benchmark's own modules are not deployed with the firmware: copy them now.
+        from .deploy import BENCH_ONLY, PACKAGE_DIR
+
+        compiled = BUILD_BENCH_MPY
+        compile_firmware(compiled)
+        for name in BENCH_ONLY:
+            board.write_file(f"{PACKAGE_DIR}/{name}", (compiled / "carkey" / name).read_bytes())
         if any(n in READER_OPS for n in names):
             progress("recording a standard and a fast tap against the simulated phone...")
             board.write_file(BOARD_FIXTURE, record_reader_fixture().read_bytes())
@@ -373,7 +544,8 @@ def run_on_board(port, names=None, runs=5, progress=print, timeout=600):
                     if "error" in r:
                         raise CarkeyError(f"{name}: {r['error']}")
                     results[name] = {"board_ms": r["median_us"] / 1000, "min_ms": r["min_us"] / 1000,
-                                     "runs": r["runs"], "alloc_bytes": r["alloc_bytes"]}
+                                     "runs": r["runs"], "alloc_bytes": r["alloc_bytes"],
+                                     "ref_ms": r["ref_median_us"] / 1000, "ratio_to_ref": r["ratio_median"]}
         board.soft_reset()
     finally:
         board.close()
@@ -384,23 +556,28 @@ def print_table(results):
     from rich.console import Console
     from rich.table import Table
 
-    lo, hi = ESP32_RANGE
-    table = Table(title="carkey firmware benchmark (medians)")
-    for col in ("operation", "mpy ms", "mpy 64k ms", "CPython ms", "ratio", f"ESP32 est ms (x{lo}..x{hi})",
-                "target", "peak heap", "alloc/run"):
+    cal = results.get("calibration")
+    title = "carkey firmware benchmark (medians)"
+    if cal:
+        title += (f"; ESP32 est = median(t_op / t_ref) x {cal['t_ref_esp32_ms']} ms at {cal['esp32_mhz']} MHz; "
+                  f"reference {cal['ref_host_ms']:.3f} ms here")
+    table = Table(title=title)
+    for col in ("operation", "mpy ms", "mpy 64k ms", "CPython ms", "ratio", "ref ms", "ESP32 est ms (range)",
+                "target", "peak heap", "alloc/run", "GC/run"):
         table.add_column(col, justify="right" if col != "operation" else "left")
     for name, r in results.items():
-        if "link_ms" in r or name == "ble_unlock_exchanges":
-            continue  # printed below
+        if not isinstance(r, dict) or "mpy_ms" not in r:
+            continue  # calibration, radio and application rows: printed below
         est = r["esp32_est_ms"]
         target = TARGETS_ESP32_MS.get(name)
-        base_ms = r["mpy_64k_ms"] if r["mpy_64k_ms"] is not None else r.get("mpy_tight_heap_ms")
         if est is None:
-            est_text, target_text = "fails in 64k", "-"
+            est_text, target_text = "fails", "-"
         else:
-            est_text = f"{est:.1f} ({base_ms * lo:.0f}..{base_ms * hi:.0f})"
-            if r["mpy_64k_ms"] is None:
-                est_text += f" at {r['tight_heap_bytes'] // 1024}k"
+            lo, hi = r["esp32_est_range_ms"]
+            digits = 1 if est >= 10 else 2
+            est_text = f"{est:.{digits}f} ({lo:.{digits}f}..{hi:.{digits}f})"
+            if r.get("timed_heap_bytes") != 64 * 1024:
+                est_text += f" at {r['timed_heap_bytes'] // 1024}k"
             target_text = "-" if target is None else f"<= {target} {'met' if est <= target else 'MISSED'}"
         table.add_row(
             name,
@@ -408,20 +585,46 @@ def print_table(results):
             "-" if r["mpy_64k_ms"] is None else f"{r['mpy_64k_ms']:.3f}",
             "-" if r["cpython_ms"] is None else f"{r['cpython_ms']:.4f}",
             "-" if r["ratio"] is None else f"{r['ratio']:.0f}x",
+            "-" if r.get("ref_host_ms") is None else f"{r['ref_host_ms']:.3f}",
             est_text,
             target_text,
             "-" if r["peak_heap_bytes"] is None else f"{r['peak_heap_bytes'] // 1024} KiB",
             "-" if r["alloc_bytes"] < 0 else f"{r['alloc_bytes']} B",
+            "-" if r.get("gc_passes_per_run_est") is None else f"{r['gc_passes_per_run_est']:.1f}",
         )
-    console = Console(width=160)
+    console = Console(width=180)
     console.print(table)
+    if cal:
+        console.print(f"interpreter: {cal['interpreter']} ({cal['interpreter_version']}); "
+                      f"mpy-cross: {cal['mpy_cross']} ({cal['mpy_cross_version']})")
     for name, r in results.items():
-        if "link_ms" not in r or r["esp32_est_ms"] is None:
+        if "link_ms" not in r or r.get("esp32_est_ms") is None:
             continue
         target = TARGETS_ESP32_MS.get(name)
         verdict = "" if target is None else f" (target <= {target}: {'met' if r['esp32_est_ms'] <= target else 'MISSED'})"
         console.print(f"{name}: {r['esp32_est_ms']:.1f} ms = reader {r['reader_ms']:.1f} + PN532 link "
                       f"{r['link_ms']:.1f} over {r['interface']} ({r['apdus']} APDUs){verdict}")
+    resident = results.get("app_resident_bytes")
+    if resident:
+        peaks = results.get("app_peak_heap_bytes", {})
+        est = results["app_heap_32bit_est_bytes"]
+        for board, n in resident.items():
+            line = f"{board}: app_resident {n / 1024:.1f} KiB (32-bit est {est['resident'][board] / 1024:.0f} KiB)"
+            if board in peaks:
+                budget = APP_PEAK_BUDGET.get(board)
+                verdict = "" if budget is None else (
+                    f", target <= {budget // 1024} KiB: {'met' if peaks[board] <= budget else 'MISSED'}")
+                line += (f", app_peak {peaks[board] / 1024:.0f} KiB (32-bit est {est['peak'][board] / 1024:.0f} KiB)"
+                         + verdict)
+            console.print(line)
+    for board, mods in results.get("app_module_heap_bytes", {}).items():
+        from .app_heap import STAND_INS
+
+        total = sum(mods.values())
+        stand_ins = sum(n for m, n in mods.items() if m in STAND_INS)
+        console.print(f"{board}: modules hold {total / 1024:.1f} KiB, of which the virtual board's stand-ins and "
+                      f"harness {stand_ins / 1024:.1f} KiB; largest: " + ", ".join(
+                          f"{m} {n / 1024:.1f}" for m, n in list(mods.items())[:8]))
     ble = results.get("ble_unlock_exchanges")
     if ble:
         for kind in ("standard", "fast"):
@@ -435,10 +638,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="carkey-bench", description=__doc__.splitlines()[0])
     parser.add_argument("operations", nargs="*", help="operations to run (default: all)")
     parser.add_argument("--runs", type=int, default=15, help="timed runs per operation (median reported)")
-    parser.add_argument("--no-heap", action="store_true", help="skip the peak-heap search")
+    parser.add_argument("--no-heap", action="store_true", help="skip the peak-heap searches")
+    parser.add_argument("--app", action="store_true", help="the whole application's heap rows even with named operations")
+    parser.add_argument("--no-app", action="store_true", help="skip the whole application's heap rows")
+    parser.add_argument("--jobs", type=int, default=2, help="whole-application runs at once in the peak scan")
     parser.add_argument("--json", default=str(paths.BUILD_DIR / "bench.json"), help="where to write results")
     args = parser.parse_args(argv)
-    results = run(args.operations or None, args.runs, heap=not args.no_heap)
+    app = True if args.app else (False if args.no_app else None)
+    results = run(args.operations or None, args.runs, heap=not args.no_heap, app=app, jobs=args.jobs)
     print_table(results)
     if not args.operations:  # the key fob's rows: host_tools/carkey_host/bench_fob.py
         from . import bench_fob

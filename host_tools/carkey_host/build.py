@@ -4,7 +4,9 @@ Boards run .mpy files: they import without the compiler's heap cost, which is wh
 `make bench` measures and what `carkey deploy` copies.
 """
 
+import os
 import subprocess
+import threading
 from pathlib import Path
 
 from . import paths
@@ -40,6 +42,13 @@ def compile_firmware(dest, root=None, march=None):
     root = Path(root or paths.FIRMWARE_DIR)
     dest = Path(dest)
     outputs = []
+    # .mpy files made by another mpy-cross (CARKEY_MPY_CROSS) or for another
+    # architecture are not reused: the stamp names the compiler that made them.
+    stamp = dest / ".mpy-cross"
+    made_by = f"{paths.mpy_cross_executable()} {march or ''}\n"
+    if dest.exists() and (not stamp.exists() or stamp.read_text() != made_by):
+        for old in dest.rglob("*.mpy"):
+            old.unlink()
     if dest.exists():
         for stale in dest.rglob("*.mpy"):
             if not (root / stale.relative_to(dest)).with_suffix(".py").exists():
@@ -51,4 +60,11 @@ def compile_firmware(dest, root=None, march=None):
         if out.exists() and out.stat().st_mtime >= source.stat().st_mtime:
             continue
         compile_file(source, out, rel, march)
+    if not stamp.exists() or stamp.read_text() != made_by:
+        # Atomically: a build running beside this one must never read a half-written
+        # stamp (it would take it for another compiler's and delete every .mpy).
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = stamp.with_name(f".mpy-cross.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(made_by)
+        os.replace(tmp, stamp)
     return outputs

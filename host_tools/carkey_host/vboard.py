@@ -41,7 +41,7 @@ SHIM = Path(__file__).resolve().parent / "mpy" / "vboard_shim.py"
 BOARDS_DIR = paths.REPO_ROOT / "boards"
 VIRTUAL_HW_DIR = BOARDS_DIR / "virtual_hw"
 # `import bluetooth` finds boards/virtual_hw/bluetooth.py; `import virtual_hw.platform`
-# (what carkey.ecu.app asks for on CHIP "virtual") finds the package under boards/.
+# (the PLATFORM boards/virtual.py names) finds the package under boards/.
 VIRTUAL_PATH = (VIRTUAL_HW_DIR, BOARDS_DIR)
 
 # Serial REPL control characters.

@@ -12,7 +12,8 @@ import unittest
 
 import virtual
 from car_rig import fresh_dir, rmtree
-from carkey.ecu.app import App, Watchdog
+from carkey.ecu.app import App
+from carkey.hw.platform import Watchdog
 from carkey.ecu.supervisor import Supervisor
 
 

@@ -5,7 +5,7 @@
 
 import unittest
 
-from carkey.ecu.app import Watchdog
+from carkey.hw.platform import Watchdog
 
 MPY_HEAPSIZE = "64k"
 

@@ -544,7 +544,7 @@ class TestScan(BleCase):
 
 class TestProximityWatch(BleCase):
     def test_only_the_watched_phone_feeds_proximity(self):
-        from carkey.hw.ble_proximity import PassiveEntry, Proximity
+        from carkey.ecu.proximity import PassiveEntry, Proximity
         from carkey.hw.ble_watch import ProximityWatch
 
         server = ble_gatt.BleServer(NAME)

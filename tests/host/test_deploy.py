@@ -71,8 +71,12 @@ def changed(report):
 def test_plan_puts_modules_in_lib_and_the_board_description_at_the_root(firmware, build):
     plan = lib.install_plan("esp32_s3", firmware_dir=firmware, build_dir=build)
     dests = [i.dest for i in plan]
-    # A car gets every module but the key fob's (tests/host/test_fob_board.py: the fob's list).
-    sources = sorted(p for p in (firmware / "carkey").rglob("*.py") if "fob" not in p.relative_to(firmware).parts)
+    # A car gets every module but the key fob's (tests/host/test_fob_board.py: the fob's list)
+    # and the benchmark's.
+    sources = [p for p in sorted((firmware / "carkey").rglob("*.py"))
+               if "fob" not in p.relative_to(firmware).parts
+               and p.relative_to(firmware / "carkey").with_suffix(".mpy").as_posix() not in lib.BENCH_ONLY]
+    assert not any(d.endswith(("/bench.mpy", "/bench_reader.mpy")) for d in dests)  # benchmark only
     assert dests[: len(sources)] == ["/lib/carkey/" + p.relative_to(firmware / "carkey").with_suffix(".mpy").as_posix()
                                       for p in sources]
     board_item = plan[len(sources)]

@@ -54,7 +54,7 @@ async def main(spec):
 
     if pe:
         # Loaded only when used, as the ECU would: they cost heap.
-        from carkey.hw.ble_proximity import PassiveEntry, Proximity
+        from carkey.ecu.proximity import PassiveEntry, Proximity
         from carkey.hw.ble_watch import ProximityWatch
 
         watch = ProximityWatch(server, PassiveEntry(Proximity(lost_ms=pe.get("lost_ms", 3000)), enabled=True),

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from carkey.protocol.link_tcp import TcpLink
+from carkey.hw.link_tcp import TcpLink
 from carkey.protocol.ntag424 import authenticate_card
 
 

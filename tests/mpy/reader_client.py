@@ -21,7 +21,7 @@ import sys
 import time
 
 from carkey.protocol.errors import ProtocolError
-from carkey.protocol.link_tcp import TcpLink
+from carkey.hw.link_tcp import TcpLink
 from carkey.protocol.reader import KEY_SLOT_MODE, PUBLIC_KEY_MODE, PrecomputePool, Reader, ReaderIdentity
 from fakelink import Cred, FakeCredentials
 

@@ -86,7 +86,7 @@ _WINDOW_POINTS = const(16)
 _WNAF_POINTS = const(8)  # verify: width-5 wNAF, digits ±1 ... ±15
 
 _PUB_LEN = const(65)
-_TABLE_LEN = const(4160)  # per-credential table: Q's x || y, then 64 comb entries
+TABLE_LEN = const(4160)  # per-credential table: Q's x || y, then 64 comb entries
 
 
 class Nonce:
@@ -537,8 +537,9 @@ def sign_with_nonce(priv, digest, nonce):
 # --- ECDSA verification --------------------------------------------------------
 
 
-def verify_table_steps(pub):
-    # Validate now, then a generator for the per-credential table of pub.
+def verify_table_steps(pub, out=None):
+    # Validate now, then a generator for the per-credential table of pub, made in
+    # `out` (a 4160-byte bytearray the caller keeps for this; default: a new one).
     #
     # The table (a 4160-byte bytearray: Q's x || y, then 64 comb entries laid out
     # like G_COMB) makes verify about 2.7x faster. It is public data: store it in
@@ -548,7 +549,9 @@ def verify_table_steps(pub):
     # verify reject, but a table rewritten on purpose could make it accept another
     # key's signatures, so it needs the same write protection as the key list.
     x, y = _point(pub)
-    return _verify_table(x, y)
+    if out is not None and len(out) != TABLE_LEN:
+        raise ValueError("table buffer")
+    return _verify_table(x, y, out)
 
 
 def _dbl(X, Y, Z):
@@ -575,10 +578,11 @@ def _add(X1, Y1, Z1, X2, Y2, Z2):
     return X3, (r * (v - X3) - s1 * hhh) % _P, Z1 * Z2 * h % _P
 
 
-def _verify_table(x, y):
+def _verify_table(x, y, out):
     # Entries are made in Gray-code order (each one 2·tooth away from the last)
     # and written out 8 at a time, so only about 20 points are ever in the heap.
-    out = bytearray(_TABLE_LEN)
+    if out is None:
+        out = bytearray(TABLE_LEN)
     out[0:32] = x.to_bytes(32, "big")
     out[32:64] = y.to_bytes(32, "big")
     X, Y, Z = x, y, 1
@@ -651,7 +655,7 @@ def _verify_args(pub, digest, sig, table):
     if not (0 < r < _N and 0 < s < _N):
         return None
     if table is not None:
-        if not isinstance(table, (bytes, bytearray)) or len(table) != _TABLE_LEN:
+        if not isinstance(table, (bytes, bytearray)) or len(table) != TABLE_LEN:
             return None
         if table[0:64] != pub[1:65]:
             return None

@@ -1,7 +1,10 @@
 # carkey — the car ECU application: every task on one asyncio loop (radios, door, idle work, watchdog).
 # SPDX-License-Identifier: MIT
 #
-# main.py calls run(). The order of start-up matters for safety and for secrets:
+# main.py calls run(). The hardware comes from the platform the board description
+# names (carkey.hw.platform on a real board); the CPU is raised to 240 MHz at start
+# (stock ESP32 builds boot at 160 MHz; docs/PERFORMANCE.md's estimates are for 240).
+# The order of start-up matters for safety and for secrets:
 #   1. the door controller is built first, so every relay is at its safe level
 #      before anything slow happens (the board's pull resistors hold them until then);
 #   2. the radios come up before a first boot makes the reader identity, because
@@ -27,86 +30,43 @@ from carkey.ecu.auditlog import TRANSPORT_BLE, TRANSPORT_NFC
 from carkey.ecu.supervisor import Supervisor
 
 STATE_DIR = "/state"
-_WDT_TIMEOUT_MS = const(8000)
-_WDT_FEED_MS = const(1000)
-_STALL_MS = const(5000)  # a heartbeat older than this: the loop is stuck, stop feeding
 _IDLE_MS = const(500)
 _CHECKPOINT_MS = const(60000)
 
 
-class Platform:
-    """Where the hardware comes from: machine on a board. The virtual board passes
-    its own (boards/virtual_hw/platform.py) with the same methods."""
-
-    def pin_factory(self):
-        from carkey.hw.pins import machine_pin
-
-        return machine_pin
-
-    def uart_factory(self):
-        from carkey.hw.pins import machine_uart
-
-        return machine_uart
-
-    def pn532(self, spec):
-        from carkey.hw.pn532_board import pn532_from_spec
-
-        return pn532_from_spec(spec)
-
-    def ble(self):
-        try:
-            import bluetooth
-        except ImportError:
-            return None
-        return bluetooth.BLE()
-
-    def console(self):
-        """The USB console's input while the application runs (owner requests, §9)."""
-        import sys
-
-        return getattr(sys.stdin, "buffer", sys.stdin)
-
-    def watchdog(self):
-        try:
-            from machine import WDT, Timer
-        except ImportError:
-            return None  # the Unix port has no watchdog
-        return Watchdog(WDT(timeout=_WDT_TIMEOUT_MS), Timer(0))
+# Rarely used modules: loaded when needed, dropped after, so their code does not
+# stay on the heap between taps.
+_ADMIN = "carkey.ecu.admin"
+# Loaded by a tap that carried a share or revocation, or by a card tap.
+_ON_DEMAND = ("carkey.ecu.documents", "carkey.ecu.cardkey", "carkey.protocol.ntag424")
 
 
-class Watchdog:
-    """machine.WDT fed from a timer while the event loop's heartbeat is fresh, or
-    for good once the application has handed the board back to the REPL."""
+def drop(name):
+    """Forget module `name` (if loaded) so the collector can free its code."""
+    import sys
 
-    def __init__(self, wdt, timer, clock=None):
-        import time
+    if name in sys.modules:
+        del sys.modules[name]
+        package, _, attr = name.rpartition(".")
+        parent = sys.modules.get(package)
+        if parent is not None and hasattr(parent, attr):
+            delattr(parent, attr)
+        import gc
 
-        self._ticks = clock or time.ticks_ms
-        self._diff = time.ticks_diff
-        self._wdt = wdt
-        self.released = False
-        self.beat()
-        timer.init(period=_WDT_FEED_MS, callback=self._tick)
-
-    def beat(self):
-        self._last = self._ticks()
-
-    def release(self):
-        self.released = True
-
-    def _tick(self, _timer):
-        if self.released or self._diff(self._ticks(), self._last) < _STALL_MS:
-            self._wdt.feed()
+        gc.collect()
 
 
 class App:
     def __init__(self, board, platform=None, state_dir=STATE_DIR, place="door", passive_entry=False):
-        from carkey.ecu.door import DoorController
-        from carkey.hw.pins import Board
+        from carkey.ecu import assembly
 
-        self.platform = platform or Platform()
-        self.board = Board(board, self.platform.pin_factory(), self.platform.uart_factory())
-        self.door = DoorController(self.board.outputs, self.board.inputs)  # safe outputs first
+        if platform is None:
+            from carkey.hw.platform import for_board
+
+            platform = for_board(board)
+        self.platform = platform
+        # Safe outputs first.
+        self.board, self.door = assembly.door(board, self.platform.pin_factory(), self.platform.uart_factory())
         self.state_dir = state_dir
         self.place = place
         self.car = None
@@ -124,23 +84,24 @@ class App:
         self._watched_pub = None
 
     def _start_car(self):
-        from carkey.ecu import admin
-        from carkey.ecu.car import Car
+        from carkey import storage
+        from carkey.ecu import assembly
+        from carkey.ecu.car import IDENTITY_RECORD
 
-        if not admin.has_identity(self.state_dir):
+        if storage.load(self.state_dir, IDENTITY_RECORD) is None:
+            from carkey.ecu import admin
+
             admin.init(self.state_dir)  # first boot, with the radio already on
-        carbus = None
-        if "carbus" in self.board.buses:
-            from carkey.ecu.carbus import CarBus
-
-            carbus = CarBus(self.board.uart("carbus"))
-        self.car = Car(self.state_dir, self.door, carbus, place=self.place)
+            drop(_ADMIN)
+        self.car = assembly.car(self.state_dir, self.board, self.door, self.place)
 
     async def _tap(self, link, transport, card_uid=None):
         async with self._tap_lock:
             self.taps += 1
             outcome = await self.car.handle(link, transport, card_uid=card_uid)
             self.car.settle()  # the tap's audit records and usage, right after its answer
+            for name in _ON_DEMAND:
+                drop(name)
             return outcome
 
     async def _nfc(self):
@@ -217,11 +178,14 @@ class App:
         await console.serve(stream, handle)
 
     async def _heartbeat(self, watchdog):
-        await self.supervisor.heartbeat(watchdog, _WDT_FEED_MS, self.stop)
+        from carkey.hw.platform import FEED_MS
+
+        await self.supervisor.heartbeat(watchdog, FEED_MS, self.stop)
 
     async def run(self):
         start = self.supervisor.start
         tasks = [start("door", self.door.run)]
+        self.platform.full_speed()  # 240 MHz: stock builds boot at 160
         ble = self.platform.ble()
         if ble is not None:
             ble.active(True)  # the radio on before a first boot draws the identity
@@ -235,7 +199,7 @@ class App:
             server.start()
             tasks.append(start("ble", lambda: self._ble(server)))
             if self.passive_entry:
-                from carkey.hw.ble_proximity import PassiveEntry, Proximity
+                from carkey.ecu.proximity import PassiveEntry, Proximity
                 from carkey.hw.ble_watch import ProximityWatch
 
                 self._watch = ProximityWatch(server, PassiveEntry(Proximity(), enabled=True))
@@ -255,24 +219,14 @@ class App:
 
 
 def safe_boot(board):
-    """Whether the board's SAFE_BOOT_PIN (if it names one) is held low right now."""
-    pin = getattr(board, "SAFE_BOOT_PIN", None)
-    if pin is None:
-        return False
-    try:
-        from machine import Pin
-    except ImportError:
-        return False
-    return Pin(pin, Pin.IN, Pin.PULL_UP).value() == 0
+    from carkey.hw.platform import safe_boot
+
+    return safe_boot(board)
 
 
 def run(board=None, platform=None, state_dir=STATE_DIR, passive_entry=None):
     if board is None:
         import board  # the board description deploy installed as /board.py
-    if platform is None and getattr(board, "CHIP", None) == "virtual":
-        from virtual_hw.platform import VirtualPlatform
-
-        platform = VirtualPlatform()
     if passive_entry is None:
         passive_entry = bool(getattr(board, "PASSIVE_ENTRY", False))
     app = App(board, platform, state_dir, passive_entry=passive_entry)

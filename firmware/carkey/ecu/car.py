@@ -83,9 +83,14 @@ class Car:
 
     def __init__(self, dir, door, carbus=None, clock=None, pool=None, default_command=codes.CMD_UNLOCK,
                  place=PLACE_DOOR, card_drive_minutes=30):
+        from carkey.crypto.p256 import TABLE_LEN
+
         self.dir = dir
         self.identity = load_identity(dir)
-        self.keys = KeyStore(dir)
+        # Verification tables are read into one buffer and built in another (a tap may
+        # run between the slices of a build), both made now, before the heap fragments.
+        self.keys = KeyStore(dir, table_buffer=bytearray(TABLE_LEN))
+        self._table_work = bytearray(TABLE_LEN)
         self.clock = clock or Clock(dir)
         self.log = AuditLog(dir)
         self.strangers = StrangerLog(dir)  # strangers' refusals, coalesced, in a ring of their own
@@ -157,13 +162,13 @@ class Car:
         """Idle work: build up to `limit` missing verification tables (sliced, so
         the loop keeps running). Returns how many were built."""
         from carkey.crypto import p256
-        from carkey.protocol.identity import run_steps
+        from carkey.steps import run_steps
 
         built = 0
         if self._tables_fit:
             for cred in self.keys.without_table()[:limit]:
                 try:
-                    table = await run_steps(p256.verify_table_steps(cred.pub))
+                    table = await run_steps(p256.verify_table_steps(cred.pub, self._table_work))
                 except MemoryError:
                     # Building a table needs ~40 KiB beyond a tap: on a heap that small,
                     # keys are verified without one (slower, never wrong).
@@ -390,7 +395,7 @@ class Car:
 
     async def _share(self, doc, cred, pub, slot, now, transport, log_kind):
         from carkey.ecu import documents
-        from carkey.protocol.identity import run_steps
+        from carkey.steps import run_steps
 
         trusted = self.clock.trusted()
         try:
@@ -407,7 +412,7 @@ class Car:
 
     async def _revocation(self, doc, slot, now, transport, log_kind):
         from carkey.ecu import documents
-        from carkey.protocol.identity import run_steps
+        from carkey.steps import run_steps
 
         try:
             code, detail = await run_steps(documents.accept_revocation_steps(doc, self.keys, self.identity.group_id))

@@ -257,9 +257,13 @@ def _read(f, n):
 class KeyStore:
     """The enrolled credentials of one reader, kept in dir (record "keys")."""
 
-    def __init__(self, dir, name=_RECORD):
+    def __init__(self, dir, name=_RECORD, table_buffer=None):
         self._dir = dir
         self._name = name
+        # Where table() reads verification tables (a 4160-byte bytearray the car
+        # makes at start-up, so a tap never asks for 4 KiB in one piece); without
+        # one, each table is read into a new bytes object.
+        self._table_buf = table_buffer
         self.load()
 
     # -- persistence ------------------------------------------------------
@@ -463,13 +467,23 @@ class KeyStore:
 
     def table(self, cred):
         """The key's P-256 verification table (carkey.crypto.p256.verify_table) from
-        flash, or None: missing or damaged tables only make verification slower."""
+        flash, or None: missing or damaged tables only make verification slower.
+        With a table_buffer the table is read into it: valid until the next call
+        (one tap at a time)."""
         if cred.card_uid is not None:
             return None
         try:
-            return storage.load(self._dir, self._table_record(cred))
+            if self._table_buf is None:
+                return storage.load(self._dir, self._table_record(cred))
+            return storage.load_with(self._dir, self._table_record(cred), self._read_table)
         except (storage.StorageError, OSError):
             return None
+
+    def _read_table(self, f, length):
+        buf = self._table_buf
+        if length != len(buf) or f.readinto(buf) != length:
+            return None
+        return buf
 
     def store_table(self, cred, table):
         storage.save(self._dir, self._table_record(cred), table)

@@ -13,7 +13,6 @@
 # Scalar multiplications run sliced (run_steps), so the radio and the button keep
 # being served during a 1-3 s operation on the chip.
 
-import asyncio
 from micropython import const
 
 from carkey.crypto import aes, p256
@@ -22,6 +21,7 @@ from carkey.protocol.aliro_keys import (
     AID, DEFAULT_PROPRIETARY, PROTOCOL_VERSION, USAGE_DEVICE, USAGE_READER, Transcript, kdh, key_slot,
 )
 from carkey.protocol.channel import DEVICE, Channel, ChannelError
+from carkey.steps import run_steps
 
 # Status words a user device answers (docs/PROTOCOL.md §3)
 SW_OK = const(0x9000)
@@ -70,18 +70,6 @@ class DropLink(Exception):
 class _Refuse(Exception):
     def __init__(self, sw):
         self.sw = sw
-
-
-async def run_steps(steps):
-    # Drives a p256 *_steps generator, handing the loop back between slices (as
-    # carkey.protocol.identity.run_steps does; importing that module, with the
-    # reader's precompute pool, would cost the fob 8 KiB of heap for five lines).
-    try:
-        while True:
-            next(steps)
-            await asyncio.sleep_ms(0)
-    except StopIteration as done:
-        return done.value
 
 
 def _sw(sw):

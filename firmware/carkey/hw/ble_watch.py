@@ -1,4 +1,4 @@
-# carkey — passive entry over BLE: scans for one phone's advertisements and feeds its RSSI to carkey.hw.ble_proximity.
+# carkey — passive entry over BLE: scans for one phone's advertisements and feeds its RSSI to carkey.ecu.proximity.
 # SPDX-License-Identifier: MIT
 #
 # MicroPython gives RSSI only in scan results, so the car scans (one window per
@@ -6,7 +6,7 @@
 # near/far changes into lock/unlock requests for the door controller. Phones
 # that rotate private addresses are followed again at their next transaction;
 # the hint is never an authentication: an unlock waits for that phone's own
-# granted transaction in the approach (carkey.hw.ble_proximity.PassiveEntry). Off unless the owner
+# granted transaction in the approach (carkey.ecu.proximity.PassiveEntry). Off unless the owner
 # enables passive entry (PassiveEntry(enabled=True)).
 
 import asyncio
@@ -19,7 +19,7 @@ _SCAN_WINDOW_US = const(30_000)
 class ProximityWatch:
     def __init__(self, server, entry, interval_ms=1000):
         self._server = server
-        self.entry = entry  # a carkey.hw.ble_proximity.PassiveEntry
+        self.entry = entry  # a carkey.ecu.proximity.PassiveEntry
         self.interval_ms = interval_ms
         self._addr = None
         self._rssi = 0

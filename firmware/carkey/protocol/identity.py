@@ -14,23 +14,12 @@ import os
 from micropython import const
 
 from carkey.crypto import p256
+from carkey.steps import run_steps
 
 _MAGIC = b"CKRI"
 _FORMAT = const(1)
 _ID_LEN = const(16)
 _SERIAL_LEN = const(134)  # magic 4 | format 1 | group id 16 | sub id 16 | private 32 | public 65
-
-
-async def run_steps(steps):
-    # Drives a p256 *_steps generator, handing the loop back after every slice: a
-    # scalar multiplication takes 1–3 s on an ESP32, and BLE, NFC and the watchdog
-    # must keep running meanwhile.
-    try:
-        while True:
-            next(steps)
-            await asyncio.sleep_ms(0)
-    except StopIteration as done:
-        return done.value
 
 
 class ReaderIdentity:

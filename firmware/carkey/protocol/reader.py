@@ -21,7 +21,8 @@ from carkey.protocol import apdu, tlv
 from carkey.protocol.aliro_keys import USAGE_DEVICE, USAGE_READER, Transcript, kdh
 from carkey.protocol.channel import READER, Channel, ChannelError
 from carkey.protocol.errors import AuthenticationFailed, LinkError, ProtocolError, TransactionError
-from carkey.protocol.identity import PrecomputePool, ReaderIdentity, run_steps  # noqa: F401 (re-exported)
+from carkey.protocol.identity import PrecomputePool, ReaderIdentity  # noqa: F401 (re-exported)
+from carkey.steps import run_steps
 from carkey.protocol.session import FALLBACK, FAST, STANDARD, Session
 
 from carkey.protocol.aliro_keys import AID  # noqa: E402 (defined there: the key fob needs it without the reader)

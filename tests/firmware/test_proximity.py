@@ -1,10 +1,10 @@
-# carkey — tests for carkey.hw.ble_proximity: smoothing, hysteresis, lost signal, passive entry off by default.
+# carkey — tests for carkey.ecu.proximity: smoothing, hysteresis, lost signal, passive entry off by default.
 # SPDX-License-Identifier: MIT
 #
-# Run: pytest -q tests/firmware/test_ble_proximity.py (inside MicroPython, 64 KiB heap)
+# Run: pytest -q tests/firmware/test_proximity.py (inside MicroPython, 64 KiB heap)
 
 import unittest
-from carkey.hw.ble_proximity import ACTION_LOCK, ACTION_UNLOCK, FAR, NEAR, UNKNOWN, PassiveEntry, Proximity
+from carkey.ecu.proximity import ACTION_LOCK, ACTION_UNLOCK, FAR, NEAR, UNKNOWN, PassiveEntry, Proximity
 
 MPY_HEAPSIZE = "64k"
 
