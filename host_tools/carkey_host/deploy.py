@@ -338,7 +338,11 @@ def _finish(target, restart):
 
 
 def _install(target, port, board, items, dry_run, progress, where):
-    found, extra, free = target.survey([i.dest for i in items])
+    # Copies an interrupted deploy left outside the package directory (the survey lists
+    # what is inside it) are looked for by name.
+    leftovers = [i.dest + STAGED for i in items if not i.dest.startswith(PACKAGE_DIR + "/")]
+    found, extra, free = target.survey([i.dest for i in items] + leftovers)
+    extra += [p for p in leftovers if found.get(p)]
     planned = {i.dest for i in items}
     results, todo = [], []
     for item in items:
