@@ -216,6 +216,9 @@ class Board:
         try:
             with contextlib.redirect_stdout(self._log):
                 self._t.enter_raw_repl(soft_reset=True, timeout_overall=timeout)
+        except KeyboardInterrupt:
+            self.drop()
+            raise
         except TransportError:
             self.close()
             raise NoAnswer(
@@ -308,8 +311,12 @@ def deploy(port, board, dry_run=False, restart=True, progress=None, timeout=10, 
     started = time.monotonic()
     progress = progress or (lambda event, **info: None)
     items = install_plan(board, build_dir=build_dir, firmware_dir=firmware_dir)
-    target = Board(port, timeout=timeout)
     where = {"stage": "survey", "dest": None, "done": 0, "todo": 0, "staged": []}
+    try:
+        target = Board(port, timeout=timeout)
+    except KeyboardInterrupt:
+        # Reaching the REPL had begun: the board's application may be stopped already.
+        raise _interrupted(port, board, timeout, restart, where) from None
     try:
         report = _install(target, port, board, items, dry_run, progress, where)
     except KeyboardInterrupt:
