@@ -222,6 +222,9 @@ class Board:
         try:
             with contextlib.redirect_stdout(self._log):
                 self._t.enter_raw_repl(soft_reset=True, timeout_overall=timeout)
+        except KeyboardInterrupt:
+            self.drop()
+            raise
         except TransportError:
             self.close()
             raise NoAnswer(
@@ -314,8 +317,12 @@ def deploy(port, board, dry_run=False, restart=True, progress=None, timeout=10, 
     started = time.monotonic()
     progress = progress or (lambda event, **info: None)
     items = install_plan(board, build_dir=build_dir, firmware_dir=firmware_dir)
-    target = Board(port, timeout=timeout)
     where = {"stage": "survey", "dest": None, "done": 0, "todo": 0, "staged": []}
+    try:
+        target = Board(port, timeout=timeout)
+    except KeyboardInterrupt:
+        # Reaching the REPL had begun: the board's application may be stopped already.
+        raise _interrupted(port, board, timeout, restart, where) from None
     try:
         report = _install(target, port, board, items, dry_run, progress, where)
     except KeyboardInterrupt:
@@ -344,7 +351,11 @@ def _finish(target, restart):
 
 
 def _install(target, port, board, items, dry_run, progress, where):
-    found, extra, free = target.survey([i.dest for i in items])
+    # Copies an interrupted deploy left outside the package directory (the survey lists
+    # what is inside it) are looked for by name.
+    leftovers = [i.dest + STAGED for i in items if not i.dest.startswith(PACKAGE_DIR + "/")]
+    found, extra, free = target.survey([i.dest for i in items] + leftovers)
+    extra += [p for p in leftovers if found.get(p)]
     planned = {i.dest for i in items}
     results, todo = [], []
     for item in items:

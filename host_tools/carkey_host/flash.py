@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CarkeyError
+from .errors import CarkeyError, UsageError
 from .serialport import NoAnswer, check_port
 
 CHIPS = ("esp32", "esp32s3", "esp32c3")
@@ -41,10 +41,8 @@ DEFAULT_BAUD = 460800
 DEFAULT_CONNECT_ATTEMPTS = 4
 
 
-class FirmwareFileError(CarkeyError):
+class FirmwareFileError(UsageError):
     """The image file is missing, empty, not an ESP image or for another chip (bad usage: exit 2)."""
-
-    exit_code = 2
 
 
 @dataclass
@@ -115,13 +113,13 @@ def check_image(path, chip="auto"):
 
 def check_chip(chip):
     if chip not in CHIPS:
-        raise CarkeyError(f"unknown chip {chip!r}; choose from auto, {', '.join(CHIPS)}")
+        raise UsageError(f"unknown chip {chip!r}; choose from auto, {', '.join(CHIPS)}")
     return chip
 
 
 def check_baud(baud):
     if baud not in BAUDS:
-        raise CarkeyError(f"unsupported baud rate {baud}; choose from {', '.join(map(str, BAUDS))}")
+        raise UsageError(f"unsupported baud rate {baud}; choose from {', '.join(map(str, BAUDS))}")
     return baud
 
 

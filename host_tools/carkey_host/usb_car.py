@@ -69,8 +69,10 @@ class UsbCar:
         else:
             raise CarkeyError(f"the board on {self.port} gave no answer: {output.strip()[-300:]!r}")
         if not answer["ok"]:
-            raise (Refused if answer.get("refused") else CarkeyError)(answer["error"].split(": ", 1)[-1] if answer["error"].startswith(
-                ("AdminError", "NotProvisioned")) else f"the board failed: {answer['error']}")
+            error = answer["error"]
+            message = (error.split(": ", 1)[-1] if error.startswith(("AdminError", "NotProvisioned"))
+                       else f"the board failed: {error}")
+            raise (Refused if answer.get("refused") else CarkeyError)(message)
         return answer["result"]
 
     def identity(self) -> dict:

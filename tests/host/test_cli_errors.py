@@ -13,6 +13,8 @@ import re
 import pytest
 
 from carkey_cli import carkey
+from carkey_host import owner
+from carkey_host.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,17 @@ def test_an_ambiguous_or_short_slot_prefix_is_refused(car):
     r = carkey("keys", "suspend", "--state", state, "--keys", owner, "--slot", slot[:3], check=False)
     assert r.returncode == 2 and "4 to 16 hex digits" in r.stderr
     assert {k["slot"]: k["status"] for k in keys(state, owner)["keys"]}[slot] == "active"
+
+
+def test_slot_prefixes_resolve_only_when_one_key_matches():
+    listing = {"keys": [{"slot": "abcd000000000001"}, {"slot": "abcd000000000002"}, {"slot": "1234567890abcdef"}]}
+    with pytest.raises(UsageError, match="slot abcd is ambiguous: abcd000000000001, abcd000000000002"):
+        owner.find_slot(listing, "abcd")
+    assert owner.find_slot(listing, "ABCD000000000002") == bytes.fromhex("abcd000000000002")
+    assert owner.find_slot(listing, "1234") == bytes.fromhex("1234567890abcdef")
+    for bad in ("12", "xyz123", "1234567890abcdef0"):
+        with pytest.raises(UsageError, match="4 to 16 hex digits"):
+            owner.find_slot(listing, bad)
 
 
 def test_a_unique_prefix_names_its_key(car):

@@ -133,6 +133,15 @@ def test_sigint_to_the_cli_mid_copy_says_what_happened_and_leaves_no_truncated_m
     assert app_runs(deployed) and starts(deployed) == count + 1
 
 
+def test_copies_an_interrupted_deploy_left_behind_are_removed_by_the_next(deployed, firmware, tmp_path):
+    flash = deployed.flash_dir
+    (flash / "board.py.tmp").write_bytes(b"BOARD = 'half")
+    (flash / "lib/carkey/clock.mpy.tmp").write_bytes(b"M\x06")
+    report = lib.deploy(deployed.port, "virtual", firmware_dir=firmware, build_dir=tmp_path / "build")
+    assert report.copied == [] and report.removed == []  # nothing of the firmware's changed
+    assert not (flash / "board.py.tmp").exists() and not (flash / "lib/carkey/clock.mpy.tmp").exists()
+
+
 def test_dry_run_changes_nothing_and_the_application_runs_again(deployed, firmware, tmp_path):
     change_every_module(firmware)
     before = snapshot(deployed)

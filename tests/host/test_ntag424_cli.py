@@ -70,7 +70,7 @@ def test_provision_without_emulated_is_a_clear_error(master_file, capsys):
     [("04a1", "--uid: expected 7 bytes, got 2"), ("zz" * 7, "--uid: not hexadecimal")],
 )
 def test_bad_uid(master_file, capsys, uid, error):
-    assert main(["card", "provision", "--uid", uid, "--master-key-file", str(master_file), "--emulated"]) == 1
+    assert main(["card", "provision", "--uid", uid, "--master-key-file", str(master_file), "--emulated"]) == 2  # bad usage
     assert error in capsys.readouterr().err
 
 

@@ -156,7 +156,8 @@ def _key_args(p):
     p.add_argument("--role", required=True, choices=("driver", "guest", "valet"))
     p.add_argument("--entitlements", type=lambda t: int(t, 0), metavar="BITS", help="narrow the role's commands, e.g. 0x03")
     p.add_argument("--valid-from", metavar="ISO", help="start, e.g. 2026-12-24T18:00 (UTC)")
-    p.add_argument("--valid-until", metavar="ISO", help="end (exclusive), UTC; a time already past is refused (exit 2)")
+    p.add_argument("--valid-until", metavar="ISO",
+                   help="end (exclusive), UTC; a time already past is refused (exit 2)")
     p.add_argument("--schedule", action="append", default=[], metavar="WINDOW",
                    help="weekly window, e.g. 'mon-fri 08:00-17:00' (UTC); repeatable, at most 8")
     p.add_argument("--use-limit", type=int, default=0, metavar="N", help="number of uses (0: unlimited)")
