@@ -40,6 +40,10 @@ def _task_died(loop, context):
 
 
 class VirtualPlatform:
+    def task_failed(self, name, exc):
+        # The Supervisor restarts the task; the host hears of every failure too.
+        host.report("task %s stopped: %s: %s" % (name, type(exc).__name__, exc))
+
     def __init__(self, flash_dir="."):
         self.flash_dir = flash_dir
         self.body = CarBody.load(flash_dir + "/" + _BODY)

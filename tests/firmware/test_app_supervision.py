@@ -79,6 +79,9 @@ class TestPlatform:
     def ble(self):
         return None
 
+    def full_speed(self):
+        return None
+
     def watchdog(self):
         return Watchdog(self.wdt, self.timer, self.ticks)
 

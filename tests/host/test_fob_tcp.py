@@ -113,7 +113,7 @@ def test_cli_refuses_bad_trust_arguments(tmp_path):
                  "--group-id", "00" * 16, check=False)
     assert bad.returncode == 1 and "not a P-256 point" in bad.stderr
     bad = carkey("fob", "trust", "--state", fob_dir, "--reader-public-key", "zz", "--group-id", "00" * 16, check=False)
-    assert bad.returncode == 1 and "not hexadecimal" in bad.stderr
+    assert bad.returncode == 2 and "not hexadecimal" in bad.stderr
     again = carkey("fob", "init", "--state", fob_dir, check=False)
     assert again.returncode == 1 and "already holds a credential" in again.stderr
     missing = carkey("fob", "identity", "--state", tmp_path / "nothing", check=False)

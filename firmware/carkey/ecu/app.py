@@ -77,7 +77,7 @@ class App:
         # waits simply gets its first command later (the reader speaks first).
         self._tap_lock = asyncio.Lock()
         self.watchdog = None
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(report=getattr(platform, "task_failed", None))
         # Passive entry (unlock on approach, lock on walk-away) is the owner's opt-in.
         self.passive_entry = passive_entry
         self._watch = None

@@ -20,8 +20,10 @@ _PAUSE_MS = const(1000)
 
 
 class Supervisor:
-    def __init__(self, max_restarts=_MAX_RESTARTS, window_ms=_WINDOW_MS, pause_ms=_PAUSE_MS, ticks=time.ticks_ms):
+    def __init__(self, max_restarts=_MAX_RESTARTS, window_ms=_WINDOW_MS, pause_ms=_PAUSE_MS, ticks=time.ticks_ms,
+                 report=None):
         self.max_restarts = max_restarts
+        self._report = report  # report(name, exc): where a board shows a failed task beyond its console
         self.window_ms = window_ms
         self.pause_ms = pause_ms
         self._ticks = ticks
@@ -47,6 +49,8 @@ class Supervisor:
                 failures.append(now)
                 self.restarts += 1
                 sys.stdout.write("carkey: task %s failed: %r\n" % (name, e))
+                if self._report is not None:
+                    self._report(name, e)
                 if len(failures) > self.max_restarts:
                     self.dead = name
                     return
