@@ -16,9 +16,13 @@ import pytest
 from carkey_host import app_heap
 
 KIB = 1024
-# Measured 237 KiB (2026-12-03, the two 4 KiB table buffers included) with the stand-ins (virtual radio, car body, PN532 pty:
-# about 25 KiB that a real board holds in C or not at all); a few KiB of room for noise.
-RESIDENT_BUDGET = {"esp32_devkitc": 240 * KIB}
+# Measured 237-244 KiB with the two 4 KiB table buffers, then 257-264 KiB once the
+# strangers' limiter, per-key lockouts, tap deadlines, task supervision and the USB
+# console task joined the application (+20 KiB of code and state, docs/PERFORMANCE.md),
+# all with the stand-ins (virtual radio, car body, PN532 pty: about 25 KiB that a real
+# board holds in C or not at all); a few KiB of room for noise. Lower it as the
+# application shrinks; never raise it without saying what grew.
+RESIDENT_BUDGET = {"esp32_devkitc": 272 * KIB}
 
 
 @pytest.fixture(scope="module")
