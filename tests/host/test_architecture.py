@@ -65,9 +65,6 @@ KNOWN_EXCEPTIONS = {
     # NTAG 424 session keys use cryptolib's ECB/CBC directly rather than carkey.crypto.aes,
     # so a board's replacement AES backend does not reach the card-key code.
     ("firmware/carkey/protocol/ntag424.py", "cryptolib"): "protocol bypasses the crypto seam",
-    # The host library compiles tests/mpy/fakelink.py and runs tests/mpy/ble_reader_client.py
-    # for the BLE car; the library should own what it runs.
-    ("host_tools/carkey_host/ble_car.py", "tests/"): "host library uses files under tests/",
 }
 
 
