@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import ble_phone, paths
 from .build import compile_firmware
-from .mpy_bridge import micropython_env
+from .mpy_bridge import micropython_command, micropython_env
 from .reader_keys import ReaderKeys  # noqa: F401 (re-exported: CarProcess takes one)
 from .virtual_air import VirtualAir
 
@@ -39,12 +39,9 @@ class CarProcess:
         spec.update(identity=keys.blob.hex(), transactions=transactions,
                     credentials=[{"pub": d.credential_public_key.hex(), "kpersistent": None} for d in devices])
         spec.setdefault("exchange", [STATUS_GRANTED])
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
         env = micropython_env(firmware_dir=build)
         env["CARKEY_AIR"] = "%s:%d" % tuple(air.address)
-        self.proc = subprocess.Popen(cmd + [str(CLIENT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(micropython_command(CLIENT, heapsize=heapsize), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env, cwd=paths.REPO_ROOT, text=True)
         self.proc.stdin.write(json.dumps(spec))
         self.proc.stdin.close()

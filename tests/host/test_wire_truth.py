@@ -1,4 +1,4 @@
-"""One definition of each wire number and name: firmware/carkey/ecu/codes.py.
+"""One definition of each wire number and name: firmware/carkey/ecu/codes.py (role names: ecu/admin.py).
 
 The host loads the firmware's codes (carkey_host.wire) instead of copying them; what the
 host adds (a result's text, a command's CLI name) is keyed by them and must cover every
@@ -23,6 +23,7 @@ from carkey_host.wire import codes
 
 ROOT = paths.REPO_ROOT
 CODES_PY = ROOT / "firmware" / "carkey" / "ecu" / "codes.py"
+ADMIN_PY = ROOT / "firmware" / "carkey" / "ecu" / "admin.py"
 
 
 def _section(title_start, next_title_start):
@@ -63,7 +64,7 @@ def test_audit_names_cover_every_event_failure_transport_and_kind():
 
 
 def test_roles_actions_and_operations_are_the_firmwares():
-    roles = {n: v for n, v in vars(codes).items() if n.startswith("ROLE_") and n != "ROLE_NAMES"}
+    roles = {n: v for n, v in vars(codes).items() if n.startswith("ROLE_")}
     assert documents.ROLES == {n[len("ROLE_"):].lower(): v for n, v in roles.items()}
     assert vcar.ROLES == tuple(documents.ROLES)
     assert documents.ACTIONS == {n[len("ACTION_"):].lower(): v for n, v in vars(codes).items() if n.startswith("ACTION_")}
@@ -130,7 +131,7 @@ def test_the_web_check_catches_a_table_that_drifted(edit):
 def role_tables(path):
     """Lines of collection literals (dict, tuple, list, set) naming two or more roles."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    names = set(codes.ROLE_NAMES)
+    names = set(wire.ROLES)
     found = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.Dict, ast.Tuple, ast.List, ast.Set)):
@@ -140,11 +141,27 @@ def role_tables(path):
     return found
 
 
-def test_role_names_are_spelled_as_a_table_only_in_codes_py():
+def test_role_names_are_spelled_as_a_table_only_in_the_firmwares_admin():
     spelled = {}
     for root in (ROOT / "firmware", ROOT / "boards", ROOT / "host_tools"):
         for path in sorted(root.rglob("*.py")):
-            if path != CODES_PY and role_tables(path):
+            if path != ADMIN_PY and role_tables(path):
                 spelled[path.relative_to(ROOT).as_posix()] = role_tables(path)
     assert spelled == {}
-    assert role_tables(CODES_PY)  # the check sees the one table there is
+    assert role_tables(ADMIN_PY)  # the check sees the one table there is
+
+
+def test_web_drive_minutes_are_the_firmwares():
+    source = (ROOT / "web" / "lib" / "envelope.js").read_text()
+    m = re.search(r"argument\[0\] < (\d+) \|\| argument\[0\] > (\d+)\)\) throw new Error\('drive wants minutes (\d+)\.\.(\d+)'",
+                  source)
+    assert m, "the page's drive-minutes check moved; update this test"
+    assert tuple(map(int, m.groups())) == (codes.DRIVE_MINUTES_MIN, codes.DRIVE_MINUTES_MAX) * 2
+
+
+def test_the_fobs_button_commands_carry_the_hosts_names():
+    """firmware/carkey/fob/app.py names the commands a button may send; the names are the host's."""
+    tree = ast.parse((ROOT / "firmware" / "carkey" / "fob" / "app.py").read_text())
+    table = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "COMMANDS")
+    fob = {k.value: getattr(codes, v.attr) for k, v in zip(table.keys, table.values)}
+    assert fob and all(envelope.COMMANDS[name] == number for name, number in fob.items())

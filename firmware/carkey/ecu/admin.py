@@ -19,7 +19,7 @@ from carkey.ecu.keystore import Credential, KeyStore
 EXPORT_PAGE = 16  # audit records per export-log answer (§9)
 KEY_PAGE = 4  # keys per list-keys answer, then revoked slots SLOT_PAGE at a time
 SLOT_PAGE = 32
-ROLES = {name: role for role, name in enumerate(codes.ROLE_NAMES, codes.ROLE_OWNER)}
+ROLES = {"owner": codes.ROLE_OWNER, "driver": codes.ROLE_DRIVER, "guest": codes.ROLE_GUEST, "valet": codes.ROLE_VALET}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}
 STATUS_NAMES = ("active", "suspended", "revoked")
 

@@ -50,8 +50,7 @@ ROLE_OWNER = const(0x01)
 ROLE_DRIVER = const(0x02)
 ROLE_GUEST = const(0x03)
 ROLE_VALET = const(0x04)
-# Role names as the admin interface and the host tools spell them: ROLE_NAMES[role - 1].
-ROLE_NAMES = ("owner", "driver", "guest", "valet")
+# Their names, as the admin interface and the host tools spell them, are ecu/admin.py's ROLES.
 
 # Credential status in the key store.
 STATUS_ACTIVE = const(0)
