@@ -1,16 +1,19 @@
-"""Reading the reader's audit log on the host: names for its codes (docs/STORAGE.md §4)."""
+"""Reading the reader's audit log on the host: names for its codes (docs/STORAGE.md §4).
+
+The codes are the firmware's (carkey_host.wire); the names are what the host prints."""
 
 import time
 
 from . import envelope as env
+from .wire import KINDS, TRANSPORTS, codes
 
-BATTERY = 0xF3  # a key fob's battery report: the result byte is the voltage in 20 mV steps
+BATTERY = codes.EVENT_BATTERY  # a key fob's battery report: the result byte is the voltage in 20 mV steps
 
-TRANSPORTS = {0: "car", 1: "nfc", 2: "ble", 3: "tcp", 4: "usb"}
-KINDS = {0: "standard", 1: "fast", 2: "fallback", 3: "admin", 4: "passive"}
-EVENTS = {0x00: "transaction", 0xE2: "share-document", 0xE3: "revocation-document", 0xE4: "admin-request",
-          0xF1: "enroll", 0xF2: "set-clock"}
-FAILURES = {0x80: "authentication failed", 0x81: "protocol error", 0x82: "link lost", 0x83: "reader fault"}
+EVENTS = {codes.EVENT_TRANSACTION: "transaction", codes.EVENT_SHARE: "share-document",
+          codes.EVENT_REVOCATION: "revocation-document", codes.EVENT_ADMIN: "admin-request",
+          codes.EVENT_ENROLL: "enroll", codes.EVENT_CLOCK: "set-clock", codes.EVENT_BATTERY: "battery"}
+FAILURES = {codes.AUTH_FAILED: "authentication failed", codes.PROTOCOL_ERROR: "protocol error",
+            codes.LINK_LOST: "link lost", codes.READER_FAULT: "reader fault"}
 
 
 def command_name(command: int) -> str:

@@ -1,6 +1,6 @@
 """The firmware reader as a BLE car on the virtual air, and the `ble_unlock_exchanges` measurement.
 
-`CarProcess` runs tests/mpy/ble_reader_client.py in the MicroPython Unix port with
+`CarProcess` runs carkey_host/mpy/ble_reader.py in the MicroPython Unix port with
 the virtual board's `bluetooth` (boards/virtual_hw), compiled to .mpy as a board
 runs it: the firmware's carkey.hw.ble_gatt peripheral and carkey.protocol Reader,
 unchanged, answering simulated phones (carkey_host.ble_phone) over
@@ -15,37 +15,33 @@ from pathlib import Path
 
 from . import ble_phone, paths
 from .build import compile_firmware
-from .mpy_bridge import micropython_env
+from .mpy_bridge import micropython_command, micropython_env
 from .reader_keys import ReaderKeys  # noqa: F401 (re-exported: CarProcess takes one)
 from .virtual_air import VirtualAir
 
-MPY_SUPPORT = paths.REPO_ROOT / "tests" / "mpy"
-CLIENT = MPY_SUPPORT / "ble_reader_client.py"
+CLIENT = paths.PACKAGE_DIR / "mpy" / "ble_reader.py"
 VIRTUAL_HW = paths.REPO_ROOT / "boards" / "virtual_hw"
 STATUS_GRANTED = "97020101"
 
 
 def build_car(out: Path) -> Path:
-    """Firmware, the virtual `bluetooth` and the credential fake, compiled to .mpy in `out`."""
+    """Firmware and the virtual `bluetooth`, compiled to .mpy in `out`."""
     compile_firmware(out)
-    for src in (VIRTUAL_HW / "bluetooth.py", MPY_SUPPORT / "fakelink.py"):
-        subprocess.run([paths.mpy_cross_executable(), "-o", str(out / (src.stem + ".mpy")), str(src)], check=True)
+    src = VIRTUAL_HW / "bluetooth.py"
+    subprocess.run([paths.mpy_cross_executable(), "-o", str(out / (src.stem + ".mpy")), str(src)], check=True)
     return out
 
 
 class CarProcess:
-    """The firmware car on the air. spec: see tests/mpy/ble_reader_client.py."""
+    """The firmware car on the air. spec: see carkey_host/mpy/ble_reader.py."""
 
     def __init__(self, build: Path, air: VirtualAir, keys: ReaderKeys, devices, transactions, heapsize=None, **spec):
         spec.update(identity=keys.blob.hex(), transactions=transactions,
                     credentials=[{"pub": d.credential_public_key.hex(), "kpersistent": None} for d in devices])
         spec.setdefault("exchange", [STATUS_GRANTED])
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
         env = micropython_env(firmware_dir=build)
         env["CARKEY_AIR"] = "%s:%d" % tuple(air.address)
-        self.proc = subprocess.Popen(cmd + [str(CLIENT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(micropython_command(CLIENT, heapsize=heapsize), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env, cwd=paths.REPO_ROOT, text=True)
         self.proc.stdin.write(json.dumps(spec))
         self.proc.stdin.close()

@@ -1,7 +1,8 @@
 """Share and revocation documents on the host: build, sign, parse, verify and describe them.
 
 docs/PROTOCOL.md §5 and §6, written from the spec with `cryptography` and independently
-of the firmware (tests/host/test_documents_cross.py checks that the two agree). Used by
+of the firmware (tests/host/test_documents_cross.py checks that the two agree); roles,
+actions, operations and limits are the firmware's numbers (carkey_host.wire). Used by
 `carkey keys share` / `carkey keys revoke` and by the simulated phone.
 
 Parsing is as strict as the reader's: every field in its place with its exact length,
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from .aliro import tlv
 from .envelope import COMMANDS
+from .wire import ROLE_DEFAULTS, ROLE_NAMES, ROLES, codes
 
 SHARE_TAG = 0xE2
 REVOCATION_TAG = 0xE3
@@ -30,25 +32,16 @@ SHARE_CONTEXT = b"carkey/share/v1\x00"
 REVOCATION_CONTEXT = b"carkey/revoke/v1\x00"
 ADMIN_TAG = 0xE4
 ADMIN_CONTEXT = b"carkey/admin/v1\x00"
-ADMIN_OPERATIONS = {"set-clock": 0x01, "export-log": 0x02, "list-keys": 0x03}
+ADMIN_OPERATIONS = {"set-clock": codes.ADMIN_SET_CLOCK, "export-log": codes.ADMIN_EXPORT_LOG,
+                    "list-keys": codes.ADMIN_LIST_KEYS}
 VERSION = 0x01
 
-ROLES = {"owner": 0x01, "driver": 0x02, "guest": 0x03, "valet": 0x04}
-ROLE_NAMES = {v: k for k, v in ROLES.items()}
 # Entitlement bit of each command: command id n is bit n - 1 (§4.1).
 ENTITLEMENTS = {name: 1 << (cmd - 1) for name, cmd in COMMANDS.items()}
-ROLE_DEFAULTS = {
-    0x01: 0x7F,
-    0x02: ENTITLEMENTS["lock"] | ENTITLEMENTS["unlock"] | ENTITLEMENTS["unlock-driver"] | ENTITLEMENTS["trunk"]
-    | ENTITLEMENTS["drive"] | ENTITLEMENTS["locate"] | ENTITLEMENTS["status"],
-    0x03: ENTITLEMENTS["lock"] | ENTITLEMENTS["unlock"] | ENTITLEMENTS["unlock-driver"] | ENTITLEMENTS["trunk"]
-    | ENTITLEMENTS["locate"] | ENTITLEMENTS["status"],
-    0x04: ENTITLEMENTS["lock"] | ENTITLEMENTS["unlock-driver"] | ENTITLEMENTS["drive"] | ENTITLEMENTS["status"],
-}
-ACTIONS = {"revoke": 0x01, "suspend": 0x02, "resume": 0x03}
+ACTIONS = {"revoke": codes.ACTION_REVOKE, "suspend": codes.ACTION_SUSPEND, "resume": codes.ACTION_RESUME}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MAX_WINDOWS = 8
+MAX_WINDOWS = codes.MAX_WINDOWS
 MINUTES_PER_DAY = 1440
 
 _T_VERSION = 0x80

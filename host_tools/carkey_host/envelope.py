@@ -1,12 +1,14 @@
 """carkey's extension inside EXCHANGE (docs/PROTOCOL.md §4), host side.
 
 Written from the spec, independently of the firmware: the envelope `E1`, command
-requests `C2`, results `C4`, the reader's hello `C0`/`C1`.
+requests `C2`, results `C4`, the reader's hello `C0`/`C1`. Command ids and result codes
+are the firmware's own (carkey_host.wire); their names here are what the host prints.
 """
 
 from dataclasses import dataclass
 
 from .aliro import tlv
+from .wire import codes
 
 ENVELOPE = 0xE1
 HELLO_VERSION = 0xC0
@@ -21,37 +23,37 @@ REVOCATION_TAG = 0xE3
 READER_STATUS = 0x97
 
 COMMANDS = {
-    "lock": 0x01,
-    "unlock": 0x02,
-    "unlock-driver": 0x03,
-    "trunk": 0x04,
-    "drive": 0x05,
-    "locate": 0x06,
-    "status": 0x07,
+    "lock": codes.CMD_LOCK,
+    "unlock": codes.CMD_UNLOCK,
+    "unlock-driver": codes.CMD_UNLOCK_DRIVER,
+    "trunk": codes.CMD_TRUNK,
+    "drive": codes.CMD_DRIVE_ENABLE,
+    "locate": codes.CMD_LOCATE,
+    "status": codes.CMD_STATUS,
 }
 COMMAND_NAMES = {v: k for k, v in COMMANDS.items()}
 
 RESULTS = {
-    0x00: "ok",
-    0x01: "not entitled",
-    0x02: "outside validity window",
-    0x03: "outside schedule",
-    0x04: "use limit reached",
-    0x05: "needs a standard transaction",
-    0x06: "key suspended",
-    0x07: "key revoked or unknown",
-    0x08: "locked out",
-    0x09: "clock not trusted",
-    0x0A: "unknown command or bad argument",
-    0x0B: "document refused",
-    0x0C: "hardware fault",
-    0x0D: "no room (key store or revocation list full)",
-    0x0E: "document superseded (a newer one for this key was applied, or this one already was)",
+    codes.OK: "ok",
+    codes.NOT_ENTITLED: "not entitled",
+    codes.OUTSIDE_VALIDITY: "outside validity window",
+    codes.OUTSIDE_SCHEDULE: "outside schedule",
+    codes.USE_LIMIT_REACHED: "use limit reached",
+    codes.NEEDS_STANDARD: "needs a standard transaction",
+    codes.KEY_SUSPENDED: "key suspended",
+    codes.KEY_REVOKED: "key revoked or unknown",
+    codes.LOCKED_OUT: "locked out",
+    codes.CLOCK_UNTRUSTED: "clock not trusted",
+    codes.BAD_REQUEST: "unknown command or bad argument",
+    codes.DOCUMENT_REFUSED: "document refused",
+    codes.HARDWARE_FAULT: "hardware fault",
+    codes.NO_ROOM: "no room (key store or revocation list full)",
+    codes.DOCUMENT_SUPERSEDED: "document superseded (a newer one for this key was applied, or this one already was)",
 }
-OUTSIDE_VALIDITY = 0x02
+OUTSIDE_VALIDITY = codes.OUTSIDE_VALIDITY
 # Share results after which the document is never presented again: accepted, or refused
 # for good (key revoked, document refused, superseded).
-SHARE_FINAL = (0x00, 0x07, 0x0B, 0x0E)
+SHARE_FINAL = (codes.OK, codes.KEY_REVOKED, codes.DOCUMENT_REFUSED, codes.DOCUMENT_SUPERSEDED)
 
 
 @dataclass(frozen=True)

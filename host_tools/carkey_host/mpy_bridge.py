@@ -37,6 +37,14 @@ def micropython_env(extra_paths=(), firmware_dir=None):
     return env
 
 
+def micropython_command(*args, heapsize=None):
+    """The Unix-port command line: `micropython [-X heapsize=N] args...`."""
+    cmd = [paths.micropython_executable()]
+    if heapsize:
+        cmd += ["-X", f"heapsize={heapsize}"]
+    return cmd + [str(a) for a in args]
+
+
 def _encode(value):
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"b": bytes(value).hex()}
@@ -63,13 +71,9 @@ class MicroPython:
     """A running MicroPython process that serves calls into the firmware package."""
 
     def __init__(self, heapsize=None, extra_paths=()):
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
-        cmd.append(str(SERVER))
         self.heapsize = heapsize
         self._proc = subprocess.Popen(
-            cmd,
+            micropython_command(SERVER, heapsize=heapsize),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

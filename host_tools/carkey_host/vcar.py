@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
+from . import paths, wire
 from .build import BuildError, compile_firmware
 from .errors import CarkeyError, Refused, UsageError
 from .mpy_bridge import micropython_env
@@ -22,7 +22,7 @@ BOARDS_DIR = paths.REPO_ROOT / "boards"
 VIRTUAL_HW = BOARDS_DIR / "virtual_hw"
 FIRMWARE_MPY = paths.BUILD_DIR / "mpy"
 SEQUENCE_KINDS = ("standard", "fast")
-ROLES = ("owner", "driver", "guest", "valet")
+ROLES = tuple(wire.ROLES)
 
 
 @dataclass

@@ -62,9 +62,6 @@ KNOWN_EXCEPTIONS = {
     # NTAG 424 session keys use cryptolib's ECB/CBC directly rather than carkey.crypto.aes,
     # so a board's replacement AES backend does not reach the card-key code.
     ("firmware/carkey/protocol/ntag424.py", "cryptolib"): "protocol bypasses the crypto seam",
-    # The host library compiles tests/mpy/fakelink.py and runs tests/mpy/ble_reader_client.py
-    # for the BLE car; the library should own what it runs.
-    ("host_tools/carkey_host/ble_car.py", "tests/"): "host library uses files under tests/",
     # The key fob's application reaches machine, esp32 and bluetooth itself and picks the
     # virtual fob's platform by name; like the car's it should be handed a Platform
     # (carkey.hw) named by its board, with its BLE central in the hardware layer.

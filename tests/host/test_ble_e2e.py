@@ -1,7 +1,7 @@
 """The firmware reader as a BLE GATT peripheral on the virtual air, simulated phones as centrals.
 
-The car is tests/mpy/ble_reader_client.py in the MicroPython Unix port (compiled
-.mpy) with the virtual board's `bluetooth`; phones are carkey_host.ble_phone
+The car is host_tools/carkey_host/mpy/ble_reader.py in the MicroPython Unix port (firmware
+compiled to .mpy) with the virtual board's `bluetooth`; phones are carkey_host.ble_phone
 centrals around the independent CPython user device. Covers standard then fast,
 a carkey command request, several phones at once up to the connection limit (one
 more refused, then served once a slot frees), a phone walking away mid-transaction

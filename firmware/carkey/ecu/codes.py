@@ -21,6 +21,12 @@ DRIVE_MINUTES_MIN = const(1)
 DRIVE_MINUTES_MAX = const(240)
 
 ENT_ALL = const(0x7F)  # every entitlement bit of a defined command
+# Role defaults (§7) as entitlement bitmaps (bits: 0 lock, 1 unlock, 2 driver door,
+# 3 trunk, 4 drive-enable, 5 locate, 6 status). Owners and drivers get ENT_ALL.
+ENT_GUEST = const(0x6F)  # everything but drive-enable
+ENT_VALET = const(0x55)  # lock, driver door, drive-enable, status: never trunk or all doors
+
+MAX_WINDOWS = const(8)  # schedule windows in one key's schedule (§5 tag 87)
 
 # Command results (§4.2).
 OK = const(0x00)
@@ -44,6 +50,7 @@ ROLE_OWNER = const(0x01)
 ROLE_DRIVER = const(0x02)
 ROLE_GUEST = const(0x03)
 ROLE_VALET = const(0x04)
+# Their names, as the admin interface and the host tools spell them, are ecu/admin.py's ROLES.
 
 # Credential status in the key store.
 STATUS_ACTIVE = const(0)

@@ -12,7 +12,6 @@ from carkey.ecu import codes
 
 _MINUTES_PER_DAY = const(1440)
 _WINDOW_LEN = const(5)
-MAX_WINDOWS = const(8)
 
 # Lockout (§7): _FAIL_LIMIT failures within _FAIL_SPAN_S seconds lock the reader for
 # 2^k seconds, k = lockouts in a row, capped at 2^_MAX_K.
@@ -24,13 +23,12 @@ _FORGET_S = const(86400)  # a day without a lockout: the next one starts again a
 _LOCKOUT_FMT = ">BBIIIII"
 LOCKOUT_STATE_LEN = const(22)
 
-# Role defaults (§7) as entitlement bitmaps (§4.1 bits: 0 lock, 1 unlock, 2 driver
-# door, 3 trunk, 4 drive-enable, 5 locate, 6 status).
+# Role defaults (§7) as entitlement bitmaps (codes.ENT_*).
 _ROLE_DEFAULTS = {
     codes.ROLE_OWNER: codes.ENT_ALL,
     codes.ROLE_DRIVER: codes.ENT_ALL,
-    codes.ROLE_GUEST: 0x6F,  # everything but drive-enable
-    codes.ROLE_VALET: 0x55,  # lock, driver door, drive-enable, status: never trunk or all doors
+    codes.ROLE_GUEST: codes.ENT_GUEST,
+    codes.ROLE_VALET: codes.ENT_VALET,
 }
 
 
@@ -58,7 +56,7 @@ def counts_as_use(command):
 
 
 def valid_schedule(schedule):
-    """A weekly schedule: 1..MAX_WINDOWS windows of [days 1][start 2][end 2].
+    """A weekly schedule: 1..codes.MAX_WINDOWS windows of [days 1][start 2][end 2].
 
     days: bitmap, bit 0 Monday .. bit 6 Sunday, at least one bit, bit 7 clear.
     start: minute of the day 0..1439; end: 1..1440, exclusive, end != start.
@@ -66,7 +64,7 @@ def valid_schedule(schedule):
     the next day.
     """
     n = len(schedule)
-    if n == 0 or n % _WINDOW_LEN or n // _WINDOW_LEN > MAX_WINDOWS:
+    if n == 0 or n % _WINDOW_LEN or n // _WINDOW_LEN > codes.MAX_WINDOWS:
         return False
     for i in range(0, n, _WINDOW_LEN):
         days = schedule[i]

@@ -6,6 +6,7 @@ from .. import envelope as env
 from ..errors import Refused
 from ..tcp_link import FRAMINGS, parse_endpoint
 from ..vfob import VirtualFob, parse_trust
+from ..wire import ROLES
 from . import out
 
 PRESS_COMMANDS = ("unlock", "lock", "trunk")
@@ -138,7 +139,7 @@ def register(sub):
     p.add_argument("--port", required=True, metavar="FOB", help="the fob's serial port")
     p.add_argument("--car-port", required=True, metavar="CAR", help="the car's serial port")
     p.add_argument("--keys", required=True, metavar="OWNERDIR", help="the owner's key directory")
-    p.add_argument("--role", default="driver", choices=("owner", "driver", "guest", "valet"))
+    p.add_argument("--role", default="driver", choices=ROLES)
     p.add_argument("--name", default=None, metavar="TEXT", help="a label for this fob in OWNERDIR/fobs.json")
     p.set_defaults(func=do_provision)
 

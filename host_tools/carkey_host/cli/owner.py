@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from .. import documents, owner
 from ..errors import UsageError
 from ..keydir import KeyDir, load_public_key_pem, parse_hex
+from ..wire import ROLES
 from . import out
 
 
@@ -153,7 +154,7 @@ def _car_args(p, keys_help="the owner's phone key directory (signs every change)
 
 def _key_args(p):
     p.add_argument("--credential", required=True, metavar="FILE.pem", help="the key's public key PEM")
-    p.add_argument("--role", required=True, choices=("driver", "guest", "valet"))
+    p.add_argument("--role", required=True, choices=[r for r in ROLES if r != "owner"])
     p.add_argument("--entitlements", type=lambda t: int(t, 0), metavar="BITS", help="narrow the role's commands, e.g. 0x03")
     p.add_argument("--valid-from", metavar="ISO", help="start, e.g. 2026-12-24T18:00 (UTC)")
     p.add_argument("--valid-until", metavar="ISO",

@@ -6,6 +6,7 @@ from .. import envelope as env
 from ..errors import CarkeyError, UsageError
 from ..keydir import KeyDir, parse_hex
 from ..tcp_link import FRAMINGS, parse_endpoint
+from ..wire import codes
 from . import out as _out
 
 
@@ -172,8 +173,9 @@ def _parse_command(text):
         raise UsageError(f"unknown command {name!r}; choose from {', '.join(env.COMMANDS)}")
     if name == "drive":
         minutes = int(arg or "30") if (arg or "30").isdigit() else -1
-        if not 1 <= minutes <= 240:
-            raise UsageError("drive wants minutes 1..240, e.g. --command drive=30")
+        if not codes.DRIVE_MINUTES_MIN <= minutes <= codes.DRIVE_MINUTES_MAX:
+            raise UsageError(f"drive wants minutes {codes.DRIVE_MINUTES_MIN}..{codes.DRIVE_MINUTES_MAX}, "
+                             "e.g. --command drive=30")
         return env.COMMANDS[name], bytes([minutes])
     if arg:
         raise UsageError(f"{name} takes no argument")
@@ -215,7 +217,8 @@ def register(sub):
                        "(default: the one car this phone trusts)")
         p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="BLE scan and connect timeout")
         if name == "drive":
-            p.add_argument("--minutes", type=int, default=30, metavar="N", help="1..240 (default 30)")
+            p.add_argument("--minutes", type=int, default=30, metavar="N",
+                           help=f"{codes.DRIVE_MINUTES_MIN}..{codes.DRIVE_MINUTES_MAX} (default 30)")
         p.set_defaults(func=_command_handler(name))
 
     p = psub.add_parser("init", help="create a key directory with a new credential key pair")

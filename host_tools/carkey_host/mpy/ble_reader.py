@@ -1,8 +1,9 @@
 # carkey — runs the firmware reader as a BLE GATT peripheral on the virtual air; one JSON line per event.
 # SPDX-License-Identifier: MIT
 #
-# Usage: CARKEY_AIR=HOST:PORT micropython tests/mpy/ble_reader_client.py < SPEC_JSON
-# with boards/virtual_hw on MICROPYPATH (the virtual board's `bluetooth`).
+# Usage: CARKEY_AIR=HOST:PORT micropython host_tools/carkey_host/mpy/ble_reader.py < SPEC_JSON
+# with the firmware and boards/virtual_hw on MICROPYPATH (the virtual board's `bluetooth`);
+# carkey_host.ble_car.CarProcess runs it so.
 # SPEC_JSON (hex for bytes):
 #   {"identity": <ReaderIdentity.to_bytes()>, "credentials": [{"pub": .., "kpersistent": ..|null}],
 #    "transactions": N, "exchange": [<plaintext>, ...], "timeout_ms": 3000,
@@ -24,7 +25,41 @@ import time
 
 from carkey.hw import ble_gatt
 from carkey.protocol.reader import PrecomputePool, Reader, ReaderIdentity
-from fakelink import Cred, FakeCredentials
+
+
+class Cred:
+    # A credential the car knows: public key, cached Kpersistent (fast transactions).
+    def __init__(self, pub, kpersistent=None):
+        self.pub = pub
+        self.kpersistent = kpersistent
+
+
+class Credentials:
+    # The credential lookup Reader.transact asks (as the ECU's key store answers), over a list.
+    def __init__(self, creds):
+        self.creds = creds
+
+    def lookup(self, pub):
+        for c in self.creds:
+            if c.pub == pub:
+                return c
+        return None
+
+    def by_slot(self, slot):
+        import hashlib
+
+        for c in self.creds:
+            if hashlib.sha1(c.pub).digest()[:8] == slot:
+                return c
+        return None
+
+    def table(self, cred):
+        return None  # no precomputed verification tables: the reader computes
+
+    def fast_candidates(self):
+        for c in self.creds:
+            if c.kpersistent is not None:
+                yield c
 
 
 def _hex(b):
@@ -33,7 +68,7 @@ def _hex(b):
 
 async def main(spec):
     identity = ReaderIdentity.from_bytes(bytes.fromhex(spec["identity"]))
-    creds = FakeCredentials([Cred(bytes.fromhex(c["pub"]), c.get("kpersistent") and bytes.fromhex(c["kpersistent"]))
+    creds = Credentials([Cred(bytes.fromhex(c["pub"]), c.get("kpersistent") and bytes.fromhex(c["kpersistent"]))
                              for c in spec["credentials"]])
     pool = PrecomputePool(ephemerals=1, nonces=1)
     reader = Reader(identity, pool, timeout_ms=spec.get("timeout_ms", 3000))
