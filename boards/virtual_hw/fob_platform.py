@@ -93,4 +93,4 @@ class VirtualFobPlatform:
             f.write(json.dumps(self.sleep_request))
 
 
-Platform = VirtualFobPlatform  # the name carkey.hw.named_platform() looks for
+Platform = VirtualFobPlatform  # the name carkey.hw.fob_platform.for_board() looks for

@@ -18,7 +18,7 @@ from scratch import remove_tree, scratch_dir
 import esp32_c3_fob
 import virtual_fob
 from carkey.fob import app as fobapp
-from carkey.hw import fob_platform, named_platform
+from carkey.hw import fob_platform
 
 
 class _Slept(Exception):
@@ -95,12 +95,12 @@ class _Bluetooth:
 class TestBoardNamesPlatform(unittest.TestCase):
     def test_esp32_fob_takes_the_default(self):
         self.assertFalse(hasattr(esp32_c3_fob, "PLATFORM"))
-        self.assertIsInstance(named_platform(esp32_c3_fob, fob_platform.Platform), fob_platform.Platform)
+        self.assertIsInstance(fob_platform.for_board(esp32_c3_fob), fob_platform.Platform)
 
     def test_virtual_fob_takes_the_virtual_board(self):
         from virtual_hw.fob_platform import VirtualFobPlatform
 
-        self.assertIsInstance(named_platform(virtual_fob, fob_platform.Platform), VirtualFobPlatform)
+        self.assertIsInstance(fob_platform.for_board(virtual_fob), VirtualFobPlatform)
 
     def test_application_takes_the_boards_platform(self):
         from virtual_hw.fob_platform import VirtualFobPlatform

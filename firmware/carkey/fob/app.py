@@ -21,7 +21,7 @@ from carkey.ecu import codes
 from carkey.fob import signals
 from carkey.fob.button import STUCK, Button
 from carkey.fob.state import FobState, FobStateError
-from carkey.hw import safe_boot  # noqa: F401 (main.py calls app.safe_boot, as on the car)
+from carkey.hw.fob_platform import for_board, safe_boot  # noqa: F401 (main.py calls app.safe_boot, as on the car)
 from carkey.hw.pins import Board
 
 STATE_DIR = "/state"
@@ -53,12 +53,7 @@ class Press:
 class FobApp:
     def __init__(self, board, platform=None, state_dir=STATE_DIR):
         self.desc = board
-        if platform is None:
-            from carkey.hw import named_platform
-            from carkey.hw.fob_platform import Platform
-
-            platform = named_platform(board, Platform)
-        self.platform = platform
+        self.platform = for_board(board) if platform is None else platform
         self.board = Board(board, self.platform.pin_factory())
         self.led = self.board.outputs["led"]
         self.buzzer = self.board.outputs.get("buzzer")

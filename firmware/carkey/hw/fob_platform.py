@@ -1,12 +1,13 @@
 # carkey — the hardware layer of a real key fob: button and LED pins, the radio, the battery, deep sleep.
 # SPDX-License-Identifier: MIT
 #
-# carkey.fob.app reaches `machine`, `esp32` and `bluetooth` only through this
-# Platform: the default of a fob whose board description names no other module
-# (PLATFORM); the virtual fob's (boards/virtual_hw/fob_platform.py) has the same
-# methods.
-# Written against stock MicroPython's machine, esp32 and bluetooth modules; not
-# run on a board here (docs/FOB.md).
+# carkey.fob.app reaches `machine`, `esp32` and `bluetooth` only through a
+# Platform. A fob's board description names its platform module (PLATFORM,
+# default this one); the virtual fob's (boards/virtual_hw/fob_platform.py) has
+# the same methods. Apart from the car's carkey.hw.platform, whose watchdog,
+# PN532 and UARTs a fob never loads, so for_board and safe_boot follow the same
+# rules here. Written against stock MicroPython's machine, esp32 and bluetooth
+# modules; not run on a board here (docs/FOB.md).
 
 class Platform:
     def pin_factory(self):
@@ -53,3 +54,23 @@ class Platform:
                 esp32.wake_on_ext0(pin, esp32.WAKEUP_ALL_LOW if active_low else esp32.WAKEUP_ANY_HIGH)
             machine.deepsleep()
         machine.deepsleep(timer_ms)
+
+
+def safe_boot(board):
+    """Whether the board's SAFE_BOOT_PIN (if it names one) is held low right now."""
+    pin = getattr(board, "SAFE_BOOT_PIN", None)
+    if pin is None:
+        return False
+    try:
+        from machine import Pin
+    except ImportError:
+        return False
+    return Pin(pin, Pin.IN, Pin.PULL_UP).value() == 0
+
+
+def for_board(board):
+    """The Platform the board description names (PLATFORM: a module with a Platform class)."""
+    name = getattr(board, "PLATFORM", None)
+    if name is None:
+        return Platform()
+    return __import__(name, None, None, ("Platform",)).Platform()

@@ -2,12 +2,10 @@
 # SPDX-License-Identifier: MIT
 #
 # The application reaches `machine`, `bluetooth` and the watchdog only through a
-# Platform. A car's board description names its platform module (PLATFORM, default this
+# Platform. A board description names its platform module (PLATFORM, default this
 # one); the virtual board's (boards/virtual_hw/platform.py) has the same methods.
 
 from micropython import const
-
-from carkey.hw import named_platform, safe_boot  # noqa: F401 (safe_boot: carkey.ecu.app reads it here)
 
 _WDT_TIMEOUT_MS = const(8000)
 _WDT_FEED_MS = const(1000)
@@ -90,6 +88,21 @@ class Watchdog:
             self._wdt.feed()
 
 
+def safe_boot(board):
+    """Whether the board's SAFE_BOOT_PIN (if it names one) is held low right now."""
+    pin = getattr(board, "SAFE_BOOT_PIN", None)
+    if pin is None:
+        return False
+    try:
+        from machine import Pin
+    except ImportError:
+        return False
+    return Pin(pin, Pin.IN, Pin.PULL_UP).value() == 0
+
+
 def for_board(board):
     """The Platform the board description names (PLATFORM: a module with a Platform class)."""
-    return named_platform(board, Platform)
+    name = getattr(board, "PLATFORM", None)
+    if name is None:
+        return Platform()
+    return __import__(name, None, None, ("Platform",)).Platform()
