@@ -4,10 +4,11 @@
 # carkey.fob.app reaches `machine`, `esp32` and `bluetooth` only through a
 # Platform. A fob's board description names its platform module (PLATFORM,
 # default this one); the virtual fob's (boards/virtual_hw/fob_platform.py) has
-# the same methods. Apart from the car's carkey.hw.platform, whose watchdog,
-# PN532 and UARTs a fob never loads, so for_board and safe_boot follow the same
-# rules here. Written against stock MicroPython's machine, esp32 and bluetooth
-# modules; not run on a board here (docs/FOB.md).
+# the same methods. It stays apart from the car's carkey.hw.platform (watchdog,
+# PN532, UARTs: nothing a fob needs), so its for_board and safe_boot repeat that
+# module's rules rather than load it. Written against stock MicroPython's
+# machine, esp32 and bluetooth modules; not run on a board here (docs/FOB.md).
+
 
 class Platform:
     def pin_factory(self):
