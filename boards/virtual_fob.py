@@ -4,6 +4,8 @@
 BOARD = "virtual_fob"
 CHIP = "virtual"
 KIND = "fob"
+# The hardware layer: the virtual board's stand-ins (boards/virtual_hw/fob_platform.py).
+PLATFORM = "virtual_hw.fob_platform"
 
 # role: (gpio, active_low)
 OUTPUTS = {

@@ -1,8 +1,10 @@
 # carkey — the virtual board's hardware for the key fob: button, LED and buzzer as files, the virtual air.
 # SPDX-License-Identifier: MIT
 #
-# carkey.fob.app asks its platform for pins, the radio, the battery and deep
-# sleep; on the virtual board they live in the board's flash directory:
+# boards/virtual_fob.py names this module as its PLATFORM (a real fob's is
+# carkey.hw.fob_platform). carkey.fob.app asks its platform for pins, the radio,
+# the battery and deep sleep; on the virtual board they live in the board's flash
+# directory:
 #   button       "1" while the button is pressed (the test, or a person, writes it)
 #   gpio.log     one line per output write: "<ticks_ms> <role> <level>" (the LED, the buzzer)
 #   battery_mv   the cell voltage the ADC would read (default 3900)
@@ -89,3 +91,6 @@ class VirtualFobPlatform:
         self.sleep_request = {"timer_ms": timer_ms} if timer_ms is not None else {"button": button_gpio}
         with open(self._file("asleep"), "w") as f:
             f.write(json.dumps(self.sleep_request))
+
+
+Platform = VirtualFobPlatform  # the name carkey.hw.fob_platform.for_board() looks for

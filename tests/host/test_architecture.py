@@ -62,15 +62,6 @@ KNOWN_EXCEPTIONS = {
     # NTAG 424 session keys use cryptolib's ECB/CBC directly rather than carkey.crypto.aes,
     # so a board's replacement AES backend does not reach the card-key code.
     ("firmware/carkey/protocol/ntag424.py", "cryptolib"): "protocol bypasses the crypto seam",
-    # The key fob's application reaches machine, esp32 and bluetooth itself and picks the
-    # virtual fob's platform by name; like the car's it should be handed a Platform
-    # (carkey.hw) named by its board, with its BLE central in the hardware layer.
-    ("firmware/carkey/fob/app.py", "bluetooth"): "fob application wires the radio itself",
-    ("firmware/carkey/fob/app.py", "machine"): "fob application wires the hardware itself",
-    ("firmware/carkey/fob/app.py", "esp32"): "fob application wires the wake source itself",
-    ("firmware/carkey/fob/app.py", "virtual_hw.fob_platform"): "firmware imports the virtual board",
-    ("firmware/carkey/fob/ble_central.py", "bluetooth"): "BLE central outside the hardware layer",
-    ("firmware/carkey/fob/bench.py", "esp32_c3_fob"): "benchmark imports a board by name",
     # The fob benchmark replays the Aliro known-answer transaction (tests/vectors) as its
     # fixture; it should record its own against the host's reader, as the reader bench does.
     ("host_tools/carkey_host/bench_fob.py", "tests/"): "host library uses files under tests/",

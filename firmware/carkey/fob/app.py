@@ -4,14 +4,15 @@
 # firmware/main.py runs this on a board whose config says KIND = "fob". One loop
 # samples the button every 5 ms (carkey.fob.button); a gesture becomes a command
 # (BUTTON_ACTIONS in the board config, default short = unlock, long = lock,
-# double = trunk) and a visit to the car the fob trusts (carkey.fob.ble_central)
+# double = trunk) and a visit to the car the fob trusts (carkey.hw.ble_central)
 # runs while the loop keeps sampling, so presses during it are swallowed. The
 # LED (and buzzer) then shows the outcome (carkey.fob.signals). After
 # IDLE_SLEEP_MS with nothing under way the fob goes to deep sleep, woken by the
 # button (or, with the button stuck, by a timer).
 #
-# The hardware comes from a platform: Platform here for ESP32 boards,
-# boards/virtual_hw/fob_platform.py on the virtual board.
+# The hardware comes from the platform the board description names (PLATFORM):
+# carkey.hw.fob_platform on an ESP32 fob, boards/virtual_hw/fob_platform.py on
+# the virtual one.
 
 import asyncio
 import time
@@ -20,6 +21,7 @@ from carkey.ecu import codes
 from carkey.fob import signals
 from carkey.fob.button import STUCK, Button
 from carkey.fob.state import FobState, FobStateError
+from carkey.hw.fob_platform import for_board, safe_boot  # noqa: F401 (main.py calls app.safe_boot, as on the car)
 from carkey.hw.pins import Board
 
 STATE_DIR = "/state"
@@ -30,64 +32,12 @@ STUCK_SLEEP_MS = 60000  # with the button held, a timer wakes the fob instead
 _SAMPLE_MS = 5
 
 
-class Platform:
-    """A real ESP32 fob: machine pins, the BLE radio, the battery divider, deep sleep.
-
-    Written against stock MicroPython's machine, esp32 and bluetooth modules; not
-    run on a board here (docs/FOB.md)."""
-
-    def pin_factory(self):
-        from carkey.hw.pins import machine_pin
-
-        return machine_pin
-
-    def ble(self):
-        import bluetooth
-
-        return bluetooth.BLE()
-
-    def woken_by_button(self):
-        import machine
-
-        return machine.reset_cause() == machine.DEEPSLEEP_RESET
-
-    def battery_mv(self, spec):
-        # The cell through a divider into an ADC pin: {"adc": gpio, "divider": ratio}.
-        if not spec:
-            return None
-        import machine
-
-        adc = machine.ADC(machine.Pin(spec["adc"]), atten=machine.ADC.ATTN_11DB)
-        total = 0
-        for _ in range(8):
-            total += adc.read_uv()
-        return int(total / 8 * spec.get("divider", 2) / 1000)
-
-    def deep_sleep(self, button_gpio, active_low, timer_ms=None):
-        # ESP32-C3: GPIO 0-5 can wake the chip from deep sleep (no EXT0/EXT1 there);
-        # MicroPython reaches that through Pin.irq(wake=machine.DEEPSLEEP). An
-        # ESP32 (classic, S3) takes the same pin through EXT0.
-        import machine
-
-        if timer_ms is None:
-            pin = machine.Pin(button_gpio, machine.Pin.IN, machine.Pin.PULL_UP if active_low else None)
-            try:
-                pin.irq(trigger=machine.Pin.WAKE_LOW if active_low else machine.Pin.WAKE_HIGH,
-                        wake=machine.DEEPSLEEP)
-            except (AttributeError, ValueError, TypeError):
-                import esp32
-
-                esp32.wake_on_ext0(pin, esp32.WAKEUP_ALL_LOW if active_low else esp32.WAKEUP_ANY_HIGH)
-            machine.deepsleep()
-        machine.deepsleep(timer_ms)
-
-
 class Press:
     """What one press did, as the fob saw it."""
 
     def __init__(self, command):
         self.command = command
-        self.outcome = None  # carkey.fob.ble_central outcome: done, car-not-found, ...
+        self.outcome = None  # carkey.hw.ble_central outcome: done, car-not-found, ...
         self.kind = None  # standard or fast
         self.granted = False
         self.result = None  # the car's result code for the command
@@ -103,7 +53,7 @@ class Press:
 class FobApp:
     def __init__(self, board, platform=None, state_dir=STATE_DIR):
         self.desc = board
-        self.platform = platform or Platform()
+        self.platform = for_board(board) if platform is None else platform
         self.board = Board(board, self.platform.pin_factory())
         self.led = self.board.outputs["led"]
         self.buzzer = self.board.outputs.get("buzzer")
@@ -133,12 +83,12 @@ class FobApp:
         return self.state.public_key()
 
     def start_visit(self):
-        # Finds and connects to the car (carkey.fob.ble_central.FobLink.open) before
+        # Finds and connects to the car (carkey.hw.ble_central.FobLink.open) before
         # the gesture is known: (link, device, task), or None with no car to visit.
         cars = self.state.cars()
         if not cars:
             return None
-        from carkey.fob.ble_central import FobLink
+        from carkey.hw.ble_central import FobLink
         from carkey.fob.device import UserDevice
         from carkey.hw.ble_ids import device_name
 
@@ -149,7 +99,7 @@ class FobApp:
     @staticmethod
     async def _open(link, device, name):
         # The task never ends in an exception the loop would report as never retrieved.
-        from carkey.fob.ble_central import VisitError
+        from carkey.hw.ble_central import VisitError
 
         try:
             await link.open(device, name)
@@ -159,7 +109,7 @@ class FobApp:
 
     async def press(self, command_name, visit=None):
         # One press: the visit (started early, or now), then the LED. Returns a Press.
-        from carkey.fob.ble_central import DONE, VisitError
+        from carkey.hw.ble_central import DONE, VisitError
         from carkey.fob.client import Request
 
         press = Press(command_name)
@@ -247,20 +197,12 @@ class FobApp:
             await asyncio.sleep_ms(_SAMPLE_MS)
 
 
-def _platform(board, platform):
-    if platform is None and getattr(board, "CHIP", None) == "virtual":
-        from virtual_hw.fob_platform import VirtualFobPlatform
-
-        platform = VirtualFobPlatform()
-    return platform
-
-
 # --- over USB (carkey fob provision / press): the host runs these through the REPL ---
 
 
 def identity(board, platform=None, state_dir=STATE_DIR):
     # The credential public key (made now, radio on, if the fob has none) and the cars it trusts.
-    app = FobApp(board, _platform(board, platform), state_dir)
+    app = FobApp(board, platform, state_dir)
     pub = app.ensure_credential()
     return {"credential_public_key": pub.hex(),
             "cars": [{"group_id": g.hex(), "reader_public_key": k.hex()} for g, k in app.state.cars()]}
@@ -286,23 +228,10 @@ def press_once(board, command_name, platform=None, state_dir=STATE_DIR):
     # button gesture gives.
     if command_name not in COMMANDS:
         raise FobStateError("unknown command %s" % command_name)
-    app = FobApp(board, _platform(board, platform), state_dir)
+    app = FobApp(board, platform, state_dir)
     app.ensure_credential()
     return asyncio.run(app.press(command_name)).to_dict()
 
 
 def run(board, platform=None, state_dir=STATE_DIR):
-    asyncio.run(FobApp(board, _platform(board, platform), state_dir).run())
-
-
-def safe_boot(board):
-    """Whether the board's SAFE_BOOT_PIN (if it names one) is held low right now
-    (the same rule as the car's application: deploys and recovery keep the REPL)."""
-    pin = getattr(board, "SAFE_BOOT_PIN", None)
-    if pin is None:
-        return False
-    try:
-        from machine import Pin
-    except ImportError:
-        return False
-    return Pin(pin, Pin.IN, Pin.PULL_UP).value() == 0
+    asyncio.run(FobApp(board, platform, state_dir).run())

@@ -1,7 +1,7 @@
 # carkey — the key fob's benchmark: its compute per transaction and the heap of its whole application.
 # SPDX-License-Identifier: MIT
 #
-# Usage: micropython -m carkey.fob.bench --fixture=FILE --state=DIR [--runs=N] OP...
+# Usage: micropython -m carkey.fob.bench --fixture=FILE --state=DIR [--board=NAME] [--runs=N] OP...
 # (host_tools/carkey_host/bench_fob.py runs it; never deployed to a fob). Ops:
 #   fob_std_txn    the fob's side of a standard transaction: SELECT, AUTH0, AUTH1
 #                  (reader signature checked, ECDH, key schedule, credential
@@ -9,7 +9,8 @@
 #   fob_fast_txn   the same for a fast one (cryptogram from Kpersistent, no AUTH1)
 #   fob_keygen     the ephemeral key pair, made while the radio scans and connects
 #   fob_import     importing the fob application and everything a press loads
-#   fob_app        the whole application on the esp32_c3_fob board config, one
+#   fob_app        the whole application on the board config --board names (a
+#                  module on the path: esp32_c3_fob for `make bench`), one
 #                  standard and one fast press worth of work: the peak heap row
 #   ref_pidigits   the calibration reference (MicroPython's bm_pidigits, 65 digits)
 #   baseline       nothing: the interpreter and this module, to read the others against
@@ -125,8 +126,9 @@ def _forget(prefixes):
 
 
 def _import_app():
-    # What a press loads: the application, the BLE central, the device, the envelope.
-    from carkey.fob import app, ble_central, client, device  # noqa: F401
+    # What a press loads: the application, its platform, the BLE central, the device, the envelope.
+    from carkey.fob import app, client, device  # noqa: F401
+    from carkey.hw import ble_central, fob_platform  # noqa: F401
 
     return app
 
@@ -178,25 +180,26 @@ def _op_fob_import():
 
 
 def _op_fob_app():
-    # The whole application with the esp32_c3_fob config: its objects, the BLE
-    # central's buffers, a standard then a fast press worth of protocol work, the
-    # LED pattern. The radio link itself is the board's C stack.
+    # The whole application with the board config --board names: its objects, the
+    # BLE central's buffers, a standard then a fast press worth of protocol work,
+    # the LED pattern. The radio link itself is the board's C stack; the pins are
+    # stand-ins (this port has no machine.Pin), the rest is the real fob platform.
     _stub_bluetooth()
     fx = _fixture()
+    board = __import__(_files["board"])
 
     def work():
-        import esp32_c3_fob
-
         app = _import_app()
         from carkey.fob import signals
-        from carkey.fob.ble_central import FobLink
         from carkey.fob.client import Request
+        from carkey.hw import fob_platform
+        from carkey.hw.ble_central import FobLink
 
-        class Platform:
+        class Platform(fob_platform.Platform):
             def pin_factory(self):
                 return lambda *a: _Pin()
 
-        fob = app.FobApp(esp32_c3_fob, Platform(), _files["state"])
+        fob = app.FobApp(board, Platform(), _files["state"])
         link = FobLink(object())
         req = Request(2)
         st = _fresh_state(fx)
@@ -267,11 +270,16 @@ def main(argv):
             _files["fixture"] = arg[10:]
         elif arg.startswith("--state="):
             _files["state"] = arg[8:]
+        elif arg.startswith("--board="):
+            _files["board"] = arg[8:]
         else:
             names.append(arg)
     for name in names:
         if name not in OPERATIONS:
             print(json.dumps({"op": name, "error": "unknown operation"}))
+            continue
+        if name == "fob_app" and "board" not in _files:
+            print(json.dumps({"op": name, "error": "needs --board=NAME (a board config module)"}))
             continue
         print(json.dumps(measure(name, runs)))
 

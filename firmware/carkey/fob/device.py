@@ -21,6 +21,7 @@ from carkey.protocol.aliro_keys import (
     AID, DEFAULT_PROPRIETARY, PROTOCOL_VERSION, USAGE_DEVICE, USAGE_READER, Transcript, kdh, key_slot,
 )
 from carkey.protocol.channel import DEVICE, Channel, ChannelError
+from carkey.protocol.errors import DropLink
 from carkey.steps import run_steps
 
 # Status words a user device answers (docs/PROTOCOL.md §3)
@@ -60,11 +61,6 @@ _FCI = b"\x6f\x15\x84\x09" + AID + DEFAULT_PROPRIETARY
 
 STANDARD = "standard"
 FAST = "fast"
-
-
-class DropLink(Exception):
-    # The fob goes silent: the reader is not one it trusts.
-    pass
 
 
 class _Refuse(Exception):

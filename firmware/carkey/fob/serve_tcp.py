@@ -10,7 +10,7 @@
 import asyncio
 from micropython import const
 
-from carkey.fob.device import DropLink
+from carkey.protocol.errors import DropLink
 
 RAW = "raw"
 LP = "lp"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 #
 # Both ends need these: the car's GATT server (carkey.hw.ble_gatt) and the key
-# fob's central (carkey.fob.ble_central). They live here, apart from the
+# fob's central (carkey.hw.ble_central). They live here, apart from the
 # server, so a fob does not load the server's code for a few names.
 
 from micropython import const

@@ -5,6 +5,8 @@
 # on the next tap), a ProtocolError is a device that answered something wrong
 # (with the status word when it sent one), AuthenticationFailed is a device that
 # could not prove its keys. None of them ever comes with a partial session.
+# DropLink goes the other way: a device (the key fob's) raises it to the link
+# that carries it, which then hangs up without answering.
 
 
 class TransactionError(Exception):
@@ -34,4 +36,9 @@ class ProtocolError(TransactionError):
 
 
 class AuthenticationFailed(TransactionError):
+    pass
+
+
+class DropLink(Exception):
+    # The device goes silent: the reader is not one it trusts.
     pass

@@ -1,4 +1,4 @@
-# carkey — the fob's BLE central: find the car, connect, answer its APDUs over carkey's GATT framing.
+# carkey — the key fob's BLE central: find the car, connect, answer its APDUs over carkey's GATT framing.
 # SPDX-License-Identifier: MIT
 #
 # docs/PROTOCOL.md §2b from the phone's end, on MicroPython's `bluetooth`: an
@@ -21,6 +21,7 @@ import bluetooth
 
 from carkey.hw.ble_frame import FrameError, Reassembler, chunk_size, encode
 from carkey.hw.ble_ids import INDICATE_UUID, SERVICE_UUID, WRITE_UUID
+from carkey.protocol.errors import DropLink
 
 _IRQ_SCAN_RESULT = const(5)
 _IRQ_SCAN_DONE = const(6)
@@ -234,8 +235,6 @@ class FobLink:
 
     async def serve(self, device):
         # Answers the car's commands until CONTROL FLOW or a hang-up. Returns DONE.
-        from carkey.fob.device import DropLink
-
         ms = self.deadlines["apdu_ms"]
         while True:
             try:

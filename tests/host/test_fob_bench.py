@@ -1,0 +1,32 @@
+"""The fob benchmark's whole-application row runs on the board config its caller names.
+
+firmware/carkey/fob/bench.py imports no board by name: host_tools/carkey_host/bench_fob.py
+passes --board (esp32_c3_fob), and without one the fob_app operation refuses rather than
+guessing. One run each, in the MicroPython Unix port.
+
+Run: .venv/bin/pytest -q tests/host/test_fob_bench.py
+"""
+
+import json
+import subprocess
+
+from carkey_host import bench_fob, paths
+from carkey_host.build import compile_firmware
+from carkey_host.mpy_bridge import micropython_env
+
+
+def test_whole_application_row_runs_on_the_named_board():
+    compile_firmware(bench_fob.MPY_DIR)
+    bench_fob.make_fixture()
+    out = bench_fob.run_ops(["fob_app"], 1)
+    assert out["fob_app"]["runs"] == 1 and out["fob_app"]["median_us"] > 0
+
+
+def test_whole_application_row_needs_a_board(tmp_path):
+    compile_firmware(bench_fob.MPY_DIR)
+    fixture = bench_fob.make_fixture()
+    env = micropython_env(extra_paths=[paths.REPO_ROOT / "boards"], firmware_dir=bench_fob.MPY_DIR)
+    proc = subprocess.run([paths.micropython_executable(), "-m", "carkey.fob.bench", "--runs=1", f"--fixture={fixture}",
+                           f"--state={tmp_path}", "fob_app"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip()) == {"op": "fob_app", "error": "needs --board=NAME (a board config module)"}
