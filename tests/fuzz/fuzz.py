@@ -15,6 +15,9 @@ import sys
 from fuzzlib import Report, Rng, corpus
 
 SURFACES = ("apdu", "ble", "pn532", "documents", "state")
+# Keys, identities and the committed history come from this seed in every run, so a
+# corpus entry meets the same car it was found on; SEED varies only the cases.
+WORLD_SEED = 1
 
 
 def _module(surface):
@@ -43,7 +46,7 @@ def main(argv):
     dir = scratch_dir()
     report = Report(surface, seed)
     try:
-        world = m.World(dir, Rng(seed))
+        world = m.World(dir, Rng(WORLD_SEED))
         case = 0
         for entry in corpus(corpus_file) if corpus_file else ():
             m.run_case(world, Rng(seed * 1000003 + case), report, case, entry)

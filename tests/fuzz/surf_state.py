@@ -14,10 +14,13 @@
 # wrote); the stranger is never granted.
 
 import os
+import time
 
+from carkey import storage
 from carkey.clock import Clock
 from carkey.ecu import admin, codes, documents, policy
-from carkey.ecu.car import Car, NotProvisioned, load_identity
+from carkey.ecu.car import IDENTITY_RECORD, Car, NotProvisioned, load_identity
+from carkey.protocol.identity import ReaderIdentity
 
 import car_rig
 import device_sim
@@ -36,6 +39,8 @@ def _files(dir):
 class World:
     def __init__(self, dir, rng):
         self.dir = dir
+        ident = ReaderIdentity.from_private(rng.bytes(32), rng.bytes(16), rng.bytes(16))
+        storage.save(dir, IDENTITY_RECORD, ident.to_bytes())
         self.owner = _keypair(rng)
         self.stranger = device_sim.Credential(*_keypair(rng))
         self.authorities = set()
@@ -135,7 +140,10 @@ def _damage(world, rng):
         new = rng.choice(older)
         what = "older generation"
     elif how == 4:
-        os.remove(path)
+        try:
+            os.remove(path)
+        except OSError:
+            pass  # the case's first damage removed it already
         return name, "removed", b""
     else:
         new = mutate(rng, data)
@@ -149,14 +157,18 @@ def run_case(world, rng, report, case, entry=None):
     world.restore()
     if entry is not None:
         name = entry[1 : 1 + entry[0]].decode()
-        with open(world.dir + "/" + name, "wb") as f:
-            f.write(entry[1 + entry[0]:])
+        if len(entry) == 1 + entry[0]:
+            os.remove(world.dir + "/" + name)  # saved as removed
+        else:
+            with open(world.dir + "/" + name, "wb") as f:
+                f.write(entry[1 + entry[0]:])
         damage = [(name, "corpus", entry[1 + entry[0]:])]
     else:
         damage = [_damage(world, rng) for _ in range(1 + rng.chance(1, 3))]
     name, what, data = damage[0]
     saved = bytes((len(name),)) + name.encode() + data
     kind = name.split(".")[0]
+    t0 = time.ticks_ms()
     try:
         door, ticks = car_rig.door()
         car = Car(world.dir, door, clock=world.clock)
@@ -170,6 +182,7 @@ def run_case(world, rng, report, case, entry=None):
         report.violation(case, "boot with %s %s raised %r" % (what, name, e), saved)
         report.outcome("%s|%s|raised" % (kind, what))
         return
+    report.timed(time.ticks_diff(time.ticks_ms(), t0))
     if authority(world.dir) not in world.authorities:
         report.violation(case, "key store loaded a state nobody committed (%s %s)" % (what, name), saved)
     if floor not in world.floors:
