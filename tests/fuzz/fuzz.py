@@ -47,14 +47,24 @@ def main(argv):
     report = Report(surface, seed)
     try:
         world = m.World(dir, Rng(WORLD_SEED))
+        # Outcome-guided feedback: surfaces that build on earlier inputs (apdu, documents)
+        # draw some of their bases from world.pool, which starts as the corpus and takes
+        # in every input that reached an outcome class new to this run.
+        world.pool = corpus(corpus_file) if corpus_file else []
         case = 0
-        for entry in corpus(corpus_file) if corpus_file else ():
+        for entry in list(world.pool):
             m.run_case(world, Rng(seed * 1000003 + case), report, case, entry)
             case += 1
         report.hist["(corpus replayed)"] = case
+        seen = len(report.new)
         for i in range(cases):
             m.run_case(world, Rng(seed * 1000003 + case), report, case)
             case += 1
+            if len(report.new) > seen:
+                for _, data in report.new[seen:]:
+                    if len(world.pool) < 2000:
+                        world.pool.append(bytes.fromhex(data))
+                seen = len(report.new)
             if not case & 63:
                 gc.collect()
         m.final_check(world, report)

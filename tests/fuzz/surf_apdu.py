@@ -162,6 +162,13 @@ def run_case(world, rng, report, case, entry=None):
         mut = _Mutator(rng, step, 4)
         mut.given = entry[3:] if entry[2] else None
         plain_at = -1
+    elif world.pool and rng.chance(1, 4):
+        # A recorded answer that once reached a new outcome, damaged again at its step.
+        base = rng.choice(world.pool)
+        sc, step = base[0] % len(SCENARIOS), base[1]
+        mut = _Mutator(rng, step, 4)
+        mut.given = mutate(rng, base[3:]) if len(base) > 2 and base[2] else None
+        plain_at = -1
     else:
         sc = rng.below(len(SCENARIOS))
         plain_at = rng.below(3) if rng.chance(1, 4) else -1

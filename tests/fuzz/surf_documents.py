@@ -90,7 +90,7 @@ def run_case(world, rng, report, case, entry=None):
     elif entry is not None:
         doc = entry
     else:
-        seed = rng.choice(world.seeds)
+        seed = rng.choice(world.pool) if world.pool and rng.chance(1, 4) else rng.choice(world.seeds)
         doc = mutate(rng, seed)
         if doc in world.signed:
             doc = seed + b"\x00"
