@@ -15,7 +15,7 @@ import pytest
 
 from run import run_batch
 
-SHORT = {"apdu": 600, "ble": 1500, "pn532": 1500, "documents": 1200, "state": 500}
+SHORT = {"apdu": 400, "ble": 800, "pn532": 1000, "documents": 800, "state": 300}
 
 
 def _reached(outcomes, pattern):
