@@ -279,7 +279,7 @@ class PowerCutLife(unittest.TestCase):
         self.assertGreaterEqual(len(self.history["keys"]), 8)  # enroll, share, Kpersistent, uses, floors, suspend
         self.assertGreaterEqual(len(self.history["clock"]), 3)  # set, owner request, checkpoint
         self.assertGreaterEqual(len(self.logs[-1]), 12)
-        self.assertGreaterEqual(sum(self.ops), 500 if LONG else 100)
+        self.assertGreaterEqual(sum(self.ops), 200)  # flash operations of the whole life: each one a cut point
 
     def points(self):
         """(step, k, torn) of the cut points this run covers."""
