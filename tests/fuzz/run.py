@@ -107,6 +107,8 @@ def campaign(surfaces, cases, batch, seed, jobs=1, update_corpus=False, log=prin
             for fut in futures:
                 summary, new = fut.result()
                 merge(total, summary)
+                print(f"  {surface}: {total['cases']} cases, {total['violations']} violations so far",
+                      file=sys.stderr, flush=True)
                 if update_corpus and new:
                     total["corpus_added"] = total.get("corpus_added", 0) + add_to_corpus(surface, new)
         total["wall_seconds"] = round(time.monotonic() - start, 1)
