@@ -79,3 +79,4 @@ def test_state(results):
     assert _reached(out, r"\|boot ok, 4 keys\|stranger refused")
     assert _reached(out, r"\|boot refused: StorageError")
     assert _reached(out, r"^keys\|A/B swapped\|boot ok")
+    assert _reached(out, r"^keys\|re-sealed\|boot refused: KeyStoreError")  # the parser meets the damage
