@@ -24,7 +24,6 @@
 #     cut step's records, and its next sequence number is above all of them;
 #   - the car boots (Car on the state directory) once the identity was committed.
 
-import asyncio
 import os
 
 import unittest

@@ -12,7 +12,6 @@ class the corpus lacks are appended to tests/fuzz/corpus/<surface>.txt.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile

@@ -11,7 +11,6 @@
 # granted; the key store's authority (keys, roles, states, validity, serial
 # floors, revocations) never changes; a tap sends a bounded number of APDUs.
 
-import asyncio
 import time
 
 from carkey import storage

@@ -11,7 +11,8 @@
 # CPython phone (carkey_host.phone) is what the end-to-end tests hold the reader to;
 # this one only has to be correct enough to reach every step of the reader.
 #
-# mutate(step, rapdu) (optional) may rewrite any answer; step counts transceive calls.
+# mutate(step, capdu, rapdu) (optional) may rewrite any answer or return None for
+# silence (the link then raises LinkError); step counts transceive calls from 0.
 
 import hashlib
 
@@ -61,10 +62,7 @@ class DeviceLink:
         capdu = bytes(capdu)
         step = self.step
         self.step += 1
-        try:
-            answer = self._process(capdu)
-        except _Silent:
-            answer = None
+        answer = self._process(capdu)
         if self.mutate is not None:
             answer = self.mutate(step, capdu, answer)
         if answer is None:
@@ -147,14 +145,3 @@ class DeviceLink:
         self.received.append(bytes(plain))
         reply = self.replies.pop(0) if self.replies else b""
         return self._channel.seal(reply + STATUS_OK) + OK
-
-
-class _Silent(Exception):
-    pass
-
-
-class DeadLink:
-    """A device that never answers: every command times out."""
-
-    async def transceive(self, capdu, timeout_ms):
-        raise LinkError("no answer")
