@@ -104,7 +104,11 @@ def campaign(surfaces, cases, batch, seed, jobs=1, update_corpus=False, log=prin
             # The corpus is replayed by the first batch only.
             futures = [pool.submit(run_batch, surface, n, sd, i == 0) for i, (sd, n) in enumerate(seeds)]
             for fut in futures:
-                summary, new = fut.result()
+                try:
+                    summary, new = fut.result()
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)  # a broken harness: stop now
+                    raise
                 merge(total, summary)
                 print(f"  {surface}: {total['cases']} cases, {total['violations']} violations so far",
                       file=sys.stderr, flush=True)

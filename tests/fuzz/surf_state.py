@@ -128,7 +128,10 @@ def _damage(world, rng):
         # Re-sealed: a damaged body under a correct header and CRC (a firmware bug or a
         # format from another version), so the record's own parser meets the damage.
         record = name[:-2]
-        body = storage.load(world.dir, record)
+        try:
+            body = storage.load(world.dir, record)
+        except storage.StorageError:
+            body = None  # the case's first damage left no intact copy: damage it another way
         if body is not None:
             storage.save(world.dir, record, mutate(rng, body))
             for suffix in (".a", ".b"):
