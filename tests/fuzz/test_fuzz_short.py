@@ -9,11 +9,17 @@ the boot would pass silently otherwise.
 Run: .venv/bin/pytest -q tests/fuzz/test_fuzz_short.py
 """
 
+import importlib.util
 import re
+from pathlib import Path
 
 import pytest
 
-from run import run_batch
+# The runner is a script, not a package module: load it under a name of its own.
+_spec = importlib.util.spec_from_file_location("carkey_fuzz_run", Path(__file__).with_name("run.py"))
+_runner = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_runner)
+run_batch = _runner.run_batch
 
 SHORT = {"apdu": 400, "ble": 800, "pn532": 1000, "documents": 800, "state": 300}
 
