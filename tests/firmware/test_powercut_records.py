@@ -28,6 +28,7 @@ import os
 
 import unittest
 from flashsim import FlashSim
+from scratch import remove_tree, scratch_dir
 
 from carkey import storage
 from carkey.clock import Clock
@@ -40,7 +41,7 @@ from carkey.protocol.identity import ReaderIdentity
 import car_rig
 import device_sim
 
-MPY_HEAPSIZE = "24m"  # the flash images of every step boundary are kept in RAM
+MPY_HEAPSIZE = "8m"  # one flash image in RAM at a time; those of the step boundaries live in host files
 
 LONG = os.getenv("CARKEY_POWERCUT") == "long"
 SHORT_POINTS = 60  # cut points sampled by the short version (clean and torn together)
@@ -234,13 +235,14 @@ class PowerCutLife(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.images = None  # several MiB of flash images: free them for the next geometry
-        import gc
-
-        gc.collect()
+        for image in cls.images or ():
+            image.close()
+        cls.images = None
+        remove_tree(cls.tmp)
 
     @classmethod
     def uncut(cls):
+        cls.tmp = scratch_dir()
         base = FlashSim(block_size=cls.GEOMETRY[0], block_count=cls.GEOMETRY[1])
         base.format()
         base.mount(MOUNT)
@@ -248,7 +250,7 @@ class PowerCutLife(unittest.TestCase):
         base.umount()
         phones = Phones()
         steps = life(phones)
-        cls.images = [base.clone()]  # flash before step i
+        cls.images = [base.clone(cls.tmp + "/step0")]  # flash before step i (host files)
         cls.phones = [dict(phones.kp)]
         cls.marks = [{}]  # per record: committed states before step i
         cls.logs = [[]]
@@ -264,7 +266,7 @@ class PowerCutLife(unittest.TestCase):
                 cls.marks.append(obs.marks())
                 cls.logs.append(_log())
                 sim.umount()
-                cls.images.append(sim.clone())
+                cls.images.append(sim.clone(cls.tmp + "/step%d" % len(cls.images)))
                 cls.phones.append(dict(phones.kp))
         cls.history = obs.history
         cls.steps = steps
