@@ -126,11 +126,12 @@ def life(phones):
     revoke = documents.revocation_body(g, _slot(FRIEND[1]), 6, codes.ACTION_REVOKE)
     t = NOW + 8000
     steps = [
+        # Factory setup first: the unsigned bench operations are for a car without an owner.
         ("identity", lambda: storage.save(DIR, IDENTITY_RECORD, READER.to_bytes())),
-        ("enroll owner", lambda: admin.enroll(DIR, OWNER[1], codes.ROLE_OWNER, when=NOW)),
         ("set clock", lambda: admin.set_clock(DIR, NOW)),
         ("card master key", lambda: admin.set_card_master_key(DIR, bytes(range(16)))),
         ("enroll a card", lambda: admin.enroll_card(DIR, bytes(range(1, 8)), codes.ROLE_DRIVER, when=NOW + 5)),
+        ("enroll owner", lambda: admin.enroll(DIR, OWNER[1], codes.ROLE_OWNER, when=NOW)),
         ("share to a friend (3 uses)", lambda: _submit(_sign(documents.SHARE_TAG, share), NOW + 10)),
         ("owner standard tap: Kpersistent", lambda: _expect(_tap("owner", phones, NOW + 20, fast=False), True)),
         ("owner fast tap: uses", lambda: _expect(_tap("owner", phones, NOW + 30, fast=True), True)),
