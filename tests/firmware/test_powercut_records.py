@@ -24,6 +24,7 @@
 #     cut step's records, and its next sequence number is above all of them;
 #   - the car boots (Car on the state directory) once the identity was committed.
 
+import gc
 import os
 
 import unittest
@@ -41,7 +42,7 @@ from carkey.protocol.identity import ReaderIdentity
 import car_rig
 import device_sim
 
-MPY_HEAPSIZE = "8m"  # one flash image in RAM at a time; those of the step boundaries live in host files
+MPY_HEAPSIZE = "32m"  # a few flash images in RAM at a time (those of the step boundaries live in host files)
 
 LONG = os.getenv("CARKEY_POWERCUT") == "long"
 SHORT_POINTS = 60  # cut points sampled by the short version (clean and torn together)
@@ -244,6 +245,7 @@ class PowerCutLife(unittest.TestCase):
     @classmethod
     def uncut(cls):
         cls.tmp = scratch_dir()
+        gc.collect()
         base = FlashSim(block_size=cls.GEOMETRY[0], block_count=cls.GEOMETRY[1])
         base.format()
         base.mount(MOUNT)
@@ -305,6 +307,7 @@ class PowerCutLife(unittest.TestCase):
 
     def cut(self, i, k, torn):
         where = "step %d (%s), cut after %d of %d ops%s" % (i, self.names[i], k, self.ops[i], ", torn" if torn else "")
+        gc.collect()  # the last run's image: a whole flash must fit in one piece
         sim = self.images[i].clone()
         sim.mount(MOUNT)
         phones = Phones()
