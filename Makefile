@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lint test test-paths test-host test-firmware bench demo lock clean
+.PHONY: setup lint test test-paths test-host test-firmware bench demo fuzz powercut lock clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,15 @@ test-browser: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/carkey demo
+
+# Long campaigns (docs/TESTING.md); their short versions run inside `make test`.
+FUZZ_CASES ?= 100000
+FUZZ_JOBS ?= 1
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzz/run.py --cases $(FUZZ_CASES) --jobs $(FUZZ_JOBS) --json build/fuzz/results.json
+
+powercut: $(STAMP)
+	CARKEY_POWERCUT=long $(BIN)/pytest -q tests/firmware/test_powercut_records.py
 
 bench: $(STAMP)
 	$(BIN)/python -m carkey_host.bench --json build/bench.json

@@ -286,9 +286,16 @@ class KeyStore:
         used = _HEAD_SIZE
         for _ in range(ncount):
             n = _read(f, 1)[0]
-            name = str(_read(f, n), "utf-8")
+            try:
+                name = str(_read(f, n), "utf-8")
+            except UnicodeError:
+                raise KeyStoreError("malformed counter name")
             self._counters[name] = struct.unpack(">I", _read(f, 4))[0]
             used += 5 + n
+        # Counts are checked against the record's length before anything is allocated
+        # for them: a damaged count must not cost more RAM than the record itself.
+        if used + nrev * SLOT_LEN + ncred * _FIXED > length:
+            raise KeyStoreError("counts exceed the record")
         self._revoked = bytearray(_read(f, nrev * SLOT_LEN))
         used += nrev * SLOT_LEN
         fixed = bytearray(_FIXED)
