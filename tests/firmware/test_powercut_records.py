@@ -110,6 +110,13 @@ def _sign(tag, body):
     return documents.sign(tag, body, OWNER[0], OWNER[1])
 
 
+def _admin_request(group, operation, argument):
+    # The first request of a new admin session (PROTOCOL §9): the car's challenge is in
+    # RAM, so a step re-run after a cut opens its own.
+    challenge = bytes.fromhex(admin.challenge(DIR)["challenge"])
+    return _sign(documents.ADMIN_TAG, documents.admin_body(group, 1, operation, argument, challenge))
+
+
 def _slot(pub):
     import hashlib
 
@@ -120,10 +127,8 @@ def life(phones):
     """(name, action) steps; each builds what it needs from flash, as after a reboot."""
     g = READER.group_id
     share = documents.share_body(g, FRIEND[1], codes.ROLE_DRIVER, 0x07, 0, 0, b"", 3, 1)
-    set_clock = documents.admin_body(g, 2, codes.ADMIN_SET_CLOCK, (NOW + 600).to_bytes(4, "big"))
     suspend = documents.revocation_body(g, _slot(FRIEND[1]), 3, codes.ACTION_SUSPEND)
     resume = documents.revocation_body(g, _slot(FRIEND[1]), 4, codes.ACTION_RESUME)
-    export = documents.admin_body(g, 5, codes.ADMIN_EXPORT_LOG, bytes(4))
     revoke = documents.revocation_body(g, _slot(FRIEND[1]), 6, codes.ACTION_REVOKE)
     t = NOW + 8000
     steps = [
@@ -144,7 +149,7 @@ def life(phones):
         steps.append(("stranger fails AUTH1 (%d)" % (j + 1),
                       lambda j=j: _tap("stranger", phones, NOW + 50 + j, fast=False, break_auth1=True)))
     steps += [
-        ("owner request: set clock", lambda: _submit(_sign(documents.ADMIN_TAG, set_clock), NOW + 60)),
+        ("owner request: set clock", lambda: _submit(_admin_request(g, codes.ADMIN_SET_CLOCK, (NOW + 600).to_bytes(4, "big")), NOW + 60)),
         ("clock checkpoint", lambda: _clock(NOW + 600 + 7200).checkpoint()),
         ("owner suspends the friend", lambda: _submit(_sign(documents.REVOCATION_TAG, suspend), NOW + 70)),
         ("owner standard tap: lockout cleared", lambda: _expect(_tap("owner", phones, t, fast=False), True)),
@@ -152,7 +157,7 @@ def life(phones):
         ("owner resumes the friend", lambda: _submit(_sign(documents.REVOCATION_TAG, resume), t + 20)),
         ("friend's last use", lambda: _expect(_tap("friend", phones, t + 30, fast=True), True)),
         ("friend past the use limit", lambda: _expect(_tap("friend", phones, t + 40, fast=False), False)),
-        ("owner exports the log", lambda: _submit(_sign(documents.ADMIN_TAG, export), t + 50)),
+        ("owner exports the log", lambda: _submit(_admin_request(g, codes.ADMIN_EXPORT_LOG, bytes(4)), t + 50)),
         ("owner revokes the friend", lambda: _submit(_sign(documents.REVOCATION_TAG, revoke), t + 60)),
     ]
     for j in range(4):

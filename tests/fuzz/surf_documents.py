@@ -38,6 +38,9 @@ class World:
         self.now = campaign_rig.NOW
         self.serial = 99
         self.signed = set()
+        # Admin requests run in a session the car opens (docs/PROTOCOL.md §9): the seeds and
+        # the genuine requests are signed over its challenge.
+        self.challenge = bytes.fromhex(admin.challenge(dir)["challenge"])
         g = self.group
         slot = _slot(self.friend)
         bodies = (
@@ -47,9 +50,11 @@ class World:
             (documents.REVOCATION_TAG, documents.revocation_body(g, slot, _HIGH + 2, codes.ACTION_REVOKE)),
             (documents.REVOCATION_TAG, documents.revocation_body(g, slot, _HIGH + 3, codes.ACTION_SUSPEND)),
             (documents.ADMIN_TAG, documents.admin_body(g, _HIGH + 4, codes.ADMIN_SET_CLOCK,
-                                                       (self.now + 60).to_bytes(4, "big"))),
-            (documents.ADMIN_TAG, documents.admin_body(g, _HIGH + 5, codes.ADMIN_LIST_KEYS)),
-            (documents.ADMIN_TAG, documents.admin_body(g, _HIGH + 6, codes.ADMIN_EXPORT_LOG, bytes(4))),
+                                                       (self.now + 60).to_bytes(4, "big"), self.challenge)),
+            (documents.ADMIN_TAG, documents.admin_body(g, _HIGH + 5, codes.ADMIN_LIST_KEYS, bytes(1),
+                                                       self.challenge)),
+            (documents.ADMIN_TAG, documents.admin_body(g, _HIGH + 6, codes.ADMIN_EXPORT_LOG, bytes(4),
+                                                       self.challenge)),
         )
         self.seeds = [self.sign(tag, body) for tag, body in bodies]
         self.authority = authority(dir)
@@ -71,7 +76,9 @@ class World:
             action = codes.ACTION_SUSPEND if which == 1 else codes.ACTION_RESUME
             return self.sign(documents.REVOCATION_TAG, documents.revocation_body(g, _slot(self.friend), self.serial,
                                                                                  action))
-        return self.sign(documents.ADMIN_TAG, documents.admin_body(g, self.serial, codes.ADMIN_LIST_KEYS))
+        # Numbered above every seed's, so a genuine request always follows the session's last.
+        return self.sign(documents.ADMIN_TAG, documents.admin_body(g, _HIGH + 16 + self.serial, codes.ADMIN_LIST_KEYS,
+                                                                   bytes(1), self.challenge))
 
 
 def _slot(pub):

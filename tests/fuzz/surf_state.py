@@ -64,8 +64,9 @@ class World:
         body = documents.revocation_body(group, hashlib.sha1(friends[0]).digest()[:8], serial, codes.ACTION_SUSPEND)
         self._submit(documents.sign(documents.REVOCATION_TAG, body, *self.owner))
         serial += 1
-        for t in (campaign_rig.NOW + 100, campaign_rig.NOW + 7200):
-            body = documents.admin_body(group, serial, codes.ADMIN_SET_CLOCK, t.to_bytes(4, "big"))
+        challenge = bytes.fromhex(admin.challenge(dir)["challenge"])  # an admin session (PROTOCOL §9)
+        for number, t in enumerate((campaign_rig.NOW + 100, campaign_rig.NOW + 7200), 1):
+            body = documents.admin_body(group, number, codes.ADMIN_SET_CLOCK, t.to_bytes(4, "big"), challenge)
             self._submit(documents.sign(documents.ADMIN_TAG, body, *self.owner))
             serial += 1
         # Failed taps: a device whose AUTH1 answer does not authenticate (lockout record).
