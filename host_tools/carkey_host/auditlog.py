@@ -9,7 +9,7 @@ BATTERY = 0xF3  # a key fob's battery report: the result byte is the voltage in 
 TRANSPORTS = {0: "car", 1: "nfc", 2: "ble", 3: "tcp", 4: "usb"}
 KINDS = {0: "standard", 1: "fast", 2: "fallback", 3: "admin", 4: "passive"}
 EVENTS = {0x00: "transaction", 0xE2: "share-document", 0xE3: "revocation-document", 0xE4: "admin-request",
-          0xF1: "enroll", 0xF2: "set-clock"}
+          0xF1: "enroll", 0xF2: "set-clock", 0xF4: "maintenance"}
 FAILURES = {0x80: "authentication failed", 0x81: "protocol error", 0x82: "link lost", 0x83: "reader fault"}
 
 

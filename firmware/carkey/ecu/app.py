@@ -66,6 +66,24 @@ class Platform:
 
         return getattr(sys.stdin, "buffer", sys.stdin)
 
+    def kbd_intr(self, char):
+        """-1: Ctrl-C on the USB serial is console data (installed mode); 3: it interrupts."""
+        import micropython
+
+        micropython.kbd_intr(char)
+
+    def reset(self):
+        import machine
+
+        machine.reset()
+
+    def maintenance(self, watchdog, seconds):
+        """The owner's maintenance window: the REPL is open until the watchdog, fed
+        `seconds` more, resets the board into the application."""
+        print("carkey: maintenance for %d s: REPL open, then reset" % seconds)
+        if watchdog is not None:
+            watchdog.release(seconds * 1000)
+
     def watchdog(self):
         try:
             from machine import WDT, Timer
@@ -91,11 +109,17 @@ class Watchdog:
     def beat(self):
         self._last = self._ticks()
 
-    def release(self):
+    def release(self, ms=0):
+        """Feed for good (ms 0), or for `ms` only: then the watchdog resets the board,
+        which ends a maintenance window (installed mode) whatever runs at the REPL."""
         self.released = True
+        self._until = self._ticks() + ms if ms else None
 
     def _tick(self, _timer):
-        if self.released or self._diff(self._ticks(), self._last) < _STALL_MS:
+        if self.released:
+            if self._until is None or self._diff(self._until, self._ticks()) > 0:
+                self._wdt.feed()
+        elif self._diff(self._ticks(), self._last) < _STALL_MS:
             self._wdt.feed()
 
 
@@ -122,6 +146,7 @@ class App:
         self.passive_entry = passive_entry
         self._watch = None
         self._watched_pub = None
+        self.maintenance_s = 0  # an owner-signed maintenance request: hand the board back this long
 
     def _start_car(self):
         from carkey.ecu import admin
@@ -200,7 +225,7 @@ class App:
         # change to keys or clock reaches the running car at once.
         import sys
 
-        from carkey.ecu import console
+        from carkey.ecu import admin, console
 
         async def handle(line):
             async with self._tap_lock:
@@ -213,6 +238,10 @@ class App:
                         car.keys.load()  # exactly what was committed, whatever happened in between
                     except (OSError, ValueError):
                         pass  # unreadable now: the store in RAM holds the change submit committed
+                seconds = admin.take_maintenance()
+                if seconds:
+                    self.maintenance_s = seconds  # the answer is out: stop, run() opens the REPL
+                    self.stop.set()
 
         await console.serve(stream, handle)
 
@@ -275,11 +304,25 @@ def run(board=None, platform=None, state_dir=STATE_DIR, passive_entry=None):
         platform = VirtualPlatform()
     if passive_entry is None:
         passive_entry = bool(getattr(board, "PASSIVE_ENTRY", False))
+    from carkey.ecu import admin
+
+    platform = platform or Platform()
+    installed = admin.installed(state_dir)
+    platform.kbd_intr(-1 if installed else 3)  # installed: the REPL stays closed (docs/SECURITY.md)
     app = App(board, platform, state_dir, passive_entry=passive_entry)
     try:
         asyncio.run(app.run())
+    except BaseException as e:  # noqa: B036 - installed, nothing may reach the REPL
+        if not installed:
+            raise
+        print("carkey: application failed (%s): resetting" % type(e).__name__)
     finally:
         # Interrupted or stopped: outputs safe, and the REPL keeps the board alive.
         app.door.safe_state()
-        if app.watchdog is not None:
+        if app.maintenance_s:
+            platform.kbd_intr(3)
+            platform.maintenance(app.watchdog, app.maintenance_s)
+        elif app.watchdog is not None and not installed:
             app.watchdog.release()
+    if installed and not app.maintenance_s:
+        platform.reset()  # never back to the REPL: the application starts again
