@@ -217,3 +217,28 @@ def test_owner_tools_read_every_page(tmp_path):
         page = s.submit(documents.make_admin(kd.private_key(), group_id, "list-keys", bytes([1]),
                                              challenge=s.challenge, number=1))
         assert len(page["keys"]) == 4 and page["more"] is True
+
+
+def test_bench_paths_refuse_once_installed(car):
+    # The attack of a USB stranger: after provisioning, the unsigned bench paths, called
+    # directly, must not enroll anyone or replace anything.
+    stranger = crypto.public_key_bytes(crypto.generate_private_key())
+    with pytest.raises(CarkeyError, match="installed"):
+        car.enroll(stranger, "owner")
+    with pytest.raises(CarkeyError, match="installed"):
+        car.enroll_card(bytes(7), "driver")
+    with pytest.raises(CarkeyError, match="installed"):
+        car.set_card_master_key(bytes(16))
+    with car.admin_session() as s:
+        listing = s.submit(admin(car, s, "list-keys", b"\x00"))
+    assert [k["public_key"] for k in listing["keys"]] == [crypto.public_key_bytes(car.owner).hex()]
+
+
+def test_maintenance_request_is_signed_and_bounded(car):
+    with car.admin_session() as s:
+        assert s.submit(admin(car, s, "maintenance", (600).to_bytes(2, "big")))["maintenance_s"] == 600
+        assert s.submit(admin(car, s, "maintenance", (3601).to_bytes(2, "big")))["result"] == BAD_REQUEST
+        assert s.submit(admin(car, s, "maintenance", bytes(2)))["result"] == BAD_REQUEST
+        stranger = crypto.generate_private_key()
+        doc = admin(car, s, "maintenance", (60).to_bytes(2, "big"), key=stranger)
+        assert s.submit(doc)["result"] == DOCUMENT_REFUSED

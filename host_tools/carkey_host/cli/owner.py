@@ -122,6 +122,13 @@ def do_clock_set(args):
     out(f"car clock set to {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(when))} UTC")
 
 
+def do_maintenance(args):
+    if not 1 <= args.minutes <= owner.MAINTENANCE_MAX_S // 60:
+        raise UsageError(f"--minutes is 1 to {owner.MAINTENANCE_MAX_S // 60}")
+    seconds = owner.maintenance(_target(args), KeyDir(args.keys), args.minutes * 60)
+    out(f"car REPL open for {seconds // 60} min (deploy, mpremote); then the car resets into its application")
+
+
 def do_log(args):
     from ..auditlog import format_record
 
@@ -201,6 +208,11 @@ def register(sub):
     _car_args(p)
     p.add_argument("--time", metavar="ISO", help="e.g. 2026-12-24T18:00 (UTC)")
     p.set_defaults(func=do_clock_set)
+
+    p = sub.add_parser("maintenance", help="open an installed car's USB REPL for a while (deploy, recovery)")
+    _car_args(p)
+    p.add_argument("--minutes", type=int, default=10, metavar="N", help="how long the REPL stays open (1-60)")
+    p.set_defaults(func=do_maintenance)
 
     p = sub.add_parser("log", help="the car's audit log (an owner-signed export)")
     _car_args(p)
