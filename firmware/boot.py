@@ -18,3 +18,8 @@ if sys.platform == "esp32":  # the virtual board's bridge owns its serial port
 
 if "/lib" not in sys.path:
     sys.path.append("/lib")
+
+if sys.platform == "esp32":
+    from carkey.hw import maintenance
+
+    maintenance.resume(8000)  # a soft reset inside the owner's maintenance window (deploy)

@@ -89,6 +89,7 @@ class VirtualPlatform:
     # The USB serial's interrupt character and the watchdog are the bridge's
     # (carkey_host.vboard): it owns the serial port and the board's power.
     def kbd_intr(self, char):
+        host.bridge("watchdog 0")  # the application runs (and feeds it): no maintenance window
         host.bridge("kbd_intr %d" % char)
 
     def reset(self):

@@ -69,8 +69,8 @@ HOST_LOG_ENV = "CARKEY_HOST_LOG_FD"
 REPORTS_KEPT = 100
 # A report line starting so is the board's hardware at work (boards/virtual_hw/host.py):
 # "kbd_intr N" sets the serial port's interrupt character (-1: none, Ctrl-C is data, as
-# micropython.kbd_intr(-1) makes it on an ESP32); "watchdog MS" resets the board in MS ms
-# (a watchdog no longer fed). pyexec sets the character back to Ctrl-C whenever code starts.
+# micropython.kbd_intr(-1) makes it on an ESP32); "watchdog MS" resets the board in MS ms,
+# soft resets or not (a watchdog fed only that long), "watchdog 0" cancels it. pyexec sets the character back to Ctrl-C whenever code starts.
 BRIDGE_PREFIX = "@bridge "
 WATCHDOG_RESET = b"\r\nMPY: watchdog reset\r\n"
 
@@ -383,8 +383,7 @@ class VirtualBoard:
             self._child.close()
         if reason:
             self._write(reason)
-        self._intr = CTRL_C
-        self._watchdog_at = None
+        self._intr = CTRL_C  # the watchdog's deadline outlives a soft reset (carkey.hw.maintenance)
         self._child = _Child(self.flash_dir, self.extra_path, self.heapsize, self.flash_bytes, self.env,
                              self._report)
         self.boots += 1
@@ -470,6 +469,7 @@ class VirtualBoard:
                     self._pump_reports(child)
                 if self._watchdog_at is not None and time.monotonic() >= self._watchdog_at:
                     self._mode = "friendly"
+                    self._watchdog_at = None
                     self._power_on(WATCHDOG_RESET)
                     continue
                 if self._master in r:
@@ -506,8 +506,8 @@ class VirtualBoard:
             return
         if words[0] == "kbd_intr":
             self._intr = value if value >= 0 else None
-        elif words[0] == "watchdog":
-            self._watchdog_at = time.monotonic() + value / 1000
+        elif words[0] == "watchdog":  # 0: the application feeds it again
+            self._watchdog_at = time.monotonic() + value / 1000 if value > 0 else None
 
     def _report(self, text):
         self.reports.append(text)
@@ -546,6 +546,7 @@ class VirtualBoard:
             # The interpreter died (os._exit, a crash): the board resets.
             self._pump_child_output(child)
             self._mode = "friendly"
+            self._watchdog_at = None
             self._power_on(b"\r\nMPY: board process ended, hard reset\r\n")
             return
         child.started = True

@@ -89,6 +89,9 @@ class Platform:
             from machine import WDT, Timer
         except ImportError:
             return None  # the Unix port has no watchdog
+        from carkey.hw import maintenance
+
+        maintenance.end()  # the application runs: a maintenance window is over
         return Watchdog(WDT(timeout=_WDT_TIMEOUT_MS), Timer(0))
 
 
@@ -102,6 +105,7 @@ class Watchdog:
         self._ticks = clock or time.ticks_ms
         self._diff = time.ticks_diff
         self._wdt = wdt
+        self._timer = timer
         self.released = False
         self.beat()
         timer.init(period=_WDT_FEED_MS, callback=self._tick)
@@ -113,13 +117,14 @@ class Watchdog:
         """Feed for good (ms 0), or for `ms` only: then the watchdog resets the board,
         which ends a maintenance window (installed mode) whatever runs at the REPL."""
         self.released = True
-        self._until = self._ticks() + ms if ms else None
+        if ms:
+            from carkey.hw import maintenance
+
+            self._timer.deinit()
+            maintenance.begin(self._wdt, self._timer, ms)  # kept across a soft reset
 
     def _tick(self, _timer):
-        if self.released:
-            if self._until is None or self._diff(self._until, self._ticks()) > 0:
-                self._wdt.feed()
-        elif self._diff(self._ticks(), self._last) < _STALL_MS:
+        if self.released or self._diff(self._ticks(), self._last) < _STALL_MS:
             self._wdt.feed()
 
 
