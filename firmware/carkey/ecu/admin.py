@@ -307,14 +307,27 @@ def submit(dir, doc, now=0, clock=None, audit=None, store=None):
             audit.append(now, store.get(detail["owner"]).slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
         out.update(_operation(dir, detail["operation"], detail["argument"], clock, audit, store))
         return out
-    if tag == documents.SHARE_TAG:
-        cred = documents.apply_share(store, detail)
-        out["key"] = describe(cred)
-        slot = cred.slot
-    else:
-        documents.apply_revocation(store, detail)
-        slot = detail["target"]
-    store.commit()
+    from carkey.ecu.keystore import KeyStoreError
+
+    try:
+        if tag == documents.SHARE_TAG:
+            cred = documents.apply_share(store, detail)
+            out["key"] = describe(cred)
+            slot = cred.slot
+        else:
+            documents.apply_revocation(store, detail)
+            slot = detail["target"]
+        store.commit()
+    except KeyStoreError as e:
+        # A full list answers as a tap does (NO_ROOM, §9) and changes nothing: RAM goes
+        # back to the last commit.
+        try:
+            store.load()
+        except (OSError, ValueError):
+            pass  # unreadable: the next commit rewrites the store
+        out = {"result": codes.NO_ROOM, "reason": "no room: %s" % e}
+        audit.append(now, None, TRANSPORT_USB, KIND_ADMIN, event, codes.NO_ROOM)
+        return out
     audit.append(now, slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
     return out
 
