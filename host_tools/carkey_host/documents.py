@@ -30,7 +30,8 @@ SHARE_CONTEXT = b"carkey/share/v1\x00"
 REVOCATION_CONTEXT = b"carkey/revoke/v1\x00"
 ADMIN_TAG = 0xE4
 ADMIN_CONTEXT = b"carkey/admin/v1\x00"
-ADMIN_OPERATIONS = {"set-clock": 0x01, "export-log": 0x02, "list-keys": 0x03, "maintenance": 0x04}
+ADMIN_OPERATIONS = {"set-clock": 0x01, "export-log": 0x02, "list-keys": 0x03, "maintenance": 0x04,
+                    "export-strangers": 0x05}
 VERSION = 0x01
 
 ROLES = {"owner": 0x01, "driver": 0x02, "guest": 0x03, "valet": 0x04}

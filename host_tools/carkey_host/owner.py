@@ -187,6 +187,17 @@ class Admin:
                 return records
             since = answer["records"][-1]["seq"]
 
+    def stranger_log(self, since: int = 0) -> list:
+        """The strangers' coalesced records (one per 10-minute interval and reason, with
+        a count) after `since` in their own ring, a page at a time."""
+        records = []
+        while True:
+            answer = self.request("export-strangers", int(since).to_bytes(4, "big"))
+            records += answer["records"]
+            if not answer.get("more") or not answer["records"]:
+                return records
+            since = answer["records"][-1]["seq"]
+
     def maintenance(self, seconds: int) -> int:
         """Ask an installed car to hand its USB REPL back for `seconds` (deploy,
         recovery); its watchdog then resets it into the application."""

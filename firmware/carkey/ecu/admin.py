@@ -230,6 +230,21 @@ def log(dir, since_seq=0, audit=None, limit=0):
     return out
 
 
+def strangers(dir, since_seq=0, limit=0):
+    """The strangers' coalesced records (carkey.ecu.auditlog.StrangerLog) after
+    since_seq, oldest first, each with its count of events; at most `limit` (0: all).
+    Counts of the interval still running are in RAM and not yet among them."""
+    from carkey.ecu.auditlog import StrangerLog
+
+    out = []
+    for seq, when, _slot, transport, kind, command, result, count in StrangerLog(dir).records(since_seq):
+        out.append({"seq": seq, "time": when, "transport": transport, "kind": kind, "command": command,
+                    "result": result, "count": count})
+        if len(out) == limit:
+            break
+    return out
+
+
 def set_clock(dir, unix, clock=None, audit=None):
     """The owner sets the time: it also becomes the "not earlier than" floor."""
     from carkey.clock import Clock, ClockError
@@ -341,7 +356,7 @@ def _clock_trusted(dir):
 def _valid_operation(op, arg):
     if op == codes.ADMIN_SET_CLOCK:
         return len(arg) == 4 and int.from_bytes(arg, "big") > 0
-    if op == codes.ADMIN_EXPORT_LOG:
+    if op in (codes.ADMIN_EXPORT_LOG, codes.ADMIN_EXPORT_STRANGERS):
         return len(arg) == 4
     if op == codes.ADMIN_MAINTENANCE:
         return len(arg) == 2 and 0 < int.from_bytes(arg, "big") <= MAINTENANCE_MAX_S
@@ -354,6 +369,9 @@ def _operation(dir, op, arg, clock=None, audit=None, store=None):
     if op == codes.ADMIN_EXPORT_LOG:
         # A page at a time: the answer is built on the heap of a running car.
         records = log(dir, int.from_bytes(arg, "big"), audit, EXPORT_PAGE + 1)
+        return {"records": records[:EXPORT_PAGE], "more": len(records) > EXPORT_PAGE}
+    if op == codes.ADMIN_EXPORT_STRANGERS:
+        records = strangers(dir, int.from_bytes(arg, "big"), EXPORT_PAGE + 1)
         return {"records": records[:EXPORT_PAGE], "more": len(records) > EXPORT_PAGE}
     if op == codes.ADMIN_MAINTENANCE:
         # The application hands the board back once this answer is out (carkey.ecu.app).

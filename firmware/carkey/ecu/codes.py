@@ -60,6 +60,7 @@ ADMIN_SET_CLOCK = const(0x01)  # argument: Unix seconds, 4 bytes
 ADMIN_EXPORT_LOG = const(0x02)  # argument: records after this sequence number, 4 bytes
 ADMIN_LIST_KEYS = const(0x03)  # no argument
 ADMIN_MAINTENANCE = const(0x04)  # argument: seconds of maintenance (REPL, deploy), 2 bytes
+ADMIN_EXPORT_STRANGERS = const(0x05)  # argument: strangers' records after this sequence number, 4 bytes
 
 # Revocation document actions (§6 tag 8C).
 ACTION_REVOKE = const(0x01)

@@ -130,7 +130,7 @@ def do_maintenance(args):
 
 
 def do_log(args):
-    from ..auditlog import format_record
+    from ..auditlog import format_record, format_tally
 
     since = args.since
     # One admin session for every poll: the car logs it once, and a running
@@ -142,8 +142,14 @@ def do_log(args):
                     out(json.dumps(rec) if args.json else format_record(rec))
                     since = rec["seq"]
                 if not args.follow:
-                    return
+                    break
                 time.sleep(args.interval)
+            # Strangers' refusals live in a ring of their own, counted per interval.
+            tallies = admin.stranger_log()
+            if tallies and not args.json:
+                out("strangers (refusals of keys the car does not know, counted per 10 minutes):")
+            for rec in tallies:
+                out(json.dumps(dict(rec, ring="strangers")) if args.json else format_tally(rec))
         except KeyboardInterrupt:
             if not args.follow:
                 raise  # --follow ends with Ctrl-C; anything else interrupted is an interruption
