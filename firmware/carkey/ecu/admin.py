@@ -78,6 +78,7 @@ def challenge(dir):
     import os
 
     out = identity(dir)
+    out["installed"] = installed(dir)  # the host then knows the raw REPL is closed
     _session[0] = os.urandom(16)
     _session[1] = 0
     _session[2] = False
