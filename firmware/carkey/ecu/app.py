@@ -314,8 +314,9 @@ def run(board=None, platform=None, state_dir=STATE_DIR, passive_entry=None):
     platform = platform or Platform()
     installed = admin.installed(state_dir)
     platform.kbd_intr(-1 if installed else 3)  # installed: the REPL stays closed (docs/SECURITY.md)
-    app = App(board, platform, state_dir, passive_entry=passive_entry)
+    app = None
     try:
+        app = App(board, platform, state_dir, passive_entry=passive_entry)
         asyncio.run(app.run())
     except BaseException as e:  # noqa: B036 - installed, nothing may reach the REPL
         if not installed:
@@ -323,11 +324,12 @@ def run(board=None, platform=None, state_dir=STATE_DIR, passive_entry=None):
         print("carkey: application failed (%s): resetting" % type(e).__name__)
     finally:
         # Interrupted or stopped: outputs safe, and the REPL keeps the board alive.
-        app.door.safe_state()
-        if app.maintenance_s:
-            platform.kbd_intr(3)
-            platform.maintenance(app.watchdog, app.maintenance_s)
-        elif app.watchdog is not None and not installed:
-            app.watchdog.release()
-    if installed and not app.maintenance_s:
+        if app is not None:
+            app.door.safe_state()
+            if app.maintenance_s:
+                platform.kbd_intr(3)
+                platform.maintenance(app.watchdog, app.maintenance_s)
+            elif app.watchdog is not None and not installed:
+                app.watchdog.release()
+    if installed and not (app and app.maintenance_s):
         platform.reset()  # never back to the REPL: the application starts again
