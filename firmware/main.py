@@ -6,12 +6,28 @@
 # and no output is driven. The relays stay off: the board's pull resistors hold
 # them until the application builds its door controller.
 
+import sys
+
+if sys.platform == "esp32":  # as in boot.py: pyexec turned Ctrl-C on again for this file
+    while True:
+        try:
+            import micropython
+
+            micropython.kbd_intr(-1)
+            break
+        except KeyboardInterrupt:
+            pass
+
 import board
 
 if getattr(board, "KIND", "car") == "fob":
     from carkey.fob import app
 else:
     from carkey.ecu import app
+
+fob = getattr(board, "KIND", "car") == "fob"
+if sys.platform == "esp32" and (fob or app.safe_boot(board)):
+    micropython.kbd_intr(3)  # the car application decides for itself (installed mode)
 
 if app.safe_boot(board):
     print("carkey: safe boot (SAFE_BOOT_PIN held low): application not started")

@@ -46,3 +46,13 @@ def report(text):
         _log.flush()
     except OSError:
         pass  # the host went away: the board carries on
+
+
+BRIDGE = "@bridge "  # a report line the bridge obeys rather than prints
+
+
+def bridge(command):
+    """Ask the virtual board's bridge for what an ESP32's hardware does: "kbd_intr N"
+    (the serial port's interrupt character, -1: none), "watchdog MS" (reset the board
+    in MS milliseconds). Off the virtual board: nothing."""
+    report(BRIDGE + command)

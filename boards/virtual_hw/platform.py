@@ -93,5 +93,18 @@ class VirtualPlatform:
     def watchdog(self):
         return None
 
+    # The USB serial's interrupt character and the watchdog are the bridge's
+    # (carkey_host.vboard): it owns the serial port and the board's power.
+    def kbd_intr(self, char):
+        host.bridge("watchdog 0")  # the application runs (and feeds it): no maintenance window
+        host.bridge("kbd_intr %d" % char)
+
+    def reset(self):
+        raise SystemExit  # the bridge starts a fresh interpreter: boot.py, main.py
+
+    def maintenance(self, watchdog, seconds):
+        print("carkey: maintenance for %d s: REPL open, then reset" % seconds)
+        host.bridge("watchdog %d" % (seconds * 1000))
+
 
 Platform = VirtualPlatform  # the name carkey.hw.platform.for_board() looks for

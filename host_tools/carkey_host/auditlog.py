@@ -11,7 +11,8 @@ BATTERY = codes.EVENT_BATTERY  # a key fob's battery report: the result byte is 
 
 EVENTS = {codes.EVENT_TRANSACTION: "transaction", codes.EVENT_SHARE: "share-document",
           codes.EVENT_REVOCATION: "revocation-document", codes.EVENT_ADMIN: "admin-request",
-          codes.EVENT_ENROLL: "enroll", codes.EVENT_CLOCK: "set-clock", codes.EVENT_BATTERY: "battery"}
+          codes.EVENT_ENROLL: "enroll", codes.EVENT_CLOCK: "set-clock", codes.EVENT_BATTERY: "battery",
+          codes.EVENT_MAINTENANCE: "maintenance"}
 FAILURES = {codes.AUTH_FAILED: "authentication failed", codes.PROTOCOL_ERROR: "protocol error",
             codes.LINK_LOST: "link lost", codes.READER_FAULT: "reader fault"}
 

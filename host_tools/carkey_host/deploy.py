@@ -228,7 +228,9 @@ class Board:
         except TransportError:
             self.close()
             raise NoAnswer(
-                f"no MicroPython REPL answered on {port} within {timeout} s: is MicroPython flashed "
+                f"no MicroPython REPL answered on {port} within {timeout} s. A provisioned car keeps its "
+                f"REPL closed (installed mode): open it with `carkey maintenance --port {port} --keys OWNERDIR` "
+                "or hold the safe-boot button while the board starts. Otherwise: is MicroPython flashed "
                 "(carkey flash), is another program printing on it, or is the board stuck? "
                 "Press reset and try again"
             ) from None

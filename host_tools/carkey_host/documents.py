@@ -33,7 +33,8 @@ REVOCATION_CONTEXT = b"carkey/revoke/v1\x00"
 ADMIN_TAG = 0xE4
 ADMIN_CONTEXT = b"carkey/admin/v1\x00"
 ADMIN_OPERATIONS = {"set-clock": codes.ADMIN_SET_CLOCK, "export-log": codes.ADMIN_EXPORT_LOG,
-                    "list-keys": codes.ADMIN_LIST_KEYS}
+                    "list-keys": codes.ADMIN_LIST_KEYS, "maintenance": codes.ADMIN_MAINTENANCE,
+                    "export-strangers": codes.ADMIN_EXPORT_STRANGERS}
 VERSION = 0x01
 
 # Entitlement bit of each command: command id n is bit n - 1 (§4.1).

@@ -16,6 +16,8 @@ from .envelope import RESULTS
 from .errors import CarkeyError, Refused, UsageError
 from .keydir import KeyDir
 
+MAINTENANCE_MAX_S = 3600  # the firmware's limit for one maintenance window (carkey.ecu.admin)
+
 OK = 0x00
 
 
@@ -185,6 +187,24 @@ class Admin:
                 return records
             since = answer["records"][-1]["seq"]
 
+    def stranger_log(self, since: int = 0) -> list:
+        """The strangers' coalesced records (one per 10-minute interval and reason, with
+        a count) after `since` in their own ring, a page at a time."""
+        records = []
+        while True:
+            answer = self.request("export-strangers", int(since).to_bytes(4, "big"))
+            records += answer["records"]
+            if not answer.get("more") or not answer["records"]:
+                return records
+            since = answer["records"][-1]["seq"]
+
+    def maintenance(self, seconds: int) -> int:
+        """Ask an installed car to hand its USB REPL back for `seconds` (deploy,
+        recovery); its watchdog then resets it into the application."""
+        if not 0 < seconds <= MAINTENANCE_MAX_S:
+            raise UsageError(f"a maintenance window is 1 s to {MAINTENANCE_MAX_S // 60} minutes")
+        return self.request("maintenance", int(seconds).to_bytes(2, "big"))["maintenance_s"]
+
     def set_clock(self, unix_time: int | None = None) -> int:
         when = int(time.time() if unix_time is None else unix_time)
         return self.request("set-clock", when.to_bytes(4, "big"))["time"]
@@ -198,6 +218,11 @@ def list_keys(target, owner: KeyDir) -> dict:
 def set_clock(target, owner: KeyDir, unix_time: int | None = None) -> int:
     with Admin(target, owner) as admin:
         return admin.set_clock(unix_time)
+
+
+def maintenance(target, owner: KeyDir, seconds: int) -> int:
+    with Admin(target, owner) as admin:
+        return admin.maintenance(seconds)
 
 
 def audit_log(target, owner: KeyDir, since: int = 0) -> list:

@@ -18,8 +18,10 @@ import json
 import time
 
 from .errors import CarkeyError, Refused
+from .serialport import NoAnswer
 
 STATE_DIR = "/state"
+STARTUP_S = 60  # an application starting after a reset answers its console within this
 _MARK = "CARKEY-RESULT "
 
 # Runs on the board. {call} is an expression over `admin`, `state` and `now`.
@@ -83,8 +85,29 @@ class UsbCar:
             return self._call("admin.identity(state)")
 
     def provision(self, owner_public_key: bytes, unix_time: int = 0) -> dict:
-        return self._call(f"({_RADIO_ON}, admin.provision(state, bytes.fromhex({owner_public_key.hex()!r}), "
-                          f"{int(unix_time)}))[1]")
+        try:
+            with ConsoleSession(self) as session:
+                if session.identity.get("installed"):
+                    raise Refused("already provisioned: changes now need a request signed by an owner")
+        except AppNotAnswering:
+            pass  # a factory board's application may not answer yet: the raw REPL will
+        result = self._call(f"({_RADIO_ON}, admin.provision(state, bytes.fromhex({owner_public_key.hex()!r}), "
+                            f"{int(unix_time)}))[1]")
+        self._wait_for_console()
+        return result
+
+    def _wait_for_console(self, timeout=STARTUP_S):
+        # Provisioning installed the car: once it restarts, only its application's
+        # console answers (no REPL to fall back to), so the owner's next command waits for it.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ConsoleSession(self).open().close()
+                return
+            except AppNotAnswering:
+                if time.monotonic() > deadline:
+                    raise NoAnswer(f"the car on {self.port} is provisioned, but its application did not answer "
+                                   f"on its console within {timeout} s: press reset and try `carkey car info`") from None
 
     def submit(self, document: bytes) -> dict:
         try:

@@ -31,6 +31,7 @@ import signal
 import struct
 import subprocess
 import threading
+import time
 import tty
 from pathlib import Path
 
@@ -66,6 +67,12 @@ IN_LIMIT = 1 << 16
 DEVICE_ENV = ("CARKEY_PN532",)
 HOST_LOG_ENV = "CARKEY_HOST_LOG_FD"
 REPORTS_KEPT = 100
+# A report line starting so is the board's hardware at work (boards/virtual_hw/host.py):
+# "kbd_intr N" sets the serial port's interrupt character (-1: none, Ctrl-C is data, as
+# micropython.kbd_intr(-1) makes it on an ESP32); "watchdog MS" resets the board in MS ms,
+# soft resets or not (a watchdog fed only that long), "watchdog 0" cancels it. pyexec sets the character back to Ctrl-C whenever code starts.
+BRIDGE_PREFIX = "@bridge "
+WATCHDOG_RESET = b"\r\nMPY: watchdog reset\r\n"
 
 _COMPOUND = ("@", "if", "while", "for", "try", "with", "def", "class", "async")
 
@@ -368,12 +375,15 @@ class VirtualBoard:
         self._outbuf = bytearray()  # bytes for the client that the pty would not take yet
         self._cmd_kind = None
         self._last_status = b"0"
+        self._intr = CTRL_C  # the serial port's interrupt character, None: none
+        self._watchdog_at = None  # monotonic time of a watchdog reset to come
 
     def _power_on(self, reason=None):
         if self._child is not None:
             self._child.close()
         if reason:
             self._write(reason)
+        self._intr = CTRL_C  # the watchdog's deadline outlives a soft reset (carkey.hw.maintenance)
         self._child = _Child(self.flash_dir, self.extra_path, self.heapsize, self.flash_bytes, self.env,
                              self._report)
         self.boots += 1
@@ -451,12 +461,17 @@ class VirtualBoard:
                     break
                 if w:
                     self._flush_out()
-                if child.log_r in r:
-                    self._pump_reports(child)
                 if child.out_fd in r:
                     self._pump_child_output(child)
                 if child.evt_r in r:
-                    self._events(child)
+                    self._events(child)  # before reports: a G resets what a report set after it
+                if child.log_r in r:
+                    self._pump_reports(child)
+                if self._watchdog_at is not None and time.monotonic() >= self._watchdog_at:
+                    self._mode = "friendly"
+                    self._watchdog_at = None
+                    self._power_on(WATCHDOG_RESET)
+                    continue
                 if self._master in r:
                     try:
                         data = os.read(self._master, 4096)
@@ -478,7 +493,21 @@ class VirtualBoard:
         lines = (child.log_partial + data).split(b"\n")
         child.log_partial = lines.pop()[-4096:]
         for line in lines:
-            self._report(line.decode("utf-8", "replace"))
+            text = line.decode("utf-8", "replace")
+            if text.startswith(BRIDGE_PREFIX):
+                self._hardware(text[len(BRIDGE_PREFIX):].split())
+            else:
+                self._report(text)
+
+    def _hardware(self, words):
+        try:
+            value = int(words[1])
+        except (IndexError, ValueError):
+            return
+        if words[0] == "kbd_intr":
+            self._intr = value if value >= 0 else None
+        elif words[0] == "watchdog":  # 0: the application feeds it again
+            self._watchdog_at = time.monotonic() + value / 1000 if value > 0 else None
 
     def _report(self, text):
         self.reports.append(text)
@@ -517,6 +546,7 @@ class VirtualBoard:
             # The interpreter died (os._exit, a crash): the board resets.
             self._pump_child_output(child)
             self._mode = "friendly"
+            self._watchdog_at = None
             self._power_on(b"\r\nMPY: board process ended, hard reset\r\n")
             return
         child.started = True
@@ -529,6 +559,7 @@ class VirtualBoard:
             ev = data[i : i + 1]
             i += 1
             if ev == b"G":
+                self._intr = CTRL_C  # pyexec: Ctrl-C interrupts the code it starts
                 if self._state == "busy":
                     self._state = "running"
                     self._up.set()
@@ -575,7 +606,7 @@ class VirtualBoard:
                 # The running code reads what arrives, up to a Ctrl-C; what follows a Ctrl-C
                 # waits for the REPL, as it waits in the board's receive buffer.
                 data = bytes(self._inbuf)
-                cut = data.find(b"\x03")
+                cut = data.find(bytes([self._intr])) if self._intr is not None else -1
                 if cut < 0:
                     self._inbuf.clear()
                     self._to_program(data)

@@ -52,6 +52,23 @@ class ConsoleTest(unittest.TestCase):
         again = _parse(_answer(self.dir, line.replace(b"t2", b"t3"), NOW), "t3")
         self.assertEqual(again["result"]["result"], 0x0E)  # the same request never runs twice
 
+    def test_strangers_ring_is_exported_to_the_owner(self):
+        from carkey.ecu.auditlog import StrangerLog
+
+        log = StrangerLog(self.dir)
+        for i in range(20):  # 20 intervals, one reason each: more than one page
+            log.note(NOW + 600 * i, 2, 0, 0, 0x80)
+        log.note(NOW + 600 * 20, 1, 0, 0, 0x81)
+        log.flush()
+        challenge = bytes.fromhex(_parse(_answer(self.dir, b"#carkey t challenge", NOW), "t")["result"]["challenge"])
+        line = b"#carkey t submit " + self.request(challenge, 1, 0x05, bytes(4)).hex().encode()
+        first = _parse(_answer(self.dir, line, NOW), "t")["result"]
+        self.assertEqual((first["result"], len(first["records"]), first["more"]), (0, 16, True))
+        self.assertEqual((first["records"][0]["result"], first["records"][0]["count"]), (0x80, 1))
+        line = b"#carkey t submit " + self.request(challenge, 2, 0x05, first["records"][-1]["seq"].to_bytes(4, "big")).hex().encode()
+        rest = _parse(_answer(self.dir, line, NOW), "t")["result"]
+        self.assertEqual((len(rest["records"]), rest["more"], rest["records"][-1]["result"]), (5, False, 0x81))
+
     def test_other_lines_are_not_answered(self):
         for line in (b"print(1)", b"#carkey", b"# carkey t challenge", b"#carkey " + b"x" * 17 + b" challenge"):
             self.assertIsNone(_answer(self.dir, line, NOW))

@@ -16,7 +16,7 @@ from carkey_host.aliro import crypto
 from carkey_host.errors import CarkeyError
 from carkey_host.vcar import VirtualCar
 
-OK, DOCUMENT_REFUSED, BAD_REQUEST, SUPERSEDED = 0x00, 0x0B, 0x0A, 0x0E
+OK, DOCUMENT_REFUSED, BAD_REQUEST, NO_ROOM, SUPERSEDED = 0x00, 0x0B, 0x0A, 0x0D, 0x0E
 
 
 @pytest.fixture
@@ -217,3 +217,45 @@ def test_owner_tools_read_every_page(tmp_path):
         page = s.submit(documents.make_admin(kd.private_key(), group_id, "list-keys", bytes([1]),
                                              challenge=s.challenge, number=1))
         assert len(page["keys"]) == 4 and page["more"] is True
+
+
+def test_bench_paths_refuse_once_installed(car):
+    # The attack of a USB stranger: after provisioning, the unsigned bench paths, called
+    # directly, must not enroll anyone or replace anything.
+    stranger = crypto.public_key_bytes(crypto.generate_private_key())
+    with pytest.raises(CarkeyError, match="installed"):
+        car.enroll(stranger, "owner")
+    with pytest.raises(CarkeyError, match="installed"):
+        car.enroll_card(bytes(7), "driver")
+    with pytest.raises(CarkeyError, match="installed"):
+        car.set_card_master_key(bytes(16))
+    with car.admin_session() as s:
+        listing = s.submit(admin(car, s, "list-keys", b"\x00"))
+    assert [k["public_key"] for k in listing["keys"]] == [crypto.public_key_bytes(car.owner).hex()]
+
+
+def test_maintenance_request_is_signed_and_bounded(car):
+    with car.admin_session() as s:
+        assert s.submit(admin(car, s, "maintenance", (600).to_bytes(2, "big")))["maintenance_s"] == 600
+        assert s.submit(admin(car, s, "maintenance", (3601).to_bytes(2, "big")))["result"] == BAD_REQUEST
+        assert s.submit(admin(car, s, "maintenance", bytes(2)))["result"] == BAD_REQUEST
+        stranger = crypto.generate_private_key()
+        doc = admin(car, s, "maintenance", (60).to_bytes(2, "big"), key=stranger)
+        assert s.submit(doc)["result"] == DOCUMENT_REFUSED
+
+
+def test_share_into_a_full_store_answers_no_room(car):
+    # 31 friends beside the owner fill the store; the 33rd key is answered as a tap
+    # answers it (0D, no room), logged, and changes nothing.
+    for _ in range(31):
+        friend = crypto.public_key_bytes(crypto.generate_private_key())
+        doc = documents.make_share(car.owner, car.group_id, friend, "guest", serial=next_serial(car))
+        assert car.submit(doc)["result"] == OK
+    before = files(car)
+    late = crypto.public_key_bytes(crypto.generate_private_key())
+    out = car.submit(documents.make_share(car.owner, car.group_id, late, "guest", serial=next_serial(car)))
+    assert out["result"] == NO_ROOM and "no room" in out["reason"]
+    assert files(car) == before
+    with car.admin_session() as s:
+        listing = s.submit(admin(car, s, "list-keys", b"\x07"))  # the last page of keys
+        assert late.hex() not in [k["public_key"] for k in listing["keys"]]

@@ -11,6 +11,7 @@ Run: .venv/bin/pytest -q tests/host/test_car_e2e.py
 """
 
 import binascii
+import json
 import os
 import re
 import signal
@@ -469,3 +470,17 @@ def test_cli_errors(tmp_path):
     assert r.returncode == 2 and "--sequence" in r.stderr
     r = _carkey("reader", "enroll", "--state", tmp_path / "car", "--credential", bad, "--role", "king", check=False)
     assert r.returncode == 2
+
+
+def test_owner_log_shows_the_strangers_tallies(world):
+    from carkey_cli import carkey
+
+    def tamper(c, r, n):
+        return r[:5] + bytes([r[5] ^ 0x40]) + r[6:] if _ins(c) == INS_AUTH1 else r
+
+    world.run(world.owner, ["standard"], tamper=tamper)  # nothing proved: a stranger's refusal
+    text = carkey("log", "--state", world.car.state_dir, "--keys", world.owner.path).stdout
+    assert "strangers" in text and "authentication failed ×1" in text, text
+    lines = carkey("log", "--state", world.car.state_dir, "--keys", world.owner.path, "--json").stdout.splitlines()
+    (tally,) = [json.loads(line) for line in lines if json.loads(line).get("ring") == "strangers"]
+    assert (tally["result"], tally["count"]) == (AUTH_FAILED, 1)

@@ -28,6 +28,43 @@ class AdminError(ValueError):
     pass
 
 
+# Installed mode (docs/SECURITY.md): entered by provision(), before the owner is enrolled,
+# so a power cut in between leaves the board closed rather than open. Installed, the
+# application keeps the REPL closed and the unsigned bench paths (init, enroll,
+# enroll_card, set_card_master_key) refuse; only owner-signed documents change the reader.
+INSTALLED_RECORD = "installed"
+MAINTENANCE_MAX_S = 3600  # the longest maintenance window one signed request opens
+
+# Seconds of maintenance the last accepted request asked for (0: none); the running
+# application takes it (take_maintenance) and hands the board back to the REPL.
+_maintenance = [0]
+
+
+def installed(dir):
+    """Whether the reader is in installed mode. A record that cannot be read counts as
+    installed: a damaged flash must not reopen the bench paths."""
+    try:
+        return storage.load(dir, INSTALLED_RECORD) is not None
+    except (OSError, ValueError):
+        return True
+
+
+def install(dir):
+    storage.save(dir, INSTALLED_RECORD, b"\x01")
+
+
+def _bench(dir, what):
+    if installed(dir):
+        raise AdminError("%s refused: the reader is installed; only owner-signed requests change it" % what)
+
+
+def take_maintenance():
+    """Seconds of maintenance an accepted request asked for since the last call (0: none)."""
+    seconds = _maintenance[0]
+    _maintenance[0] = 0
+    return seconds
+
+
 # The admin session (§9): the challenge the car last issued, the number of the last
 # request run under it, and whether the session is in the audit log yet. RAM only:
 # a reset ends the session, so no captured request can run again, and reading
@@ -41,6 +78,7 @@ def challenge(dir):
     import os
 
     out = identity(dir)
+    out["installed"] = installed(dir)  # the host then knows the raw REPL is closed
     _session[0] = os.urandom(16)
     _session[1] = 0
     _session[2] = False
@@ -54,6 +92,7 @@ def public_identity(ident):
 
 def init(dir):
     """Factory state → a reader identity made here. Refuses if one exists."""
+    _bench(dir, "init")
     try:
         ident = create_identity(dir)
     except ValueError:
@@ -74,7 +113,13 @@ def has_identity(dir):
 
 def enroll(dir, pub, role, entitlements=None, not_before=0, not_after=0, use_limit=0, profile=b"", when=0):
     """Enroll (or update) a key: pub is the 65-byte uncompressed public key.
-    Entitlements default to the role's; narrowing is allowed, widening is not."""
+    Entitlements default to the role's; narrowing is allowed, widening is not.
+    Factory state only (a bench path): installed, the owner shares keys instead."""
+    _bench(dir, "enroll")
+    return _enroll(dir, pub, role, entitlements, not_before, not_after, use_limit, profile, when)
+
+
+def _enroll(dir, pub, role, entitlements=None, not_before=0, not_after=0, use_limit=0, profile=b"", when=0):
     load_identity(dir)  # a key store without a reader is of no use: refuse early
     if role not in ROLE_NAMES:
         raise AdminError("unknown role %r" % role)
@@ -124,6 +169,7 @@ def set_card_master_key(dir, key):
     """Install the card master key the owner's tool provisions cards with (16 bytes)."""
     from carkey.ecu import cardkey
 
+    _bench(dir, "set_card_master_key")
     load_identity(dir)
     try:
         cardkey.restore(dir, key)
@@ -185,6 +231,21 @@ def log(dir, since_seq=0, audit=None, limit=0):
     return out
 
 
+def strangers(dir, since_seq=0, limit=0):
+    """The strangers' coalesced records (carkey.ecu.auditlog.StrangerLog) after
+    since_seq, oldest first, each with its count of events; at most `limit` (0: all).
+    Counts of the interval still running are in RAM and not yet among them."""
+    from carkey.ecu.auditlog import StrangerLog
+
+    out = []
+    for seq, when, _slot, transport, kind, command, result, count in StrangerLog(dir).records(since_seq):
+        out.append({"seq": seq, "time": when, "transport": transport, "kind": kind, "command": command,
+                    "result": result, "count": count})
+        if len(out) == limit:
+            break
+    return out
+
+
 def set_clock(dir, unix, clock=None, audit=None):
     """The owner sets the time: it also becomes the "not earlier than" floor."""
     from carkey.clock import Clock, ClockError
@@ -204,8 +265,13 @@ def provision(dir, owner_pub, unix_time=0):
     store = KeyStore(dir) if has_identity(dir) else None
     if store is not None and store.owners():
         raise AdminError("already provisioned: changes now need a request signed by an owner")
-    ident = identity(dir) if store is not None else init(dir)
-    key = enroll(dir, owner_pub, codes.ROLE_OWNER, when=unix_time)
+    if store is None:
+        _bench(dir, "provision")  # installed without an identity: a damaged flash, not a factory board
+        ident = public_identity(create_identity(dir))
+    else:
+        ident = identity(dir)
+    install(dir)  # first: a power cut before the owner is in leaves the board closed
+    key = _enroll(dir, owner_pub, codes.ROLE_OWNER, when=unix_time)
     if unix_time:
         set_clock(dir, unix_time)
     ident["owner"] = key
@@ -257,14 +323,27 @@ def submit(dir, doc, now=0, clock=None, audit=None, store=None):
             audit.append(now, store.get(detail["owner"]).slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
         out.update(_operation(dir, detail["operation"], detail["argument"], clock, audit, store))
         return out
-    if tag == documents.SHARE_TAG:
-        cred = documents.apply_share(store, detail)
-        out["key"] = describe(cred)
-        slot = cred.slot
-    else:
-        documents.apply_revocation(store, detail)
-        slot = detail["target"]
-    store.commit()
+    from carkey.ecu.keystore import KeyStoreError
+
+    try:
+        if tag == documents.SHARE_TAG:
+            cred = documents.apply_share(store, detail)
+            out["key"] = describe(cred)
+            slot = cred.slot
+        else:
+            documents.apply_revocation(store, detail)
+            slot = detail["target"]
+        store.commit()
+    except KeyStoreError as e:
+        # A full list answers as a tap does (NO_ROOM, §9) and changes nothing: RAM goes
+        # back to the last commit.
+        try:
+            store.load()
+        except (OSError, ValueError):
+            pass  # unreadable: the next commit rewrites the store
+        out = {"result": codes.NO_ROOM, "reason": "no room: %s" % e}
+        audit.append(now, None, TRANSPORT_USB, KIND_ADMIN, event, codes.NO_ROOM)
+        return out
     audit.append(now, slot, TRANSPORT_USB, KIND_ADMIN, event, codes.OK)
     return out
 
@@ -278,8 +357,10 @@ def _clock_trusted(dir):
 def _valid_operation(op, arg):
     if op == codes.ADMIN_SET_CLOCK:
         return len(arg) == 4 and int.from_bytes(arg, "big") > 0
-    if op == codes.ADMIN_EXPORT_LOG:
+    if op in (codes.ADMIN_EXPORT_LOG, codes.ADMIN_EXPORT_STRANGERS):
         return len(arg) == 4
+    if op == codes.ADMIN_MAINTENANCE:
+        return len(arg) == 2 and 0 < int.from_bytes(arg, "big") <= MAINTENANCE_MAX_S
     return op == codes.ADMIN_LIST_KEYS and len(arg) <= 1
 
 
@@ -290,4 +371,12 @@ def _operation(dir, op, arg, clock=None, audit=None, store=None):
         # A page at a time: the answer is built on the heap of a running car.
         records = log(dir, int.from_bytes(arg, "big"), audit, EXPORT_PAGE + 1)
         return {"records": records[:EXPORT_PAGE], "more": len(records) > EXPORT_PAGE}
+    if op == codes.ADMIN_EXPORT_STRANGERS:
+        records = strangers(dir, int.from_bytes(arg, "big"), EXPORT_PAGE + 1)
+        return {"records": records[:EXPORT_PAGE], "more": len(records) > EXPORT_PAGE}
+    if op == codes.ADMIN_MAINTENANCE:
+        # The application hands the board back once this answer is out (carkey.ecu.app).
+        _maintenance[0] = int.from_bytes(arg, "big")
+        (audit or AuditLog(dir)).append(clock.now() if clock else 0, None, TRANSPORT_USB, KIND_ADMIN, codes.EVENT_MAINTENANCE, codes.OK)
+        return {"maintenance_s": _maintenance[0]}
     return keys(dir, arg[0] if arg else 0, store)

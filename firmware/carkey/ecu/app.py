@@ -82,6 +82,7 @@ class App:
         self.passive_entry = passive_entry
         self._watch = None
         self._watched_pub = None
+        self.maintenance_s = 0  # an owner-signed maintenance request: hand the board back this long
 
     def _start_car(self):
         from carkey import storage
@@ -161,7 +162,7 @@ class App:
         # change to keys or clock reaches the running car at once.
         import sys
 
-        from carkey.ecu import console
+        from carkey.ecu import admin, console
 
         async def handle(line):
             async with self._tap_lock:
@@ -174,6 +175,10 @@ class App:
                         car.keys.load()  # exactly what was committed, whatever happened in between
                     except (OSError, ValueError):
                         pass  # unreadable now: the store in RAM holds the change submit committed
+                seconds = admin.take_maintenance()
+                if seconds:
+                    self.maintenance_s = seconds  # the answer is out: stop, run() opens the REPL
+                    self.stop.set()
 
         await console.serve(stream, handle)
 
@@ -229,11 +234,30 @@ def run(board=None, platform=None, state_dir=STATE_DIR, passive_entry=None):
         import board  # the board description deploy installed as /board.py
     if passive_entry is None:
         passive_entry = bool(getattr(board, "PASSIVE_ENTRY", False))
-    app = App(board, platform, state_dir, passive_entry=passive_entry)
+    from carkey.ecu import admin
+
+    if platform is None:
+        from carkey.hw.platform import for_board
+
+        platform = for_board(board)
+    installed = admin.installed(state_dir)
+    platform.kbd_intr(-1 if installed else 3)  # installed: the REPL stays closed (docs/SECURITY.md)
+    app = None
     try:
+        app = App(board, platform, state_dir, passive_entry=passive_entry)
         asyncio.run(app.run())
+    except BaseException as e:  # noqa: B036 - installed, nothing may reach the REPL
+        if not installed:
+            raise
+        print("carkey: application failed (%s): resetting" % type(e).__name__)
     finally:
         # Interrupted or stopped: outputs safe, and the REPL keeps the board alive.
-        app.door.safe_state()
-        if app.watchdog is not None:
-            app.watchdog.release()
+        if app is not None:
+            app.door.safe_state()
+            if app.maintenance_s:
+                platform.kbd_intr(3)
+                platform.maintenance(app.watchdog, app.maintenance_s)
+            elif app.watchdog is not None and not installed:
+                app.watchdog.release()
+    if installed and not (app and app.maintenance_s):
+        platform.reset()  # never back to the REPL: the application starts again

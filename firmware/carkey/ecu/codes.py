@@ -66,6 +66,8 @@ KIND_FAST = const(0x01)
 ADMIN_SET_CLOCK = const(0x01)  # argument: Unix seconds, 4 bytes
 ADMIN_EXPORT_LOG = const(0x02)  # argument: records after this sequence number, 4 bytes
 ADMIN_LIST_KEYS = const(0x03)  # no argument
+ADMIN_MAINTENANCE = const(0x04)  # argument: seconds of maintenance (REPL, deploy), 2 bytes
+ADMIN_EXPORT_STRANGERS = const(0x05)  # argument: strangers' records after this sequence number, 4 bytes
 
 # Revocation document actions (§6 tag 8C).
 ACTION_REVOKE = const(0x01)
@@ -80,6 +82,7 @@ EVENT_REVOCATION = const(0xE3)  # a revocation document was judged
 EVENT_ADMIN = const(0xE4)  # an owner-signed admin request was judged
 EVENT_ENROLL = const(0xF1)  # a key enrolled or changed through the admin interface
 EVENT_CLOCK = const(0xF2)  # the clock was set
+EVENT_MAINTENANCE = const(0xF4)  # the owner opened a maintenance window (REPL, deploy)
 EVENT_BATTERY = const(0xF3)  # a key fob reported its battery: the result byte is the voltage in 20 mV steps
 AUTH_FAILED = const(0x80)  # the device did not prove its key (signature, cryptogram, MAC)
 PROTOCOL_ERROR = const(0x81)  # malformed or refused message

@@ -7,7 +7,8 @@
 # read the log or change keys without stopping the application (and without the
 # soft reset that restarts it). The requests are Python comments: a board sitting at
 # its REPL ignores them, and the host then falls back to the raw REPL. Other input
-# is ignored; a line longer than any request is dropped whole.
+# is ignored; a line longer than any request is dropped whole, and so is a line
+# interrupted by a control byte.
 
 import json
 from micropython import const
@@ -80,6 +81,11 @@ async def serve(stream, handle):
         if b == b"\n" or b == b"\r":
             if line and not dropping:
                 await handle(line)
+            line = bytearray()
+            dropping = False
+        elif b[0] < 0x20 and b != b"\t":
+            # A control byte (the Ctrl-C / Ctrl-A of a tool looking for a REPL) is no
+            # part of a request: drop the line so far, the next request starts clean.
             line = bytearray()
             dropping = False
         elif not dropping:

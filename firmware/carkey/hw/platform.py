@@ -55,11 +55,32 @@ class Platform:
         except (ImportError, AttributeError, ValueError):
             return None  # the Unix port has no machine.freq; a C3 tops out at 160 MHz
 
+    def kbd_intr(self, char):
+        """-1: Ctrl-C on the USB serial is console data (installed mode); 3: it interrupts."""
+        import micropython
+
+        micropython.kbd_intr(char)
+
+    def reset(self):
+        import machine
+
+        machine.reset()
+
+    def maintenance(self, watchdog, seconds):
+        """The owner's maintenance window: the REPL is open until the watchdog, fed
+        `seconds` more, resets the board into the application."""
+        print("carkey: maintenance for %d s: REPL open, then reset" % seconds)
+        if watchdog is not None:
+            watchdog.release(seconds * 1000)
+
     def watchdog(self):
         try:
             from machine import WDT, Timer
         except ImportError:
             return None  # the Unix port has no watchdog
+        from carkey.hw import maintenance
+
+        maintenance.end()  # the application runs: a maintenance window is over
         return Watchdog(WDT(timeout=_WDT_TIMEOUT_MS), Timer(0))
 
 
@@ -73,6 +94,7 @@ class Watchdog:
         self._ticks = clock or time.ticks_ms
         self._diff = time.ticks_diff
         self._wdt = wdt
+        self._timer = timer
         self.released = False
         self.beat()
         timer.init(period=_WDT_FEED_MS, callback=self._tick)
@@ -80,8 +102,15 @@ class Watchdog:
     def beat(self):
         self._last = self._ticks()
 
-    def release(self):
+    def release(self, ms=0):
+        """Feed for good (ms 0), or for `ms` only: then the watchdog resets the board,
+        which ends a maintenance window (installed mode) whatever runs at the REPL."""
         self.released = True
+        if ms:
+            from carkey.hw import maintenance
+
+            self._timer.deinit()
+            maintenance.begin(self._wdt, self._timer, ms)  # kept across a soft reset
 
     def _tick(self, _timer):
         if self.released or self._diff(self._ticks(), self._last) < _STALL_MS:

@@ -123,8 +123,15 @@ def do_clock_set(args):
     out(f"car clock set to {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(when))} UTC")
 
 
+def do_maintenance(args):
+    if not 1 <= args.minutes <= owner.MAINTENANCE_MAX_S // 60:
+        raise UsageError(f"--minutes is 1 to {owner.MAINTENANCE_MAX_S // 60}")
+    seconds = owner.maintenance(_target(args), KeyDir(args.keys), args.minutes * 60)
+    out(f"car REPL open for {seconds // 60} min (deploy, mpremote); then the car resets into its application")
+
+
 def do_log(args):
-    from ..auditlog import format_record
+    from ..auditlog import format_record, format_tally
 
     since = args.since
     # One admin session for every poll: the car logs it once, and a running
@@ -136,8 +143,14 @@ def do_log(args):
                     out(json.dumps(rec) if args.json else format_record(rec))
                     since = rec["seq"]
                 if not args.follow:
-                    return
+                    break
                 time.sleep(args.interval)
+            # Strangers' refusals live in a ring of their own, counted per interval.
+            tallies = admin.stranger_log()
+            if tallies and not args.json:
+                out("strangers (refusals of keys the car does not know, counted per 10 minutes):")
+            for rec in tallies:
+                out(json.dumps(dict(rec, ring="strangers")) if args.json else format_tally(rec))
         except KeyboardInterrupt:
             if not args.follow:
                 raise  # --follow ends with Ctrl-C; anything else interrupted is an interruption
@@ -203,6 +216,11 @@ def register(sub):
     _car_args(p)
     p.add_argument("--time", metavar="ISO", help="e.g. 2026-12-24T18:00 (UTC)")
     p.set_defaults(func=do_clock_set)
+
+    p = sub.add_parser("maintenance", help="open an installed car's USB REPL for a while (deploy, recovery)")
+    _car_args(p)
+    p.add_argument("--minutes", type=int, default=10, metavar="N", help="how long the REPL stays open (1-60)")
+    p.set_defaults(func=do_maintenance)
 
     p = sub.add_parser("log", help="the car's audit log (an owner-signed export)")
     _car_args(p)
