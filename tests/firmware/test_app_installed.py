@@ -35,6 +35,9 @@ class RecordingPlatform:
     def pn532(self, spec):
         return None
 
+    def full_speed(self):
+        return None
+
     def ble(self):
         raise RuntimeError("radio bug")  # out of App.run, before any task is supervised
 
