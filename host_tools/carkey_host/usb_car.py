@@ -104,7 +104,8 @@ class UsbCar:
             try:
                 ConsoleSession(self).open().close()
                 return
-            except AppNotAnswering:
+            except (AppNotAnswering, CarkeyError):  # not up yet, or the port not yet let go of
+                time.sleep(0.2)
                 if time.monotonic() > deadline:
                     raise NoAnswer(f"the car on {self.port} is provisioned, but its application did not answer "
                                    f"on its console within {timeout} s: press reset and try `carkey car info`") from None
