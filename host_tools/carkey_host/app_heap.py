@@ -53,13 +53,16 @@ class Template:
         state = self.root / "flash" / "state"
         car = VirtualCar(state)
         owner = KeyDir(self.root / "owner")
-        ident = car.provision(owner.init(), int(time.time()))
-        self.group_id = bytes.fromhex(ident["group_id"])
-        owner.trust(self.group_id, bytes.fromhex(ident["reader_public_key"]))
+        # The card's bench setup first: once provisioned, the car is installed and takes
+        # only owner-signed requests (docs/SECURITY.md).
+        car.init()
         master = bytes(range(16))
         car.set_card_master_key(master)
         self.card_uid = bytes.fromhex("04a1b2c3d4e5f6")
         car.enroll_card(self.card_uid, "driver")
+        ident = car.provision(owner.init(), int(time.time()))
+        self.group_id = bytes.fromhex(ident["group_id"])
+        owner.trust(self.group_id, bytes.fromhex(ident["reader_public_key"]))
         self.card_keys = None
         card = ntag424.EmulatedCard(self.card_uid)
         ntag424.provision(ntag424.CardLink(card), master, self.card_uid)

@@ -236,9 +236,10 @@ for _ in range(100):
 gc.collect()
 print(json.dumps({{"result": result, "timeline": pins.timeline, "line": uart.data().decode(), "free": gc.mem_free()}}))
 """
-# A regression guard on the footprint: about 25.8 KiB stay free today, measured on
-# the 64-bit Unix port, where every object is larger than on a 32-bit ESP32.
-MIN_FREE_BYTES = 20 * 1024
+# A regression guard on the footprint, measured on the 64-bit Unix port, where every
+# object is larger than on a 32-bit ESP32: 20.1-20.4 KiB stay free on esp32_s3 since
+# the hardware layer gained installed mode's kbd_intr, reset and maintenance window.
+MIN_FREE_BYTES = 19 * 1024 + 512
 
 
 def _mpy_cross(source, out):

@@ -162,9 +162,12 @@ class App:
         # change to keys or clock reaches the running car at once.
         import sys
 
-        from carkey.ecu import admin, console
+        from carkey.ecu import console
 
         async def handle(line):
+            # admin is loaded by the first request, not at start-up (its session lives there).
+            from carkey.ecu import admin
+
             async with self._tap_lock:
                 car = self.car
                 changes = console.changes_keys(line)
@@ -241,6 +244,8 @@ def run(board=None, platform=None, state_dir=STATE_DIR, passive_entry=None):
 
         platform = for_board(board)
     installed = admin.installed(state_dir)
+    del admin
+    drop(_ADMIN)  # the admin code is loaded again only when the console needs it
     platform.kbd_intr(-1 if installed else 3)  # installed: the REPL stays closed (docs/SECURITY.md)
     app = None
     try:
