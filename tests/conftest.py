@@ -38,7 +38,10 @@ def mpy_command(heapsize=None):
 
 
 # Firmware, fakes and test modules run as boards run code: compiled to .mpy first,
-# so a 64 KiB heap is not spent on compiling source (tracebacks keep file and line).
+# so a 64 KiB heap is not spent on compiling source. The firmware is compiled as it is
+# deployed (-O3: tracebacks name file and function, and the
+# line of its def); fakes and test
+# modules at -O0 (their asserts stay, tracebacks keep the line).
 TEST_MPY = paths.BUILD_DIR / "test-mpy"
 FIRMWARE_MPY = TEST_MPY / "firmware"
 SUPPORT_MPY = TEST_MPY / "support"
@@ -77,7 +80,7 @@ def run_firmware_module(heapsize, mode, module_path, *test_ids):
 
 def pytest_sessionstart(session):
     compile_firmware(FIRMWARE_MPY)
-    compile_firmware(SUPPORT_MPY, root=MPY_SUPPORT)
+    compile_firmware(SUPPORT_MPY, root=MPY_SUPPORT, opt=0)  # the fakes' asserts must stay
 
 
 class MicroPythonTestFailure(Exception):
