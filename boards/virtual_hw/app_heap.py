@@ -13,6 +13,7 @@
 # also carries the HSU transport (a little more than the board needs, never less).
 # One JSON line per event on stdout:
 #   {"heap": "resident", "alloc": N, "free": N, "modules": [...]}   start-up done, idle, after gc.collect()
+#   qstr pool: n_pool=N, n_qstr=N, n_str_data_bytes=N, n_total_bytes=N   (micropython.qstr_info(), right after)
 #   {"tap": T, "granted": B, "kind": K, "left_loaded": [...]}   after each tap (T: 1 NFC, 2 BLE)
 #   {"tables": "skipped"}                         a verification table did not fit the heap
 
@@ -82,6 +83,11 @@ async def _resident(a):
         import sys
 
         _print({"heap": "resident", "alloc": gc.mem_alloc(), "free": gc.mem_free(), "modules": list(sys.modules)})
+        # The interpreter's string pool (names of everything loaded) is part of that
+        # heap: one "qstr pool: ..." line says how much.
+        import micropython
+
+        micropython.qstr_info(int(__import__("os").getenv("QDUMP") or 0))
     while a.car._tables_fit:
         await asyncio.sleep_ms(100)
     _print({"tables": "skipped"})

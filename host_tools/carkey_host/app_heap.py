@@ -113,6 +113,18 @@ class _Lines:
         return ev
 
 
+def _qstr_pool(lines, timeout=5):
+    """{"n_qstr": N, "n_total_bytes": N, ...} from the "qstr pool:" line after the resident
+    figure: the interpreter's string pool, part of the resident heap."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for raw in reversed(lines.text):
+            if raw.startswith("qstr pool:"):
+                return {k: int(v) for k, v in (f.strip().split("=") for f in raw[len("qstr pool:"):].split(","))}
+        time.sleep(0.02)
+    return None
+
+
 def _expect_tap(lines, transport, what):
     ev = lines.next(STEP_TIMEOUT_S)
     if ev.get("tap") != transport or not ev.get("granted"):
@@ -126,10 +138,8 @@ def run_once(template, board, heapsize, workdir):
     from . import ntag424
     from .ble_phone import device_name, visit_car
     from .keydir import KeyDir
-    from .mpy_bridge import micropython_env
     from .phone import Phone
     from .pn532_sim import PhoneTarget, Pn532Sim
-    from .vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
     from .virtual_air import VirtualAir
 
     root = template.copy(workdir)
@@ -142,7 +152,7 @@ def run_once(template, board, heapsize, workdir):
     name = device_name(template.group_id)
     result = {"ok": False, "resident": None, "error": None}
     with VirtualAir(port=0) as air, Pn532Sim() as sim:
-        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+        env = board_layout(flash)
         env["CARKEY_PN532"] = sim.path
         env["CARKEY_AIR"] = "%s:%d" % tuple(air.address)
         cmd = [paths.micropython_executable()]
@@ -157,6 +167,7 @@ def run_once(template, board, heapsize, workdir):
                 raise CarkeyError(f"start-up: {ev}")
             result["resident"] = ev["alloc"]
             result["modules"] = ev.get("modules")
+            result["qstr_pool"] = _qstr_pool(lines)
             for number in (1, 2):
                 txn, log = visit_car(owner, air.address, name, number, timeout=STEP_TIMEOUT_S)
                 if txn.control_flow != (1, 0):
@@ -277,7 +288,7 @@ class Scan:
 def measure(boards=BOARDS, jobs=1, progress=print, peak=True):
     """{"app_resident_bytes": {...}, "app_peak_heap_bytes": {...}} for `boards`, each also
     x 0.70 as a 32-bit estimate."""
-    resident, peaks = {}, {}
+    resident, peaks, pools = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         template = Template(Path(tmp) / "template")
         for board in boards:
@@ -289,6 +300,8 @@ def measure(boards=BOARDS, jobs=1, progress=print, peak=True):
             if not first["ok"]:
                 raise CarkeyError(f"{board}: the application failed at the default heap: {first['error']}")
             resident[board] = first["resident"]
+            if first.get("qstr_pool"):
+                pools[board] = first["qstr_pool"]["n_total_bytes"]
             if board == MODULE_TABLE_BOARD:
                 modules = per_module(first["modules"])
             if peak:
@@ -298,9 +311,18 @@ def measure(boards=BOARDS, jobs=1, progress=print, peak=True):
     rows = {"app_resident_bytes": dict(resident)}
     if MODULE_TABLE_BOARD in resident:
         rows["app_module_heap_bytes"] = {MODULE_TABLE_BOARD: dict(modules)}
+        rows["app_resident_less_stand_ins_bytes"] = {
+            MODULE_TABLE_BOARD: resident[MODULE_TABLE_BOARD] - sum(n for m, n in modules if m in STAND_INS)}
+    if pools:
+        rows["app_qstr_pool_bytes"] = pools
     notes = {"resident": "heap held after start-up (imports, car, radios, precompute pool, the owner's "
                          "verification table built), after gc.collect(), at the default heap size",
              "boards": "each board's own description on the virtual board's stand-ins (boards/virtual_hw/app_heap.py)",
+             "less_stand_ins": "resident minus the module heap of the stand-ins and harness (STAND_INS: code a "
+                               "real board holds in C or not at all); their objects (the virtual air's socket, "
+                               "the car body's state) are not subtracted, so a board holds a little less still",
+             "qstr_pool": "the interpreter's string pool (names, file names) inside the resident figure, "
+                          "micropython.qstr_info() n_total_bytes",
              "est_32bit_basis": f"x {SIZE_32BIT}: a 32-bit build of the same MicroPython held 0.70-0.71x this "
                                 "64-bit port's heap for the whole application (an estimate, not a measurement)"}
     est = {"resident": {b: int(v * SIZE_32BIT) for b, v in resident.items()}}
@@ -318,17 +340,31 @@ def measure(boards=BOARDS, jobs=1, progress=print, peak=True):
 MODULE_TABLE_BOARD = "esp32_devkitc"
 # Modules of the virtual board's stand-ins and of this harness: on a real board the
 # radio is C and the car body, pty UART and harness do not exist.
-STAND_INS = ("bluetooth", "virtual_hw", "virtual_hw.car_body", "virtual_hw.uart", "virtual_hw.platform", "app_heap",
-             "carkey.hw.pn532_hsu")
+STAND_INS = ("bluetooth", "virtual_hw", "virtual_hw.car_body", "virtual_hw.uart", "virtual_hw.platform",
+             "virtual_hw.host", "app_heap", "carkey.hw.pn532_hsu")
+
+
+def board_layout(cwd):
+    """Environment for a run in `cwd` whose firmware is found as a board finds it: the
+    compiled tree as `lib` beside the state (the board's /lib), so every module's
+    `__file__`, a string the interpreter keeps in its pool, is as long as on a board
+    ("lib/carkey/ecu/app.mpy" here, "/lib/carkey/ecu/app.mpy" there), not as long as
+    this checkout's path."""
+    from .mpy_bridge import micropython_env
+    from .vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
+
+    lib = Path(cwd) / "lib"
+    if not lib.exists():
+        lib.symlink_to(firmware_build(), target_is_directory=True)
+    return micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir="lib")
 
 
 def per_module(modules):
     """[(module, bytes)]: the heap each module of a started application holds, charged
     in import order (carkey_host.module_heap)."""
-    from .mpy_bridge import micropython_env
     from .module_heap import module_heap
-    from .vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
+    from .vcar import BOARDS_DIR, VIRTUAL_HW
 
-    env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
-    rows = module_heap(modules, [paths.FIRMWARE_DIR, BOARDS_DIR, VIRTUAL_HW], env)
+    with tempfile.TemporaryDirectory() as cwd:
+        rows = module_heap(modules, [paths.FIRMWARE_DIR, BOARDS_DIR, VIRTUAL_HW], board_layout(cwd), cwd=cwd)
     return sorted(rows, key=lambda r: -r[1])

@@ -618,13 +618,19 @@ def print_table(results):
                          + verdict)
             console.print(line)
     for board, mods in results.get("app_module_heap_bytes", {}).items():
-        from .app_heap import STAND_INS
+        from .app_heap import SIZE_32BIT, STAND_INS
 
         total = sum(mods.values())
         stand_ins = sum(n for m, n in mods.items() if m in STAND_INS)
         console.print(f"{board}: modules hold {total / 1024:.1f} KiB, of which the virtual board's stand-ins and "
                       f"harness {stand_ins / 1024:.1f} KiB; largest: " + ", ".join(
                           f"{m} {n / 1024:.1f}" for m, n in list(mods.items())[:8]))
+        less = results.get("app_resident_less_stand_ins_bytes", {}).get(board)
+        if less:
+            console.print(f"{board}: app_resident less the stand-ins' modules {less / 1024:.1f} KiB "
+                          f"(32-bit est {less * SIZE_32BIT / 1024:.0f} KiB)")
+    for board, n in results.get("app_qstr_pool_bytes", {}).items():
+        console.print(f"{board}: of the resident heap, the string pool (names) {n / 1024:.1f} KiB")
     ble = results.get("ble_unlock_exchanges")
     if ble:
         for kind in ("standard", "fast"):

@@ -140,13 +140,18 @@ def install_plan(board, build_dir=None, firmware_dir=None):
     package = firmware_dir / "carkey"
     build_dir = Path(build_dir or paths.BUILD_DIR / "deploy")
     try:
-        compiled = compile_firmware(build_dir / "carkey", root=package)
+        # The whole tree, as the virtual board and the benchmark compile it, so the
+        # bytecode installed is byte for byte the bytecode measured.
+        compiled = compile_firmware(build_dir / "firmware", root=firmware_dir)
     except BuildError as e:
         raise CarkeyError(str(e)) from None
     items = []
     runs = firmware_set.wanted(board_file, package)  # the car's modules, or the fob's
     for mpy in compiled:
-        rel = mpy.relative_to(build_dir / "carkey").as_posix()
+        rel = mpy.relative_to(build_dir / "firmware").as_posix()
+        if not rel.startswith("carkey/"):
+            continue  # main.py and boot.py are installed as source below
+        rel = rel[len("carkey/"):]
         if rel in BENCH_ONLY or not runs(rel[: -len(".mpy")] + ".py"):
             continue
         items.append(InstallItem(f"{PACKAGE_DIR}/{rel}", mpy, mpy.read_bytes()))

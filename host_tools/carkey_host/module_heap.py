@@ -57,7 +57,7 @@ def import_order(modules, roots):
     return [m for m in order if m in wanted]
 
 
-def module_heap(modules, roots, env):
+def module_heap(modules, roots, env, cwd=None):
     """[(module, bytes)] in import order, measured in one MicroPython process."""
     order = import_order(modules, roots)
     prog = "import gc, json\nout = []\n"
@@ -65,7 +65,7 @@ def module_heap(modules, roots, env):
         prog += f"gc.collect()\na = gc.mem_alloc()\nimport {m}\ngc.collect()\nout.append(({m!r}, gc.mem_alloc() - a))\n"
     prog += "print(json.dumps(out))\n"
     proc = subprocess.run([paths.micropython_executable(), "-c", prog], capture_output=True, text=True, env=env,
-                          timeout=120)
+                          cwd=cwd, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-1500:])
     return [tuple(x) for x in json.loads(proc.stdout.strip().splitlines()[-1])]

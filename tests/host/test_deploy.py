@@ -125,7 +125,7 @@ def test_changing_one_module_copies_one_file(board, first, firmware, build):
     clock.write_text(clock.read_text() + "\n_DEPLOY_TEST = 1\n")
     report = run_deploy(board, firmware, build)
     assert changed(report) == {"/lib/carkey/clock.mpy": "updated"}
-    assert (board.flash_dir / "lib/carkey/clock.mpy").read_bytes() == (build / "carkey" / "clock.mpy").read_bytes()
+    assert (board.flash_dir / "lib/carkey/clock.mpy").read_bytes() == (build / "firmware" / "carkey" / "clock.mpy").read_bytes()
 
 
 def test_corrupted_file_on_the_board_is_detected_and_replaced(board, first, firmware, build):

@@ -71,6 +71,13 @@ def test_deploy_the_virtual_board_and_the_benchmark_build_alike(tmp_path):
     assert any(i.dest.endswith(".mpy") for i in plan)
     built = vcar.firmware_build()
     assert built == bench.MPY_DIR
-    deployed = (tmp_path / "deploy" / "carkey" / ".mpy-cross").read_text()
+    deployed = (tmp_path / "deploy" / "firmware" / ".mpy-cross").read_text()
     assert deployed == (built / ".mpy-cross").read_text()
     assert deployed.split()[-1] == f"-O{build.FIRMWARE_OPT}"
+    checked = 0
+    for item in plan:
+        if item.dest.endswith(".mpy"):
+            rel = item.dest[len(deploy.PACKAGE_DIR) + 1:]
+            assert (built / "carkey" / rel).read_bytes() == item.data, rel
+            checked += 1
+    assert checked > 30
