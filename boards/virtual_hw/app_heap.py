@@ -16,10 +16,13 @@
 #   qstr pool: n_pool=N, n_qstr=N, n_str_data_bytes=N, n_total_bytes=N   (micropython.qstr_info(), right after)
 #   {"tap": T, "granted": B, "kind": K, "left_loaded": [...]}   after each tap (T: 1 NFC, 2 BLE)
 #   {"tables": "skipped"}                         a verification table did not fit the heap
+#   {"fragmented": {...}}   run(..., fragment=True): the free heap was cut into ~1 KiB holes
+#                           after start-up (_fragment), before the first tap
 
 import asyncio
 import gc
 import json
+from micropython import const
 
 from carkey.ecu import app
 
@@ -68,7 +71,7 @@ class _App(app.App):
         return outcome
 
 
-async def _resident(a):
+async def _resident(a, fragment):
     # Start-up is done when the car is up, the idle loop has filled the precompute
     # pool and built every missing verification table; then the heap is what stays.
     while a.car is None:
@@ -87,18 +90,61 @@ async def _resident(a):
         # heap: one "qstr pool: ..." line says how much.
         import micropython
 
-        micropython.qstr_info(int(__import__("os").getenv("QDUMP") or 0))
+        micropython.qstr_info()
+        if fragment:
+            _print({"fragmented": _fragment()})
     while a.car._tables_fit:
         await asyncio.sleep_ms(100)
     _print({"tables": "skipped"})
 
 
-def run(board_name, state_dir):
+_UNIT = const(124)  # None slots of one hole: a 16 + 124 * 8 = 1008-byte tuple (63 blocks on this port)
+_PROBE = const(140)  # a 1136-byte tuple: must fit nowhere once the heap is cut into holes
+_kept = None
+
+
+def _fragment():
+    # Cut the free heap into holes of about 1 KiB: fill every free block with
+    # 1008-byte tuples (one allocation each), fill the crumbs with small tuples until
+    # nothing is left, then free every other 1008-byte tuple. The probe shows that an
+    # allocation a little over 1 KiB then fits nowhere, while the holes add up to
+    # plenty of free heap; a tap that needs one allocation over ~1 KiB fails here.
+    global _kept
+    gc.collect()
+    n = gc.mem_free() // (16 + 8 * _UNIT) + 1
+    units = [None] * n  # made before the holes, never freed
+    try:
+        for i in range(n):
+            units[i] = (None,) * _UNIT
+    except MemoryError:
+        pass
+    crumbs = None
+    try:
+        while True:
+            crumbs = (crumbs,)
+    except MemoryError:
+        pass
+    for i in range(0, n, 2):
+        units[i] = None
+    _kept = (units, crumbs)
+    gc.collect()
+    free = gc.mem_free()
+    try:
+        probe = (None,) * _PROBE
+        fit = True
+    except MemoryError:
+        fit = False
+    probe = None  # noqa: F841
+    gc.collect()
+    return {"free": free, "holes": n // 2, "probe_bytes": 16 + 8 * _PROBE, "probe_fit": fit}
+
+
+def run(board_name, state_dir, fragment=False):
     desc = _desc(board_name)
     a = _App(desc, _Platform(), state_dir, passive_entry=bool(desc["PASSIVE_ENTRY"]))
 
     async def main():
-        asyncio.create_task(_resident(a))
+        asyncio.create_task(_resident(a, fragment))
         await a.run()
 
     try:

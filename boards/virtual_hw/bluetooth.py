@@ -44,15 +44,8 @@ _IRQ_GATTS_INDICATE_DONE = const(20)
 _IRQ_MTU_EXCHANGED = const(21)
 _IRQ_SCAN_RESULT = const(5)
 _IRQ_SCAN_DONE = const(6)
-_IRQ_PERIPHERAL_CONNECT = const(7)
 _IRQ_PERIPHERAL_DISCONNECT = const(8)
-_IRQ_GATTC_SERVICE_RESULT = const(9)
-_IRQ_GATTC_SERVICE_DONE = const(10)
-_IRQ_GATTC_CHARACTERISTIC_RESULT = const(11)
-_IRQ_GATTC_CHARACTERISTIC_DONE = const(12)
 _IRQ_GATTC_WRITE_DONE = const(17)
-_IRQ_GATTC_NOTIFY = const(18)
-_IRQ_GATTC_INDICATE = const(19)
 _ADV_IND = const(0x00)
 _ADV_NONCONN_IND = const(0x03)
 _SCAN_RSP = const(0x04)
@@ -70,7 +63,6 @@ _M_ADVERTISE = const(0x02)
 _M_ADV_STOP = const(0x03)
 _M_SCAN = const(0x04)
 _M_DISCONNECT = const(0x06)
-_M_CONNECT = const(0x05)
 _M_DISCOVER = const(0x07)
 _M_TABLE = const(0x08)
 _M_ATT = const(0x10)
@@ -99,7 +91,6 @@ _HCI_LOCAL_HOST_TERMINATED = const(0x16)
 
 AIR = None  # (host, port); None: CARKEY_AIR or 127.0.0.1:7300
 AIR_ROLE = None  # "central" or "peripheral"; None: CARKEY_AIR_ROLE or peripheral
-_NO_CONN = const(0xFFFF)  # conn_handle of _IRQ_PERIPHERAL_DISCONNECT for a failed gap_connect
 
 
 class UUID:
@@ -536,15 +527,17 @@ class BLE:
             conn = self._conns.get(h)
             if conn is not None and len(msg) > 3:
                 if conn.central:
-                    self._on_att_client(conn, msg[3:])
+                    _central().on_att_client(self, conn, msg[3:])
                 else:
                     self._on_att(conn, msg[3:])
         elif kind == _M_CONNECTED and self._central:
-            self._on_connected(msg)
+            _central().on_connected(self, msg)
         elif kind == _M_CONNECT_FAILED:
-            self._on_connect_failed(msg)
+            if self._central:  # only a central has a connection attempt to fail
+                _central().on_connect_failed(self, msg)
         elif kind == _M_TABLE:
-            self._on_table(msg)
+            if self._central:  # only a central asks for a server's table
+                _central().on_table(self, msg)
         elif kind == _M_CONNECTED:
             h = (msg[1] << 8) | msg[2]
             addr = bytes(msg[4:10])
@@ -621,147 +614,30 @@ class BLE:
             self._att_error(conn, op, 0, _ATT_E_REQUEST_NOT_SUPPORTED)
 
     # --- GAP central and GATT client (the key fob) -------------------------------------
+    # In virtual_hw/ble_central.py, loaded when this node joins the air as a central:
+    # a car (a peripheral) never holds it, as on a board, where all of this is C.
 
     def gap_connect(self, addr_type, addr, scan_duration_ms=2000, min_conn_interval_us=None,
                     max_conn_interval_us=None):
         self._check()
         if not self._central:
             raise OSError(errno.EPERM)  # this node joined the air as a peripheral
-        if self._connecting is not None:
-            raise OSError(errno.EALREADY)
-        addr = bytes(addr)
-        if len(addr) != 6:
-            raise ValueError("address is 6 bytes")
-        wait = max(0, min(0xFFFF, int(scan_duration_ms)))
-        self._connecting = (addr_type, addr)
-        self._send(bytes((_M_CONNECT,)) + addr + struct.pack(">H", wait))
-        return True
-
-    def _on_connected(self, msg):
-        h = (msg[1] << 8) | msg[2]
-        addr = bytes(msg[4:10])
-        pending = self._connecting
-        if pending is None or pending[1] != addr:
-            self._send(struct.pack(">BHB", _M_DISCONNECT, h, 0x13))  # nothing asked for it
-            return
-        self._connecting = None
-        conn = _Conn(h, pending[0], addr)
-        conn.central = True
-        self._conns[h] = conn
-        self._irq(_IRQ_PERIPHERAL_CONNECT, (h, pending[0], memoryview(addr)))
-
-    def _on_connect_failed(self, msg):
-        pending = self._connecting
-        if pending is None or pending[1] != bytes(msg[1:7]):
-            return
-        self._connecting = None
-        # As the ESP32 port reports a connection attempt that timed out.
-        self._irq(_IRQ_PERIPHERAL_DISCONNECT, (_NO_CONN, pending[0], memoryview(pending[1])))
-
-    def _client(self, conn_handle):
-        self._check()
-        conn = self._conns.get(conn_handle)
-        if conn is None or not conn.central:
-            raise OSError(errno.ENOTCONN)
-        return conn
-
-    def _later(self, events):
-        # GATT client results arrive from the stack later, never inside the call.
-        async def deliver():
-            for event, data in events:
-                self._irq(event, data)
-
-        asyncio.create_task(deliver())
+        return _central().gap_connect(self, addr_type, addr, scan_duration_ms)
 
     def gattc_exchange_mtu(self, conn_handle):
-        conn = self._client(conn_handle)
-        if conn.mtu_asked:
-            raise OSError(errno.EALREADY)
-        conn.mtu_asked = True
-        self._att(conn_handle, struct.pack("<BH", _ATT_MTU_REQ, self._mtu))
+        return _central().gattc_exchange_mtu(self, conn_handle)
 
     def gattc_discover_services(self, conn_handle, uuid=None):
-        conn = self._client(conn_handle)
-        if conn.table is None:
-            self._send(struct.pack(">BH", _M_DISCOVER, conn_handle))
-            conn.want = ("services", uuid)
-        else:
-            self._later(self._service_events(conn, uuid))
+        return _central().gattc_discover_services(self, conn_handle, uuid)
 
     def gattc_discover_characteristics(self, conn_handle, start_handle, end_handle, uuid=None):
-        conn = self._client(conn_handle)
-        events = []
-        for handle, flags, u in conn.table or ():
-            if flags and start_handle <= handle <= end_handle and (uuid is None or UUID(uuid) == u):
-                events.append((_IRQ_GATTC_CHARACTERISTIC_RESULT, (conn_handle, end_handle, handle, flags, u)))
-        events.append((_IRQ_GATTC_CHARACTERISTIC_DONE, (conn_handle, 0)))
-        self._later(events)
-
-    def _service_events(self, conn, uuid):
-        events = []
-        table = conn.table or []
-        for i, (handle, flags, u) in enumerate(table):
-            if flags:
-                continue
-            end = 0xFFFF
-            for later, f, _ in table[i + 1 :]:
-                if not f:
-                    end = later - 1
-                    break
-            if uuid is None or UUID(uuid) == u:
-                events.append((_IRQ_GATTC_SERVICE_RESULT, (conn.handle, handle, end, u)))
-        events.append((_IRQ_GATTC_SERVICE_DONE, (conn.handle, 0)))
-        return events
-
-    def _on_table(self, msg):
-        h = (msg[1] << 8) | msg[2]
-        conn = self._conns.get(h)
-        if conn is None or not conn.central:
-            return
-        table = []
-        i = 3
-        while i + 5 <= len(msg):
-            handle, flags, n = struct.unpack(">HHB", msg[i : i + 5])
-            table.append((handle, flags, UUID(bytes(msg[i + 5 : i + 5 + n]))))
-            i += 5 + n
-        conn.table = table
-        want = conn.want
-        if want is not None and want[0] == "services":
-            conn.want = None
-            for event, data in self._service_events(conn, want[1]):
-                self._irq(event, data)
+        return _central().gattc_discover_characteristics(self, conn_handle, start_handle, end_handle, uuid)
 
     def gattc_write(self, conn_handle, value_handle, data, mode=0):
-        conn = self._client(conn_handle)
-        data = bytes(data)
-        if len(data) > conn.mtu - 3:
-            raise OSError(errno.EINVAL)  # longer than one ATT write at this MTU
-        if mode == 1:
-            if conn.writing:
-                raise OSError(errno.EALREADY)  # one request at a time per connection
-            conn.writing = value_handle
-            self._att(conn_handle, struct.pack("<BH", _ATT_WRITE_REQ, value_handle) + data)
-        else:
-            self._att(conn_handle, struct.pack("<BH", _ATT_WRITE_CMD, value_handle) + data)
+        return _central().gattc_write(self, conn_handle, value_handle, data, mode)
 
-    def _on_att_client(self, conn, pdu):
-        op = pdu[0]
-        if op == _ATT_MTU_RSP and len(pdu) == 3:
-            conn.mtu = max(_DEFAULT_MTU, min(self._mtu, pdu[1] | (pdu[2] << 8)))
-            self._irq(_IRQ_MTU_EXCHANGED, (conn.handle, conn.mtu))
-        elif op == _ATT_WRITE_RSP or (op == _ATT_ERROR and len(pdu) == 5 and pdu[1] == _ATT_WRITE_REQ):
-            handle = conn.writing
-            if handle:
-                conn.writing = 0
-                self._irq(_IRQ_GATTC_WRITE_DONE, (conn.handle, handle, 0 if op == _ATT_WRITE_RSP else pdu[4]))
-        elif op == _ATT_INDICATION and len(pdu) >= 3:
-            # The stack confirms an indication by itself, before the application sees it.
-            self._att(conn.handle, bytes((_ATT_CONFIRM,)))
-            self._irq(_IRQ_GATTC_INDICATE, (conn.handle, pdu[1] | (pdu[2] << 8), memoryview(bytes(pdu[3:]))))
-        elif op == _ATT_NOTIFICATION and len(pdu) >= 3:
-            self._irq(_IRQ_GATTC_NOTIFY, (conn.handle, pdu[1] | (pdu[2] << 8), memoryview(bytes(pdu[3:]))))
-        elif op == _ATT_MTU_REQ and len(pdu) == 3:
-            # A server may ask too: answer as NimBLE does.
-            self._att(conn.handle, struct.pack("<BH", _ATT_MTU_RSP, self._mtu))
-            conn.mtu = max(_DEFAULT_MTU, min(pdu[1] | (pdu[2] << 8), self._mtu))
-            self._irq(_IRQ_MTU_EXCHANGED, (conn.handle, conn.mtu))
+
+def _central():
+    import ble_central
+
+    return ble_central

@@ -37,7 +37,7 @@ START_HEAP = 512 * KIB
 MIN_HEAP = 48 * KIB
 STEP_TIMEOUT_S = 60
 
-_PROGRAM = "import app_heap\napp_heap.run({board!r}, {state!r})\n"
+_PROGRAM = "import app_heap\napp_heap.run({board!r}, {state!r}, {fragment!r})\n"
 
 
 class Template:
@@ -132,9 +132,14 @@ def _expect_tap(lines, transport, what):
     return ev
 
 
-def run_once(template, board, heapsize, workdir):
+def run_once(template, board, heapsize, workdir, fragment=False):
     """One whole-application run at `heapsize` (None: the default heap). Returns
-    {"ok": bool, "resident": bytes or None, "error": str or None}."""
+    {"ok": bool, "resident": bytes or None, "error": str or None}.
+
+    fragment=True: once started, the application's free heap is cut into holes of
+    about 1 KiB (boards/virtual_hw/app_heap.py, _fragment: result["fragmented"]), and
+    the run is the tap path only: a standard and a fast BLE tap and an NFC phone tap
+    (the card tap and a friend's share load code on demand, which needs larger blocks)."""
     from . import ntag424
     from .ble_phone import device_name, visit_car
     from .keydir import KeyDir
@@ -158,7 +163,7 @@ def run_once(template, board, heapsize, workdir):
         cmd = [paths.micropython_executable()]
         if heapsize:
             cmd += ["-X", f"heapsize={heapsize}"]
-        cmd += ["-c", _PROGRAM.format(board=board, state=str(state))]
+        cmd += ["-c", _PROGRAM.format(board=board, state=str(state), fragment=fragment)]
         proc = subprocess.Popen(cmd, cwd=flash, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines = _Lines(proc)
         try:
@@ -168,31 +173,24 @@ def run_once(template, board, heapsize, workdir):
             result["resident"] = ev["alloc"]
             result["modules"] = ev.get("modules")
             result["qstr_pool"] = _qstr_pool(lines)
+            if fragment:
+                ev = lines.next(STEP_TIMEOUT_S)
+                if "fragmented" not in ev:
+                    raise CarkeyError(f"fragmenting the heap: {ev}")
+                result["fragmented"] = ev["fragmented"]
             for number in (1, 2):
                 txn, log = visit_car(owner, air.address, name, number, timeout=STEP_TIMEOUT_S)
                 if txn.control_flow != (1, 0):
                     raise CarkeyError(f"BLE tap {number}: {log.error or txn.control_flow}")
-                _expect_tap(lines, 2, f"BLE tap {number}")
-            for what, target in (("NFC phone tap", PhoneTarget(owner)), ("card tap", card)):
+                result[f"BLE tap {number}"] = _expect_tap(lines, 2, f"BLE tap {number}")
+            for what, target in (("NFC phone tap", PhoneTarget(owner)), ("card tap", card))[:1 if fragment else 2]:
                 sim.place(target)
                 result[what] = _expect_tap(lines, 1, what)
                 sim.remove()
                 empty = sim.empty_polls
                 sim.wait_for(lambda s: s.empty_polls > empty, timeout=STEP_TIMEOUT_S)
-            tables = len(list(state.glob("vt*.a")))  # committed tables (a first save ends in .a)
-            txn, log = visit_car(friend, air.address, name, 3, timeout=STEP_TIMEOUT_S)
-            if txn.control_flow != (1, 0):
-                raise CarkeyError(f"friend's BLE tap with a share document: {log.error or txn.control_flow}")
-            result["friend_tap"] = _expect_tap(lines, 2, "friend's BLE tap")
-            deadline = time.monotonic() + STEP_TIMEOUT_S
-            while len(list(state.glob("vt*.a"))) <= tables:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise CarkeyError("the friend's verification table was not built")
-                try:
-                    ev = lines.events.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                raise CarkeyError(f"while the friend's table was being built: {ev or 'the application stopped'}")
+            if not fragment:
+                result["friend_tap"] = _friend_share(lines, proc, air, name, friend, state)
             if proc.poll() is not None:
                 raise CarkeyError("the application stopped")
             result["ok"] = True
@@ -212,6 +210,28 @@ def run_once(template, board, heapsize, workdir):
         result["ok"] = False
         result["error"] = out[-1500:]
     return result
+
+
+def _friend_share(lines, proc, air, name, friend, state):
+    """A friend's BLE tap with an owner-signed share document, then the friend's
+    verification table built while idle. Returns the tap's event."""
+    from .ble_phone import visit_car
+
+    tables = len(list(state.glob("vt*.a")))  # committed tables (a first save ends in .a)
+    txn, log = visit_car(friend, air.address, name, 3, timeout=STEP_TIMEOUT_S)
+    if txn.control_flow != (1, 0):
+        raise CarkeyError(f"friend's BLE tap with a share document: {log.error or txn.control_flow}")
+    tap = _expect_tap(lines, 2, "friend's BLE tap")
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while len(list(state.glob("vt*.a"))) <= tables:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise CarkeyError("the friend's verification table was not built")
+        try:
+            ev = lines.events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        raise CarkeyError(f"while the friend's table was being built: {ev or 'the application stopped'}")
+    return tap
 
 
 class Scan:

@@ -53,3 +53,24 @@ def test_peak_checkpoints_cover_64_kib_above_the_edge():
     assert points[:17] == list(range(150 * KIB, 167 * KIB, KIB))  # 1 KiB steps over the first 16 KiB
     assert points[-1] == 150 * KIB + 64 * KIB
     assert all(b - a <= 4 * KIB for a, b in zip(points, points[1:]))
+
+
+def test_the_tap_path_runs_in_a_heap_cut_into_1_kib_holes(template, tmp_path):
+    # Issue: no single allocation on the tap path larger than about 1 KiB. The Unix port
+    # has no allocation trace, so the check is a heap in which such an allocation
+    # cannot be served: once the application has started, its free heap is cut into
+    # 1008-byte holes between live objects (boards/virtual_hw/app_heap.py, _fragment),
+    # a 1136-byte probe is shown to fit nowhere while about 100 KiB stay free in the
+    # holes, and a standard BLE tap, a fast BLE tap and an NFC phone tap must still be
+    # granted. Checked to fail when the tap path allocates 1200 bytes at once.
+    # What it cannot show: an allocation of 1009-1136 bytes may still find a hole with
+    # a free neighbour; objects the tap frees (a used precompute-pool entry) can open a
+    # larger block that a later allocation then uses; the card tap and a friend's share
+    # are not covered (they load code on demand, whose bytecode comes in larger blocks).
+    r = app_heap.run_once(template, "esp32_devkitc", 512 * KIB, tmp_path / "run", fragment=True)
+    frag = r.get("fragmented")
+    assert frag is not None, r
+    assert frag["probe_fit"] is False and frag["probe_bytes"] == 1136
+    assert frag["free"] >= 64 * KIB, frag  # plenty of heap, in small pieces only
+    assert r["ok"], r.get("error")
+    assert (r["BLE tap 1"]["kind"], r["BLE tap 2"]["kind"], r["NFC phone tap"]["kind"]) == ("standard", "fast", "fast")

@@ -170,7 +170,7 @@ def firmware_violations():
 
 BOARD_MODULES = {"micropython"}  # a board file is a pin map: constants only
 VIRTUAL_HW_MAY_IMPORT = MICROPYTHON_MODULES | {"carkey", "virtual_hw", "car_body", "virtual", "virtual_fob", "socket", "termios",
-                                                "bluetooth", "machine"}
+                                                "bluetooth", "ble_central", "machine"}
 
 
 def board_violations():
