@@ -61,14 +61,12 @@ def scan_response_payload():
 
 
 class BleLink:
-    # One connection slot. `conn` is None while the slot is free.
+    # One connection slot. `conn` is None while the slot is free. The command and
+    # answer buffers are the server's, one pair for every slot (BleServer.exchange).
 
     def __init__(self, server):
         self._server = server
         self._flag = asyncio.ThreadSafeFlag()
-        self._rx = Reassembler(_MAX_ANSWER)
-        self._out = bytearray(2 + _MAX_COMMAND)
-        self._out_mv = memoryview(self._out)
         self.addr = bytearray(6)
         self.conn = None
         self.connected = False
@@ -121,7 +119,7 @@ class BleLink:
             self.stray_writes += 1
             return
         try:
-            self._rx.feed(data)
+            self._server.rx.feed(data)  # this link holds the server's buffers while waiting
         except FrameError as e:
             self._error = e
         self._flag.set()
@@ -156,15 +154,23 @@ class BleLink:
         # One C-APDU out, its R-APDU back (fresh bytes). `timeout_ms` bounds the
         # whole exchange; each indication confirmation and each gap between
         # answer chunks also has the per-chunk timeout. Any failure drops the
-        # phone: a late answer must never pair with the next command.
+        # phone: a late answer must never pair with the next command. One link
+        # at a time uses the server's buffers: another phone's exchange waits.
         self._gone()
-        ble = self._server.ble
-        handle = self._server.indicate_handle
-        total = encode(self._out, capdu, _MAX_COMMAND)
+        async with self._server.exchange:
+            return await self._transceive(capdu, timeout_ms)
+
+    async def _transceive(self, capdu, timeout_ms):
+        self._gone()
+        server = self._server
+        ble = server.ble
+        handle = server.indicate_handle
+        total = encode(server.out, capdu, _MAX_COMMAND)
+        out_mv = server.out_mv
         step = chunk_size(self.mtu)
         deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
-        chunk_ms = self._server.chunk_timeout_ms
-        self._rx.reset()
+        chunk_ms = server.chunk_timeout_ms
+        server.rx.reset()
         self._error = None
         self._flag.clear()
         self._waiting = True
@@ -174,7 +180,7 @@ class BleLink:
                 end = off + step if off + step < total else total
                 self._ind_done = False
                 try:
-                    ble.gatts_indicate(self.conn, handle, self._out_mv[off:end])
+                    ble.gatts_indicate(self.conn, handle, out_mv[off:end])
                 except OSError as e:
                     await self._fail(LinkError("indication refused: %s" % e))
                 self.indications += 1
@@ -189,7 +195,7 @@ class BleLink:
                 if self._ind_status != 0:
                     await self._fail(LinkError("indication failed (status %d)" % self._ind_status))
                 off = end
-            rx = self._rx
+            rx = server.rx
             while not rx.complete():
                 if self._error is not None:
                     await self._fail(self._error)
@@ -244,6 +250,14 @@ class BleServer:
         self.ready_timeout_ms = ready_timeout_ms
         self.adv_interval_us = adv_interval_us
         self.links = [BleLink(self) for _ in range(max_connections)]
+        # One command buffer and one answer buffer for every slot, made once: the
+        # car answers one phone at a time anyway (a tap holds the reader), so the
+        # slots' exchanges take turns through `exchange` instead of each slot
+        # holding 777 bytes of its own.
+        self.rx = Reassembler(_MAX_ANSWER)
+        self.out = bytearray(2 + _MAX_COMMAND)
+        self.out_mv = memoryview(self.out)
+        self.exchange = asyncio.Lock()
         self._flag = asyncio.ThreadSafeFlag()
         self._accepted = [True] * max_connections  # a connected slot not yet handed out is False
         self._adv_due = False
