@@ -369,14 +369,21 @@ def board_layout(cwd):
     compiled tree as `lib` beside the state (the board's /lib), so every module's
     `__file__`, a string the interpreter keeps in its pool, is as long as on a board
     ("lib/carkey/ecu/app.mpy" here, "/lib/carkey/ecu/app.mpy" there), not as long as
-    this checkout's path."""
-    from .mpy_bridge import micropython_env
+    this checkout's path. The virtual board's stand-ins are compiled too (at -O0: their
+    tracebacks keep line numbers): imported from source, the Unix port would run its
+    compiler in the middle of the application (the PN532 stand-in's UART loads when
+    the NFC task starts), with allocations no board makes."""
+    from .build import compile_firmware
     from .vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
 
     lib = Path(cwd) / "lib"
     if not lib.exists():
         lib.symlink_to(firmware_build(), target_is_directory=True)
-    return micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir="lib")
+    stand_ins = paths.BUILD_DIR / "mpy-stand-ins"
+    compile_firmware(stand_ins / "virtual_hw", root=VIRTUAL_HW, opt=0)
+    from .mpy_bridge import micropython_env
+
+    return micropython_env(extra_paths=[stand_ins, stand_ins / "virtual_hw", BOARDS_DIR], firmware_dir="lib")
 
 
 def per_module(modules):
