@@ -12,6 +12,7 @@
 # State on flash changes only through atomic commits, so a power cut at any instant
 # leaves either the state before a change or the state after it.
 
+import asyncio
 from micropython import const
 
 from carkey import storage
@@ -87,10 +88,14 @@ class Car:
 
         self.dir = dir
         self.identity = load_identity(dir)
-        # Verification tables are read into one buffer and built in another (a tap may
-        # run between the slices of a build), both made now, before the heap fragments.
-        self.keys = KeyStore(dir, table_buffer=bytearray(TABLE_LEN))
-        self._table_work = bytearray(TABLE_LEN)
+        # Verification tables are read into one buffer, made now before the heap
+        # fragments, and built in the same one: a build runs its slices only while no
+        # tap is under way, and gives up when one starts (the tap reads its table over
+        # the half-built one), to start over once the tap is done (prepare_tables).
+        self._table_buf = bytearray(TABLE_LEN)
+        self.keys = KeyStore(dir, table_buffer=self._table_buf)
+        self._taps = 0  # taps started; a build that sees it change gives up
+        self._tapping = False  # a tap is under way: its table may be in the buffer
         self.clock = clock or Clock(dir)
         self.log = AuditLog(dir)
         self.strangers = StrangerLog(dir)  # strangers' refusals, coalesced, in a ring of their own
@@ -160,23 +165,39 @@ class Car:
 
     async def prepare_tables(self, limit=1):
         """Idle work: build up to `limit` missing verification tables (sliced, so
-        the loop keeps running). Returns how many were built."""
+        the loop keeps running). Returns how many were built; a build that a tap
+        interrupted is not counted, and starts over at the next call."""
         from carkey.crypto import p256
-        from carkey.steps import run_steps
 
         built = 0
         if self._tables_fit:
             for cred in self.keys.without_table()[:limit]:
                 try:
-                    table = await run_steps(p256.verify_table_steps(cred.pub, self._table_work))
+                    table = await self._build(p256.verify_table_steps(cred.pub, self._table_buf))
                 except MemoryError:
                     # Building a table needs ~40 KiB beyond a tap: on a heap that small,
                     # keys are verified without one (slower, never wrong).
                     self._tables_fit = False
                     break
+                if table is None:
+                    break  # a tap came: the buffer holds its table now
                 self.keys.store_table(cred, table)
                 built += 1
         return built
+
+    async def _build(self, steps):
+        # carkey.steps.run_steps, but each slice runs only if no tap has started since
+        # the build did and none is under way: the table buffer is the tap's while it
+        # runs, and what the build had written is gone. None: given up.
+        taps = self._taps
+        try:
+            while True:
+                if self._tapping or self._taps != taps:
+                    return None
+                next(steps)
+                await asyncio.sleep_ms(0)
+        except StopIteration as done:
+            return done.value
 
     def _note(self, *record):
         self._records.append(record)
@@ -188,6 +209,8 @@ class Car:
         the device's or the reader's own (flash, memory, a bug), ends as a refused,
         logged Outcome. card_uid: the anticollision UID of an NFC target, which may be
         a card key instead of a phone."""
+        self._taps += 1
+        self._tapping = True  # no table build runs a slice until the tap is over
         try:
             return await self._handle(link, transport, fast, card_uid)
         except Exception:  # not CancelledError (a BaseException): a stopping app cancels taps
@@ -199,6 +222,8 @@ class Car:
             except Exception:
                 pass
             return Outcome(None, False, [], codes.READER_FAULT)
+        finally:
+            self._tapping = False
 
     def _rollback(self):
         # RAM back to the last commit: a change lives only with the commit that carries it.
