@@ -493,7 +493,8 @@ def nfc_rows(results, fixture_path=FIXTURE):
                                   ("standard", "reader_std_txn", "nfc_std_tap_est_ms")):
         transcript = [(len(c) // 2, len(r) // 2) for c, r in fixture[kind]]
         link = nfc_timing.link_ms(transcript, NFC_INTERFACE)
-        reader_ms = results[reader_row]["esp32_est_ms"]
+        reader = results[reader_row]
+        reader_ms = reader["esp32_est_ms"]
         rows[out] = {
             "esp32_est_ms": None if reader_ms is None else round(reader_ms + link.total_ms, 1),
             "reader_ms": reader_ms,
@@ -501,6 +502,9 @@ def nfc_rows(results, fixture_path=FIXTURE):
             "interface": NFC_INTERFACE,
             "apdus": len(transcript),
             "breakdown": link.breakdown,
+            # The tap's own garbage: the reader row's, the link adds none on the car.
+            "alloc_bytes": reader.get("alloc_bytes"),
+            "gc_passes_per_run_est": reader.get("gc_passes_per_run_est"),
         }
     return rows
 
@@ -602,8 +606,13 @@ def print_table(results):
             continue
         target = TARGETS_ESP32_MS.get(name)
         verdict = "" if target is None else f" (target <= {target}: {'met' if r['esp32_est_ms'] <= target else 'MISSED'})"
+        garbage = ""
+        if r.get("alloc_bytes") is not None and r["alloc_bytes"] >= 0:
+            garbage = f"; {r['alloc_bytes']} B allocated per tap"
+            if r.get("gc_passes_per_run_est") is not None:
+                garbage += f", about {r['gc_passes_per_run_est']:.1f} GC passes"
         console.print(f"{name}: {r['esp32_est_ms']:.1f} ms = reader {r['reader_ms']:.1f} + PN532 link "
-                      f"{r['link_ms']:.1f} over {r['interface']} ({r['apdus']} APDUs){verdict}")
+                      f"{r['link_ms']:.1f} over {r['interface']} ({r['apdus']} APDUs){verdict}{garbage}")
     resident = results.get("app_resident_bytes")
     if resident:
         peaks = results.get("app_peak_heap_bytes", {})
