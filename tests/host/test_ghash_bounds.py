@@ -14,6 +14,7 @@ with `cryptography`'s AES-GCM. A single intermediate at or beyond 2^30 fails it.
 Run: .venv/bin/pytest -q tests/host/test_ghash_bounds.py
 """
 
+import array
 import ast
 import os
 import random
@@ -28,9 +29,9 @@ from carkey_host import paths
 AES_SOURCE = paths.FIRMWARE_DIR / "carkey" / "crypto" / "aes.py"
 SMALL = 1 << 30  # a 32-bit port's small ints: -2^30 <= x < 2^30
 # The GCM part of the module (CMAC is not on the tap path and keeps big ints).
-GCM_FUNCTIONS = {"_scratch", "_limbs", "_ghash_key", "_ghash", "_absorb", "_tag", "_keystream", "_ctr",
-                 "_first", "_check_iv", "__init__", "encrypt", "decrypt", "decrypt_unverified", "_peek",
-                 "gcm_encrypt", "gcm_decrypt", "gcm_decrypt_unverified"}
+GCM_FUNCTIONS = {"_limbs", "_ghash_key", "_ghash", "_absorb", "_tag", "_keystream", "_xor", "_check_iv", "__init__",
+                 "encrypt", "decrypt", "decrypt_unverified", "_peek", "gcm_encrypt", "gcm_decrypt",
+                 "gcm_decrypt_unverified"}
 
 
 class Checked(ast.NodeTransformer):
@@ -99,7 +100,7 @@ def load(source=AES_SOURCE, counter=None):
     cryptolib.aes = Ecb
     ct = types.ModuleType("carkey.crypto.ct")
     ct.equal = lambda a, b: bytes(a) == bytes(b)
-    modules = {"micropython": micropython, "cryptolib": cryptolib, "carkey.crypto.ct": ct}
+    modules = {"micropython": micropython, "cryptolib": cryptolib, "carkey.crypto.ct": ct, "array": array}
 
     def importer(name, globals=None, locals=None, fromlist=(), level=0):
         return modules[name]

@@ -17,6 +17,7 @@
 #   cmac(key, msg) -> 16-byte tag; Cmac(key).mac(msg) keeps the subkeys
 
 import cryptolib
+from array import array
 from micropython import const
 
 from carkey.crypto.ct import equal
@@ -24,28 +25,16 @@ from carkey.crypto.ct import equal
 _ECB = const(1)
 _CBC = const(2)
 _TAG = const(16)
-_CHUNK = const(16)  # counter blocks per cryptolib call: the size of the keystream buffer
 _M128 = const(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF)
 _CMAC_RB = const(0x87)
 _BYTES = (bytes, bytearray, memoryview)
 _ZERO = bytes(16)
 
-# Scratch shared by every GCM call, made by the first key (so modules that only
-# need CMAC never hold it). A call runs start to end without yielding, so one set
-# serves all keys; the GHASH state is zeroed after every tag.
-_KS = None  # counter blocks, encrypted in place into keystream: 16 * _CHUNK bytes
-_Y = None  # the GHASH state, 16 bytes
-_PAD = None  # a zero-padded last block, then the lengths block
-_SUM = None  # the tag being computed
-
-
-def _scratch():
-    global _KS, _Y, _PAD, _SUM
-    if _KS is None:
-        _KS = bytearray(16 * _CHUNK)
-        _Y = bytearray(16)
-        _PAD = bytearray(16)
-        _SUM = bytearray(16)
+# GHASH scratch shared by every GCM call (a call runs start to end without
+# yielding, so one set serves all keys); the state is zeroed after every tag.
+_Y = bytearray(16)  # the GHASH state
+_PAD = bytearray(16)  # a zero-padded last block, then the lengths block
+_SUM = bytearray(16)  # the tag being computed
 
 
 def _check_bytes(value, what):
@@ -74,7 +63,7 @@ def _check_iv(iv):
 # degrees) up to z4 = bits 104..127. Y·H is Horner over Y's bytes from the last
 # (highest degrees) to the first: Z = Z·x^8 + b·H, where Z·x^8 is a shift of the
 # limbs by 8 bits plus the reduction of the 8 bits r shifted out, and b·H is the XOR of two
-# per-key tables, Hi[b >> 4] and Lo[b & 15] (16 entries each, per limb). Every
+# per-key tables, Hi[b >> 4] and Lo[b & 15] (16 entries each, per limb, kept as one tuple per limb). Every
 # value stays below 2^26, far inside a 32-bit port's small ints (below 2^30), so
 # nothing is allocated; tests/host/test_ghash_bounds.py checks every intermediate.
 
@@ -89,20 +78,18 @@ def _limbs(b):
 
 
 def _ghash_key(h):
-    # The tables of H (16 bytes): 10 lists of 16 limbs, Hi0..Hi4 then Lo0..Lo4.
-    # Hi[n] = n·H with n's bit 3 as x^0; Lo[n] = n·H·x^4. Made in place: the
-    # lists are all a key leaves in the heap.
-    t = [[0] * 16 for _ in range(10)]
+    # The tables of H (16 bytes): one per limb k, 32 entries: [n] = n·H (n's bit 3
+    # as x^0, n < 16), [16 + n] = n·H·x^4. Five heap blocks per key.
+    t = [[0] * 32 for _ in range(5)]
     z0, z1, z2, z3, z4 = _limbs(h)
     for j in range(8):
-        # H·x^j is entry 8 >> (j mod 4) of Hi (j < 4) or Lo (j >= 4).
-        e = 8 >> (j & 3)
-        k = 5 * (j >> 2)
-        t[k][e] = z0
-        t[k + 1][e] = z1
-        t[k + 2][e] = z2
-        t[k + 3][e] = z3
-        t[k + 4][e] = z4
+        # H·x^j is entry 8 >> (j mod 4), plus 16 for j >= 4.
+        e = (8 >> (j & 3)) + (j & 4) * 4
+        t[0][e] = z0
+        t[1][e] = z1
+        t[2][e] = z2
+        t[3][e] = z3
+        t[4][e] = z4
         # ·x: a shift right by one, bit 0 folded back as x^128 = 1 + x + x^2 + x^7
         # (0xE1 at the top), without a branch on the secret bit.
         c = -(z0 & 1)
@@ -114,28 +101,31 @@ def _ghash_key(h):
     for col in t:
         for n in (3, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15):
             col[n] = col[n & (n - 1)] ^ col[n & -n]
-    return t
+            col[16 + n] = col[16 + (n & (n - 1))] ^ col[16 + (n & -n)]
+    # Kept as arrays of 32-bit words: half a list's heap on a 64-bit port, the same on
+    # a 32-bit one, and two blocks each.
+    return (array("I", t[0]), array("I", t[1]), array("I", t[2]), array("I", t[3]), array("I", t[4]))
 
 
 def _ghash(t, src, base, nblocks):
     # Absorbs nblocks whole blocks of src from offset base into _Y.
     y = _Y
-    h0, h1, h2, h3, h4, l0, l1, l2, l3, l4 = t
+    t0, t1, t2, t3, t4 = t
     for o in range(base, base + 16 * nblocks, 16):
         z0 = z1 = z2 = z3 = z4 = 0
         for i in range(15, -1, -1):
             b = y[i] ^ src[o + i]
             hi = b >> 4
-            lo = b & 15
+            lo = b & 15 | 16
             r = z0 & 255
-            z0 = (z0 >> 8 | (z1 & 255) << 18) ^ h0[hi] ^ l0[lo]
-            z1 = (z1 >> 8 | (z2 & 255) << 18) ^ h1[hi] ^ l1[lo]
-            z2 = (z2 >> 8 | (z3 & 255) << 18) ^ h2[hi] ^ l2[lo]
-            z3 = (z3 >> 8 | (z4 & 255) << 18) ^ h3[hi] ^ l3[lo]
+            z0 = (z0 >> 8 | (z1 & 255) << 18) ^ t0[hi] ^ t0[lo]
+            z1 = (z1 >> 8 | (z2 & 255) << 18) ^ t1[hi] ^ t1[lo]
+            z2 = (z2 >> 8 | (z3 & 255) << 18) ^ t2[hi] ^ t2[lo]
+            z3 = (z3 >> 8 | (z4 & 255) << 18) ^ t3[hi] ^ t3[lo]
             # r held degrees 120..127, now 128..135; x^128 = 1 + x + x^2 + x^7 folds
             # bit j of r back to degrees 7-j, 8-j, 9-j and 14-j: bits 16+j, 15+j,
             # 14+j and 9+j of the top limb.
-            z4 = z4 >> 8 ^ (r ^ r << 5 ^ r << 6 ^ r << 7) << 9 ^ h4[hi] ^ l4[lo]
+            z4 = z4 >> 8 ^ (r ^ r << 5 ^ r << 6 ^ r << 7) << 9 ^ t4[hi] ^ t4[lo]
         y[15] = z0 & 255
         y[14] = z0 >> 8 & 255
         y[13] = z0 >> 16 & 255
@@ -169,8 +159,8 @@ def _absorb(t, data, n):
         _ghash(t, pad, 0, 1)
 
 
-def _tag(t, aad, data, n):
-    # GHASH(aad, data[0:n]) XOR E(J0) (in _KS[0:16]) into _SUM.
+def _tag(t, aad, data, n, ej0, at):
+    # GHASH(aad, data[0:n]) XOR E(J0) (in ej0[at:at + 16]) into _SUM.
     _Y[:] = _ZERO
     if aad:
         _absorb(t, aad, len(aad))
@@ -186,53 +176,33 @@ def _tag(t, aad, data, n):
     _ghash(t, pad, 0, 1)
     s = _SUM
     y = _Y
-    ks = _KS
     for i in range(16):
-        s[i] = y[i] ^ ks[i]
+        s[i] = y[i] ^ ej0[at + i]
     _Y[:] = _ZERO  # the state is a function of H: leave none behind
 
 
 # --- GCM -----------------------------------------------------------------------
 
 
-def _keystream(ecb, iv, first, count):
-    # E(iv || first), E(iv || first + 1), ... (count <= _CHUNK blocks) into _KS:
-    # one cryptolib call, as it has no CTR mode.
-    ks = _KS
-    for o in range(0, 16 * count, 16):
-        ks[o : o + 12] = iv
-        c = first + (o >> 4)
-        ks[o + 12] = c >> 24
-        ks[o + 13] = c >> 16 & 255
-        ks[o + 14] = c >> 8 & 255
-        ks[o + 15] = c & 255
-    ecb.encrypt(memoryview(ks)[: 16 * count], ks)
+def _keystream(ecb, iv, out, nblocks, j0):
+    # out = E(iv || 2), E(iv || 3), ... (nblocks blocks), then E(iv || 1) = E(J0) if
+    # j0: counter blocks written into the message's own buffer and encrypted in
+    # place by one cryptolib call (it has no CTR mode), so no keystream buffer
+    # stays in the heap between messages.
+    for k in range(nblocks + j0):
+        o = 16 * k
+        out[o : o + 12] = iv
+        c = 2 + k if k < nblocks else 1
+        out[o + 12] = c >> 24
+        out[o + 13] = c >> 16 & 255
+        out[o + 14] = c >> 8 & 255
+        out[o + 15] = c & 255
+    ecb.encrypt(out, out)
 
 
-def _ctr(ecb, iv, data, n, out, skip):
-    # out[0:n] = data[0:n] XOR the keystream from counter 2 on. If skip, _KS already
-    # holds E(J0) then the keystream's first _CHUNK - 1 blocks.
-    ks = _KS
-    pos = 0
-    counter = 2
-    while pos < n:
-        if skip:
-            k = 16
-            skip = False
-        else:
-            k = 0
-        take = min(n - pos, 16 * _CHUNK - k)
-        if not k:
-            _keystream(ecb, iv, counter, (take + 15) >> 4)
-        for i in range(take):
-            out[pos + i] = data[pos + i] ^ ks[k + i]
-        pos += take
-        counter += (take + 15) >> 4
-
-
-def _first(ecb, iv, n):
-    # E(J0) and as much keystream as one call holds (J0 = iv || 1).
-    _keystream(ecb, iv, 1, min((n + 15) >> 4, _CHUNK - 1) + 1)
+def _xor(out, data, n):
+    for i in range(n):
+        out[i] ^= data[i]
 
 
 class Gcm:
@@ -240,7 +210,6 @@ class Gcm:
     # tables are made once. The module functions build one per call.
 
     def __init__(self, key):
-        _scratch()
         self._ecb = _cipher(key)
         self._t = _ghash_key(self._ecb.encrypt(_ZERO))
 
@@ -248,16 +217,14 @@ class Gcm:
         _check_iv(iv)
         _check_bytes(plaintext, "plaintext")
         _check_bytes(aad, "AAD")
-        ecb = self._ecb
         n = len(plaintext)
-        out = bytearray(n + _TAG)
-        _first(ecb, iv, n)
-        _ctr(ecb, iv, plaintext, n, out, True)
-        if n > 16 * (_CHUNK - 1):
-            _keystream(ecb, iv, 1, 1)  # the later keystream calls overwrote E(J0)
-        _tag(self._t, aad, out, n)
-        out[n:] = _SUM
-        return bytes(out)
+        nb = (n + 15) >> 4
+        out = bytearray(16 * nb + 16)  # keystream, then E(J0); then ciphertext || tag
+        _keystream(self._ecb, iv, out, nb, 1)
+        _xor(out, plaintext, n)
+        _tag(self._t, aad, out, n, out, 16 * nb)
+        out[n : n + _TAG] = _SUM
+        return bytes(memoryview(out)[: n + _TAG])
 
     def decrypt(self, iv, data, aad=b""):
         # The tag is checked before any plaintext exists.
@@ -267,14 +234,14 @@ class Gcm:
         n = len(data) - _TAG
         if n < 0:
             raise ValueError("GCM data shorter than the tag")
-        ecb = self._ecb
-        _first(ecb, iv, n)
-        _tag(self._t, aad, data, n)
-        if not equal(_SUM, data[n:]):
+        nb = (n + 15) >> 4
+        out = bytearray(16 * nb + 16)
+        _keystream(self._ecb, iv, out, nb, 1)
+        _tag(self._t, aad, data, n, out, 16 * nb)
+        if not equal(_SUM, memoryview(data)[n:]):
             raise ValueError("GCM tag mismatch")
-        out = bytearray(n)
-        _ctr(ecb, iv, data, n, out, True)
-        return bytes(out)
+        _xor(out, data, n)
+        return bytes(memoryview(out)[:n])
 
     def decrypt_unverified(self, iv, ciphertext):
         return _peek(self._ecb, iv, ciphertext)
@@ -287,9 +254,11 @@ def _peek(ecb, iv, ciphertext):
     _check_iv(iv)
     _check_bytes(ciphertext, "ciphertext")
     n = len(ciphertext)
-    out = bytearray(n)
-    _ctr(ecb, iv, ciphertext, n, out, False)
-    return bytes(out)
+    nb = (n + 15) >> 4
+    out = bytearray(16 * nb)
+    _keystream(ecb, iv, out, nb, 0)
+    _xor(out, ciphertext, n)
+    return bytes(memoryview(out)[:n])
 
 
 def gcm_encrypt(key, iv, plaintext, aad=b""):
@@ -301,7 +270,6 @@ def gcm_decrypt(key, iv, data, aad=b""):
 
 
 def gcm_decrypt_unverified(key, iv, ciphertext):
-    _scratch()
     return _peek(_cipher(key), iv, ciphertext)
 
 
