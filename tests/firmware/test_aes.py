@@ -7,6 +7,7 @@
 #   .venv/bin/pytest -q tests/firmware/test_aes.py
 #   MICROPYPATH=firmware:tests/mpy .venv/bin/micropython -X heapsize=64k tests/firmware/test_aes.py
 
+import gc
 import hashlib
 from binascii import hexlify, unhexlify
 
@@ -370,6 +371,40 @@ class TestStockCryptolib(Case):
             self.assertEqual(stock.modes, {1, 2})
         finally:
             aes.cryptolib = real
+
+
+class TestGcmHeap(Case):
+    # GHASH allocates nothing; a message allocates about its own output. On this
+    # 64-bit port that shows no int grew past 2^62; tests/host/test_ghash_bounds.py
+    # shows every one stays below 2^30, a 32-bit port's small ints.
+    def _allocated(self, fn):
+        fn()
+        gc.collect()
+        gc.disable()
+        try:
+            before = gc.mem_alloc()
+            fn()
+            return gc.mem_alloc() - before
+        finally:
+            gc.enable()
+
+    def test_ghash_allocates_nothing(self):
+        gcm = aes.Gcm(bytes(range(32)))
+        data = bytes(range(256)) * 4
+        self.assertEqual(self._allocated(lambda: aes._absorb(gcm._t, data, len(data))), 0)
+        aad = data[:40]
+        ej0 = bytes(16)
+        self.assertEqual(self._allocated(lambda: aes._tag(gcm._t, aad, data, 1000, ej0, 0)), 0)
+
+    def test_message_allocates_little_more_than_its_output(self):
+        gcm = aes.Gcm(bytes(range(32)))
+        iv = bytes(12)
+        msg = bytes(range(64))
+        sealed = gcm.encrypt(iv, msg)
+        # Output buffer and the bytes returned (80 bytes each, rounded to heap
+        # blocks), the tag slice compared: far below the ~27 KB of the big-int GHASH.
+        self.assertLess(self._allocated(lambda: gcm.encrypt(iv, msg)), 512)
+        self.assertLess(self._allocated(lambda: gcm.decrypt(iv, sealed)), 512)
 
 
 if __name__ == "__main__":

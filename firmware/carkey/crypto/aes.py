@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: MIT
 #
 # Stock ESP32 firmware has no CTR mode, so CTR is one ECB call over a buffer of
-# counter blocks. GHASH multiplies with Python ints: carry-less products come
-# from ordinary integer products of operands whose set bits are 5 apart.
+# counter blocks. GHASH runs on small ints only (a 4-bit table pair per key,
+# 26-bit limbs): a GCM message allocates its output and nothing else that grows
+# with its length, because on a nearly full heap garbage costs more than the
+# arithmetic (docs/CRYPTO.md, "GHASH").
 #
 # API (keys of 16 or 32 bytes, 12-byte IVs; bytes in, bytes out; ValueError on
 # bad input or a bad tag):
@@ -11,10 +13,11 @@
 #   gcm_decrypt(key, iv, data, aad=b"") -> plaintext; the tag is checked first
 #   gcm_decrypt_unverified(key, iv, ciphertext) -> CTR output only, no tag
 #   Gcm(key).encrypt / .decrypt / .decrypt_unverified: the same for many
-#     messages under one key (the key schedule and GHASH key are kept)
+#     messages under one key (the key schedule and GHASH tables are kept)
 #   cmac(key, msg) -> 16-byte tag; Cmac(key).mac(msg) keeps the subkeys
 
 import cryptolib
+from array import array
 from micropython import const
 
 from carkey.crypto.ct import equal
@@ -22,70 +25,16 @@ from carkey.crypto.ct import equal
 _ECB = const(1)
 _CBC = const(2)
 _TAG = const(16)
-_CHUNK = const(16)  # blocks per cryptolib call and per GHASH int: bounds transient heap
-_W = const(256)  # window width: one 255-bit carry-less product per window
 _M128 = const(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF)
-_M127 = const(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF)
 _CMAC_RB = const(0x87)
 _BYTES = (bytes, bytearray, memoryview)
 _ZERO = bytes(16)
 
-
-def _every5(nbits):
-    # Bits 0, 5, 10, ... below nbits: (2^(5k) - 1) / 31 = 1 + 2^5 + 2^10 + ...
-    return ((1 << (nbits + 4) // 5 * 5) - 1) // 31
-
-
-def _class_masks():
-    m = _every5(128)
-    return tuple((m << c) & _M128 for c in range(5))
-
-
-def _window_masks():
-    # Window k of a product keeps bit positions = k (mod 5) of its low 255 bits.
-    m = _every5(255 + 5)
-    return tuple((m << k) & ((1 << 255) - 1) for k in range(5))
-
-
-def _key_masks():
-    # _GMASKS[i] keeps, in window (i + j) mod 5, the bits of class j.
-    masks = []
-    for i in range(5):
-        m = 0
-        for j in range(5):
-            m |= _MASKS[j] << (_W * ((i + j) % 5))
-        masks.append(m)
-    return tuple(masks)
-
-
-def _reduction_table():
-    # The second reduction round of _ghash, indexed by the low 6 bits of t; kept
-    # as small ints (no heap objects) and shifted into place (<< 115) when used.
-    table = []
-    for j in range(64):
-        w = (j ^ (j << 5)) & 63
-        table.append(w ^ (w << 5) ^ (w << 6) ^ (w << 7))
-    return tuple(table)
-
-
-def _counter_template():
-    # _CHUNK blocks holding 0, 1, 2, ... (first block most significant) and
-    # _CHUNK blocks holding 1, from which _blocks cuts any run of counters.
-    ctr = ones = 0
-    for i in range(_CHUNK):
-        ctr = (ctr << 128) | i
-        ones = (ones << 128) | 1
-    return ctr, ones
-
-
-_MASKS = _class_masks()
-_WMASKS = _window_masks()
-_GMASKS = _key_masks()
-_FIVE = const(1 | 1 << 256 | 1 << 512 | 1 << 768 | 1 << 1024)  # one 1 per window
-_RED = _reduction_table()
-_CTR, _ONES = _counter_template()
-# The builders are not needed again: dropping them frees their bytecode.
-del _every5, _class_masks, _window_masks, _key_masks, _reduction_table, _counter_template
+# GHASH scratch shared by every GCM call (a call runs start to end without
+# yielding, so one set serves all keys); the state is zeroed after every tag.
+_Y = bytearray(16)  # the GHASH state
+_PAD = bytearray(16)  # a zero-padded last block, then the lengths block
+_SUM = bytearray(16)  # the tag being computed
 
 
 def _check_bytes(value, what):
@@ -102,148 +51,197 @@ def _cipher(key, mode=_ECB):
     return cryptolib.aes(key, _CBC, _ZERO)
 
 
-def _iv_int(iv):
+def _check_iv(iv):
     _check_bytes(iv, "GCM IV")
     if len(iv) != 12:
         raise ValueError("GCM IV must be 12 bytes")
-    return int.from_bytes(iv, "big") << 32
 
 
 # --- GHASH ---------------------------------------------------------------------
-# A block is an int read big-endian, so x^k sits at bit 127 - k, and the 255-bit
-# product of two blocks has x^k at bit 254 - k. An integer product equals the
-# carry-less one when column sums cannot spill into columns that matter: split
-# both operands into five classes of bits (positions = c mod 5) and a column of
-# a_i * h_j holds at most 26 terms, whose sum (< 32) fits in the 4 bits before
-# that product's next column, so bit p keeps the XOR of column p. Per key, G_i
-# holds h_j in 256-bit window (i + j) mod 5: XORing y_i * G_i over i leaves class
-# k of y * h in window k, and masking and folding the windows gives y * h.
+# A block is read as a 128-bit big-endian number whose bit 127 is x^0 (GCM's bit
+# order); it is held as five limbs of 26 bits, z0 = bits 0..25 (the highest
+# degrees) up to z4 = bits 104..127. Y·H is Horner over Y's bytes from the last
+# (highest degrees) to the first: Z = Z·x^8 + b·H, where Z·x^8 is a shift of the
+# limbs by 8 bits plus the reduction of the 8 bits r shifted out, and b·H is the XOR of two
+# per-key tables, Hi[b >> 4] and Lo[b & 15] (16 entries each, per limb, kept as one tuple per limb). Every
+# value stays below 2^26, far inside a 32-bit port's small ints (below 2^30), so
+# nothing is allocated; tests/host/test_ghash_bounds.py checks every intermediate.
+
+
+def _limbs(b):
+    # 16 bytes -> the five limbs.
+    return (b[15] | b[14] << 8 | b[13] << 16 | (b[12] & 3) << 24,
+            b[12] >> 2 | b[11] << 6 | b[10] << 14 | (b[9] & 15) << 22,
+            b[9] >> 4 | b[8] << 4 | b[7] << 12 | (b[6] & 63) << 20,
+            b[6] >> 6 | b[5] << 2 | b[4] << 10 | b[3] << 18,
+            b[2] | b[1] << 8 | b[0] << 16)
 
 
 def _ghash_key(h):
-    # Five copies of h, one per window, cut down to the classes each G_i wants.
-    hh = h * _FIVE
-    return tuple(hh & m for m in _GMASKS)
+    # The tables of H (16 bytes): one per limb k, 32 entries: [n] = n·H (n's bit 3
+    # as x^0, n < 16), [16 + n] = n·H·x^4. Five heap blocks per key.
+    t = [[0] * 32 for _ in range(5)]
+    z0, z1, z2, z3, z4 = _limbs(h)
+    for j in range(8):
+        # H·x^j is entry 8 >> (j mod 4), plus 16 for j >= 4.
+        e = (8 >> (j & 3)) + (j & 4) * 4
+        t[0][e] = z0
+        t[1][e] = z1
+        t[2][e] = z2
+        t[3][e] = z3
+        t[4][e] = z4
+        # ·x: a shift right by one, bit 0 folded back as x^128 = 1 + x + x^2 + x^7
+        # (0xE1 at the top), without a branch on the secret bit.
+        c = -(z0 & 1)
+        z0 = z0 >> 1 | (z1 & 1) << 25
+        z1 = z1 >> 1 | (z2 & 1) << 25
+        z2 = z2 >> 1 | (z3 & 1) << 25
+        z3 = z3 >> 1 | (z4 & 1) << 25
+        z4 = z4 >> 1 ^ (0xE10000 & c)
+    for col in t:
+        for n in (3, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15):
+            col[n] = col[n & (n - 1)] ^ col[n & -n]
+            col[16 + n] = col[16 + (n & (n - 1))] ^ col[16 + (n & -n)]
+    # Kept as arrays of 32-bit words: half a list's heap on a 64-bit port, the same on
+    # a 32-bit one, and two blocks each.
+    return (array("I", t[0]), array("I", t[1]), array("I", t[2]), array("I", t[3]), array("I", t[4]))
 
 
-def _ghash(g, y, x, nblocks):
-    # Absorbs the nblocks blocks of x (first block most significant) into y.
-    # Blocks need not be cut out of x: the class masks drop the bits above.
-    m0, m1, m2, m3, m4 = _MASKS
-    w0, w1, w2, w3, w4 = _WMASKS
-    g0, g1, g2, g3, g4 = g
-    red = _RED
-    for shift in range(128 * (nblocks - 1), -1, -128):
-        y ^= x >> shift
-        z = (y & m0) * g0 ^ (y & m1) * g1 ^ (y & m2) * g2 ^ (y & m3) * g3 ^ (y & m4) * g4
-        z = (z & w0) ^ (z >> _W & w1) ^ (z >> 2 * _W & w2) ^ (z >> 3 * _W & w3) ^ (z >> 4 * _W & w4)
-        # Reduce: t (bits 0..126) holds degrees 254..128, and x^128 = x^7 + x^2
-        # + x + 1 sends bit b of t to result bits b + 1, b, b - 1 and b - 6.
-        # What falls below bit 0 (degrees 128..133, from t's low 6 bits) goes
-        # round once more, via the table.
-        t = z & _M127
-        y = (z >> 127) ^ t ^ (t << 1) ^ (t >> 1) ^ (t >> 6) ^ (red[t & 63] << 115)
-    return y
+def _ghash(t, src, base, nblocks):
+    # Absorbs nblocks whole blocks of src from offset base into _Y.
+    y = _Y
+    t0, t1, t2, t3, t4 = t
+    for o in range(base, base + 16 * nblocks, 16):
+        z0 = z1 = z2 = z3 = z4 = 0
+        for i in range(15, -1, -1):
+            b = y[i] ^ src[o + i]
+            hi = b >> 4
+            lo = b & 15 | 16
+            r = z0 & 255
+            z0 = (z0 >> 8 | (z1 & 255) << 18) ^ t0[hi] ^ t0[lo]
+            z1 = (z1 >> 8 | (z2 & 255) << 18) ^ t1[hi] ^ t1[lo]
+            z2 = (z2 >> 8 | (z3 & 255) << 18) ^ t2[hi] ^ t2[lo]
+            z3 = (z3 >> 8 | (z4 & 255) << 18) ^ t3[hi] ^ t3[lo]
+            # r held degrees 120..127, now 128..135; x^128 = 1 + x + x^2 + x^7 folds
+            # bit j of r back to degrees 7-j, 8-j, 9-j and 14-j: bits 16+j, 15+j,
+            # 14+j and 9+j of the top limb.
+            z4 = z4 >> 8 ^ (r ^ r << 5 ^ r << 6 ^ r << 7) << 9 ^ t4[hi] ^ t4[lo]
+        y[15] = z0 & 255
+        y[14] = z0 >> 8 & 255
+        y[13] = z0 >> 16 & 255
+        y[12] = z0 >> 24 | (z1 & 63) << 2
+        y[11] = z1 >> 6 & 255
+        y[10] = z1 >> 14 & 255
+        y[9] = z1 >> 22 | (z2 & 15) << 4
+        y[8] = z2 >> 4 & 255
+        y[7] = z2 >> 12 & 255
+        y[6] = z2 >> 20 | (z3 & 3) << 6
+        y[5] = z3 >> 2 & 255
+        y[4] = z3 >> 10 & 255
+        y[3] = z3 >> 18
+        y[2] = z4 & 255
+        y[1] = z4 >> 8 & 255
+        y[0] = z4 >> 16
 
 
-def _absorb(g, y, data, tail):
-    # GHASH over data zero-padded to whole blocks, _CHUNK blocks per int; tail
-    # (one block as an int, or -1 for none) rides along with the last chunk.
-    n = len(data)
-    start = 0
-    while True:
-        end = start + 16 * _CHUNK
-        piece = data[start:end] if start or end < n else data
-        k = len(piece)
-        nb = (k + 15) >> 4
-        x = int.from_bytes(piece, "big") << (8 * (16 * nb - k))
-        if end >= n:
-            if tail >= 0:
-                x = x << 128 | tail
-                nb += 1
-            return _ghash(g, y, x, nb)
-        y = _ghash(g, y, x, nb)
-        start = end
+def _absorb(t, data, n):
+    # GHASH over data[0:n] zero-padded to whole blocks.
+    full = n >> 4
+    if full:
+        _ghash(t, data, 0, full)
+    rest = n & 15
+    if rest:
+        pad = _PAD
+        pad[:] = _ZERO
+        o = n - rest
+        for i in range(rest):
+            pad[i] = data[o + i]
+        _ghash(t, pad, 0, 1)
+
+
+def _tag(t, aad, data, n, ej0, at):
+    # GHASH(aad, data[0:n]) XOR E(J0) (in ej0[at:at + 16]) into _SUM.
+    _Y[:] = _ZERO
+    if aad:
+        _absorb(t, aad, len(aad))
+    _absorb(t, data, n)
+    pad = _PAD
+    a = len(aad) << 3
+    c = n << 3
+    for i in range(8):  # len(A) || len(C) in bits, 64 bits each, big-endian
+        pad[7 - i] = a & 255
+        pad[15 - i] = c & 255
+        a >>= 8
+        c >>= 8
+    _ghash(t, pad, 0, 1)
+    s = _SUM
+    y = _Y
+    for i in range(16):
+        s[i] = y[i] ^ ej0[at + i]
+    _Y[:] = _ZERO  # the state is a function of H: leave none behind
 
 
 # --- GCM -----------------------------------------------------------------------
 
 
-def _blocks(ecb, iv, first, count):
-    # E(iv || first), E(iv || first + 1), ... (count <= _CHUNK) as one int, first
-    # block most significant: one cryptolib call, as it has no CTR mode.
-    drop = 128 * (_CHUNK - count)
-    ones = _ONES >> drop
-    ctr = (iv + first) * ones + (_CTR >> drop)
-    return int.from_bytes(ecb.encrypt(ctr.to_bytes(16 * count, "big")), "big")
+def _keystream(ecb, iv, out, nblocks, j0):
+    # out = E(iv || 2), E(iv || 3), ... (nblocks blocks), then E(iv || 1) = E(J0) if
+    # j0: counter blocks written into the message's own buffer and encrypted in
+    # place by one cryptolib call (it has no CTR mode), so no keystream buffer
+    # stays in the heap between messages.
+    for k in range(nblocks + j0):
+        o = 16 * k
+        out[o : o + 12] = iv
+        c = 2 + k if k < nblocks else 1
+        out[o + 12] = c >> 24
+        out[o + 13] = c >> 16 & 255
+        out[o + 14] = c >> 8 & 255
+        out[o + 15] = c & 255
+    ecb.encrypt(out, out)
 
 
-def _start(ecb, iv, n):
-    # E(J0) (masks the tag) and the keystream for the first chunk of an n-byte
-    # message, from one cryptolib call. Returns (E(J0), keystream int, its blocks).
-    nb = min((n + 15) >> 4, _CHUNK - 1)
-    e = _blocks(ecb, iv, 1, nb + 1)
-    return e >> (128 * nb), e & ((1 << (128 * nb)) - 1), nb
-
-
-def _xor_stream(ecb, iv, data, ks, nb):
-    # data XOR the keystream from counter 2 on; ks holds its first nb blocks.
-    n = len(data)
-    take = min(n, 16 * nb)
-    head = data if take == n else data[:take]
-    first = (int.from_bytes(head, "big") ^ (ks >> (8 * (16 * nb - take)))).to_bytes(take, "big")
-    if take == n:
-        return first
-    out = bytearray(n)  # filled in place: no regrowth on a small heap
-    out[:take] = first
-    counter = 2 + nb
-    for start in range(take, n, 16 * _CHUNK):
-        piece = data[start : start + 16 * _CHUNK]
-        k = len(piece)
-        nb = (k + 15) >> 4
-        ks = _blocks(ecb, iv, counter, nb) >> (8 * (16 * nb - k))
-        out[start : start + k] = (int.from_bytes(piece, "big") ^ ks).to_bytes(k, "big")
-        counter += nb
-    return bytes(out)
-
-
-def _tag(g, ej0, aad, ciphertext):
-    y = _absorb(g, 0, aad, -1) if aad else 0
-    y = _absorb(g, y, ciphertext, len(aad) << 67 | len(ciphertext) << 3)
-    return (y ^ ej0).to_bytes(16, "big")
+def _xor(out, data, n):
+    for i in range(n):
+        out[i] ^= data[i]
 
 
 class Gcm:
     # One key, many messages (secure channel): the key schedule and the GHASH
-    # key are made once. The module functions build one per call.
+    # tables are made once. The module functions build one per call.
 
     def __init__(self, key):
         self._ecb = _cipher(key)
-        self._g = _ghash_key(int.from_bytes(self._ecb.encrypt(_ZERO), "big"))
+        self._t = _ghash_key(self._ecb.encrypt(_ZERO))
 
     def encrypt(self, iv, plaintext, aad=b""):
-        iv = _iv_int(iv)
+        _check_iv(iv)
         _check_bytes(plaintext, "plaintext")
         _check_bytes(aad, "AAD")
-        ecb = self._ecb
-        ej0, ks, nb = _start(ecb, iv, len(plaintext))
-        ct = _xor_stream(ecb, iv, plaintext, ks, nb)
-        return ct + _tag(self._g, ej0, aad, ct)
+        n = len(plaintext)
+        nb = (n + 15) >> 4
+        out = bytearray(16 * nb + 16)  # keystream, then E(J0); then ciphertext || tag
+        _keystream(self._ecb, iv, out, nb, 1)
+        _xor(out, plaintext, n)
+        _tag(self._t, aad, out, n, out, 16 * nb)
+        out[n : n + _TAG] = _SUM
+        return bytes(memoryview(out)[: n + _TAG])
 
     def decrypt(self, iv, data, aad=b""):
         # The tag is checked before any plaintext exists.
-        iv = _iv_int(iv)
+        _check_iv(iv)
         _check_bytes(data, "GCM data")
         _check_bytes(aad, "AAD")
         n = len(data) - _TAG
         if n < 0:
             raise ValueError("GCM data shorter than the tag")
-        ct = data[:n]
-        ecb = self._ecb
-        ej0, ks, nb = _start(ecb, iv, n)
-        if not equal(_tag(self._g, ej0, aad, ct), data[n:]):
+        nb = (n + 15) >> 4
+        out = bytearray(16 * nb + 16)
+        _keystream(self._ecb, iv, out, nb, 1)
+        _tag(self._t, aad, data, n, out, 16 * nb)
+        if not equal(_SUM, memoryview(data)[n:]):
             raise ValueError("GCM tag mismatch")
-        return _xor_stream(ecb, iv, ct, ks, nb)
+        _xor(out, data, n)
+        return bytes(memoryview(out)[:n])
 
     def decrypt_unverified(self, iv, ciphertext):
         return _peek(self._ecb, iv, ciphertext)
@@ -253,10 +251,14 @@ def _peek(ecb, iv, ciphertext):
     # CTR only, no tag check: unauthenticated bytes, fit only for choosing which
     # key to verify with (e.g. by the fixed TLV tags of a cryptogram). Any prefix
     # of the ciphertext works, and a short prefix costs only its own blocks.
-    iv = _iv_int(iv)
+    _check_iv(iv)
     _check_bytes(ciphertext, "ciphertext")
-    nb = min((len(ciphertext) + 15) >> 4, _CHUNK)
-    return _xor_stream(ecb, iv, ciphertext, _blocks(ecb, iv, 2, nb), nb)
+    n = len(ciphertext)
+    nb = (n + 15) >> 4
+    out = bytearray(16 * nb)
+    _keystream(ecb, iv, out, nb, 0)
+    _xor(out, ciphertext, n)
+    return bytes(memoryview(out)[:n])
 
 
 def gcm_encrypt(key, iv, plaintext, aad=b""):

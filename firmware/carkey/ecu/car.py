@@ -278,6 +278,9 @@ class Car:
             if cred is not None:
                 cred = self.keys.get(pub)  # a revocation may have changed it
             command, argument = req.command, req.argument
+            # A device that asked nothing (no request, no documents) gets the default
+            # action and only CONTROL FLOW after it: one EXCHANGE (docs/PROTOCOL.md §4).
+            asked_nothing = command is None and not judged
             if command is None:
                 command, argument = self.default_command, b""
             if req.battery_mv is not None:  # a key fob's battery, for the owner's log
@@ -288,6 +291,8 @@ class Car:
                 results.append((command, code))
                 if code == codes.OK and command in (codes.CMD_UNLOCK, codes.CMD_UNLOCK_DRIVER):
                     self._emit_profile(cred)
+                if asked_nothing:
+                    break
                 answer = envelope.result(command, code, self.door.car_state(), code == codes.OK, judged)
                 judged = ()
                 if len(results) == MAX_COMMANDS:

@@ -238,15 +238,20 @@ class Reader:
         cryptogram = bytes(cryptogram)
         head = cryptogram[:16]
         match = -1
+        first_sk = sk = None
         for i in range(len(prks)):
-            h = aes.gcm_decrypt_unverified(tr.cryptogram_sk(prks[i][1]), _ZERO_IV, head)
+            sk = tr.cryptogram_sk(prks[i][1])
+            h = aes.gcm_decrypt_unverified(sk, _ZERO_IV, head)
             miss = (h[0] ^ 0x5E) | (h[1] ^ 0x02) | (h[4] ^ 0x91) | (h[5] ^ 0x14)
             take = ((miss - 1) >> 8) & (match >> 8) & 1  # 1: this one fits and none did before
             match += take * (i - match)
+            # Keep the CryptogramSK of the first match (or of the first candidate) for the
+            # full check, picked without a branch on which one matched.
+            first_sk = (first_sk, sk)[take | (i == 0)]
             await asyncio.sleep_ms(0)
         cand, prk = prks[match if match >= 0 else 0]
         try:
-            plain = aes.Gcm(tr.cryptogram_sk(prk)).decrypt(_ZERO_IV, cryptogram)
+            plain = aes.Gcm(first_sk).decrypt(_ZERO_IV, cryptogram)
         except ValueError:
             plain = None
         if match < 0 or plain is None or plain[26] != 0x92 or plain[27] != 0x14:
