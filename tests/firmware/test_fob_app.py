@@ -136,6 +136,35 @@ class TestLoop(unittest.TestCase):
         self.assertEqual(presses, [])  # held since a cold boot: never a command
         self.assertEqual(platform.slept, (3, fobapp.STUCK_SLEEP_MS))
 
+    def test_pins_in_their_logical_sense(self):
+        # An active-low button reads 1 when pulled to ground; an active-low LED is driven low to light.
+        made = {}
+
+        class Raw(_Pin):
+            pass
+
+        class Wired(Platform):
+            def pin_factory(self):
+                def make(role, gpio, mode, pull, idle):
+                    made[role] = (gpio, mode, pull, idle)
+                    pin = Raw()
+                    pin.level = idle
+                    return pin
+
+                return make
+
+        board = type("B", (Board,), {"OUTPUTS": {"led": (4, True)}, "INPUTS": {"button": (3, True, "up")}})
+        app = fobapp.FobApp(board, Wired([]), self.dir)
+        self.assertEqual(made, {"led": (4, "out", None, 1), "button": (3, "in", "up", 1)})
+        self.assertIsNone(app.buzzer)
+        self.assertEqual(app.button_pin.value(), 0)  # idle: high through the pull-up
+        app.button_pin._pin.level = 0
+        self.assertEqual(app.button_pin.value(), 1)
+        app.led.value(1)
+        self.assertEqual((app.led.value(), app.led._pin.level), (1, 0))
+        with self.assertRaises(ValueError):
+            fobapp.FobApp(type("B", (Board,), {"INPUTS": {}}), Wired([]), self.dir)
+
     def test_credential_made_on_first_start(self):
         app = fobapp.FobApp(Board, Platform([]), self.dir)
         self.assertFalse(app.state.has_credential())

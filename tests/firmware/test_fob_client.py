@@ -6,12 +6,17 @@
 import unittest
 
 from carkey.ecu import envelope
-from carkey.fob.client import NO_RESULT, Request
+from carkey.ecu import codes
+from carkey.fob.client import COMMANDS, NO_RESULT, Request
 
 HELLO = bytes(envelope.hello(b"\x01\x00\x00"))
 
 
 class TestFobEnvelope(unittest.TestCase):
+    def test_command_ids_are_the_cars(self):
+        # The fob spells its three commands out rather than load the car's codes.
+        self.assertEqual(COMMANDS, {"lock": codes.CMD_LOCK, "unlock": codes.CMD_UNLOCK, "trunk": codes.CMD_TRUNK})
+
     def test_request_after_hello_only(self):
         req = Request(0x02)
         self.assertEqual(req.on_exchange(b"\x97\x02\x01\x01"), b"")  # no carkey hello: ask for nothing

@@ -17,15 +17,13 @@
 import asyncio
 import time
 
-from carkey.ecu import codes
 from carkey.fob import signals
 from carkey.fob.button import STUCK, Button
+from carkey.fob.client import COMMANDS
 from carkey.fob.state import FobState, FobStateError
 from carkey.hw.fob_platform import for_board, safe_boot  # noqa: F401 (main.py calls app.safe_boot, as on the car)
-from carkey.hw.pins import Board
 
 STATE_DIR = "/state"
-COMMANDS = {"unlock": codes.CMD_UNLOCK, "lock": codes.CMD_LOCK, "trunk": codes.CMD_TRUNK}
 DEFAULT_ACTIONS = {"short": "unlock", "long": "lock", "double": "trunk"}
 IDLE_SLEEP_MS = 3000
 STUCK_SLEEP_MS = 60000  # with the button held, a timer wakes the fob instead
@@ -50,14 +48,46 @@ class Press:
                 "result": self.result, "signal": self.signal, "battery_mv": self.battery_mv, "ms": self.ms}
 
 
+class _Pin:
+    # A pin in its logical sense (1 = active, whatever the wiring), as
+    # carkey.hw.pins.Output/Input give the car: the fob's three pins do not need
+    # that module. An output's level is cached, not read back from the pad.
+    def __init__(self, pin, active_low, output):
+        self._pin = pin
+        self._invert = 1 if active_low else 0
+        self._level = 0 if output else None  # None: an input, always read
+
+    def value(self, v=None):
+        if v is None:
+            if self._level is None:
+                return self._pin.value() ^ self._invert
+            return self._level
+        self._level = 1 if v else 0
+        self._pin.value(self._level ^ self._invert)
+
+
+def _pin(make, desc, kind, role):
+    # The role's pin from the board description (OUTPUTS or INPUTS), through the platform's factory.
+    specs = getattr(desc, kind, None) or {}
+    spec = specs.get(role)
+    if spec is None:
+        if role == "buzzer":
+            return None
+        raise ValueError("board description has no %s %s" % (kind[:-1].lower(), role))
+    gpio, active_low = spec[0], spec[1]
+    if kind == "OUTPUTS":
+        return _Pin(make(role, gpio, "out", None, 1 if active_low else 0), active_low, True)
+    return _Pin(make(role, gpio, "in", spec[2], 1 if active_low else 0), active_low, False)
+
+
 class FobApp:
     def __init__(self, board, platform=None, state_dir=STATE_DIR):
         self.desc = board
         self.platform = for_board(board) if platform is None else platform
-        self.board = Board(board, self.platform.pin_factory())
-        self.led = self.board.outputs["led"]
-        self.buzzer = self.board.outputs.get("buzzer")
-        self.button_pin = self.board.inputs["button"]
+        make = self.platform.pin_factory()
+        self.led = _pin(make, board, "OUTPUTS", "led")
+        self.buzzer = _pin(make, board, "OUTPUTS", "buzzer")
+        self.button_pin = _pin(make, board, "INPUTS", "button")
         actions = dict(DEFAULT_ACTIONS)
         actions.update(getattr(board, "BUTTON_ACTIONS", None) or {})
         for gesture, name in actions.items():

@@ -24,6 +24,11 @@ _RESULT = const(0xC4)
 _DOCUMENT_RESULT = const(0xC6)
 _BATTERY = const(0xC7)  # [millivolts, 2 bytes big-endian]
 
+# The commands a fob sends (docs/PROTOCOL.md §4.1, carkey.ecu.codes on the car's
+# side: a test holds the two equal). Spelled out here so a fob does not load the
+# car's table of codes for three numbers.
+COMMANDS = {"lock": 0x01, "unlock": 0x02, "trunk": 0x04}
+
 NO_RESULT = const(-1)
 
 

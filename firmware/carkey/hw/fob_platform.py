@@ -10,11 +10,24 @@
 # machine, esp32 and bluetooth modules; not run on a board here (docs/FOB.md).
 
 
+def _machine_pin(role, gpio, mode, pull, idle_level):
+    # The pin factory carkey.fob.app calls (carkey.hw.pins.machine_pin's rules, without
+    # loading that module): an output starts at its idle level, an input with its pull.
+    import machine
+
+    Pin = machine.Pin
+    if mode == "out":
+        return Pin(gpio, Pin.OUT, value=idle_level)
+    if pull == "up":
+        return Pin(gpio, Pin.IN, Pin.PULL_UP)
+    if pull == "down":
+        return Pin(gpio, Pin.IN, Pin.PULL_DOWN)
+    return Pin(gpio, Pin.IN)
+
+
 class Platform:
     def pin_factory(self):
-        from carkey.hw.pins import machine_pin
-
-        return machine_pin
+        return _machine_pin
 
     def ble(self):
         import bluetooth
