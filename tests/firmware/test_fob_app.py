@@ -165,6 +165,38 @@ class TestLoop(unittest.TestCase):
         with self.assertRaises(ValueError):
             fobapp.FobApp(type("B", (Board,), {"INPUTS": {}}), Wired([]), self.dir)
 
+    def test_kept_between_presses_in_retained_memory(self):
+        # The car's address and handles, and the next ephemeral key, in RTC memory:
+        # the key is erased from it before it can be used, so it is never used twice.
+        class Rtc:
+            data = None
+
+            def retained(self):
+                return self.data
+
+            def retain(self, data):
+                self.data = bytes(data)
+
+        rtc = Rtc()
+        kept = fobapp._Kept(rtc)
+        gid = b"\x11" * 16
+        self.assertIsNone(kept.car(gid))
+        self.assertIsNone(kept.take_ephemeral())
+        kept.set_car(gid, (1, b"\xc1\x02\x03\x04\x05\x06", 0x0102, 0x0304))
+        pair = (b"\x07" * 32, b"\x04" + b"\x08" * 64)
+        kept.keep_ephemeral(pair)
+        again = fobapp._Kept(rtc)  # after a deep sleep
+        self.assertEqual(again.car(gid), (1, b"\xc1\x02\x03\x04\x05\x06", 0x0102, 0x0304))
+        self.assertIsNone(again.car(b"\x22" * 16))
+        self.assertEqual(again.take_ephemeral(), pair)
+        self.assertNotIn(pair[0], rtc.data)  # gone from RTC memory before use
+        self.assertIsNone(fobapp._Kept(rtc).take_ephemeral())
+        again.set_car(gid, None)
+        self.assertIsNone(fobapp._Kept(rtc).car(gid))
+        rtc.data = b"\xff" * 130  # RTC memory after power-on: whatever it holds
+        self.assertIsNone(fobapp._Kept(rtc).car(b"\xff" * 16))
+        self.assertIsNone(fobapp._Kept(rtc).take_ephemeral())
+
     def test_credential_made_on_first_start(self):
         app = fobapp.FobApp(Board, Platform([]), self.dir)
         self.assertFalse(app.state.has_credential())

@@ -115,6 +115,25 @@ def test_fob_lost_kpersistent_falls_back_to_standard(world):
     assert kinds == [0, 1, 2, 1]  # the car saw a fast request fall back to AUTH1
 
 
+def test_known_car_connected_without_a_scan_and_a_stale_address_scanned_for(world):
+    # After a visit the fob keeps the car's address and handles in RTC memory (the
+    # virtual board's rtcmem file) and connects straight to it; an address that no
+    # longer answers costs one direct attempt, then the fob scans and learns it again.
+    rtcmem = world["fob"].state_dir / "rtcmem"
+    with running_car(world):
+        first = first_press(world)
+        second = press(world)
+        kept = bytearray(rtcmem.read_bytes())
+        kept[22:28] = bytes.fromhex("c0ffee000001")  # the car moved to another address
+        rtcmem.write_bytes(bytes(kept))
+        moved = press(world)
+        after = press(world)
+    assert (first["granted"], first["direct"]) == (True, False)
+    assert (second["granted"], second["kind"], second["direct"]) == (True, "fast", True)
+    assert (moved["granted"], moved["direct"]) == (True, False)
+    assert (after["granted"], after["direct"]) == (True, True)
+
+
 def test_car_out_of_range_is_car_not_found(world):
     start = time.monotonic()
     r = press(world)

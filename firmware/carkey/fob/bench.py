@@ -9,6 +9,10 @@
 #   fob_fast_txn   the same for a fast one (cryptogram from Kpersistent, no AUTH1)
 #   fob_keygen     the ephemeral key pair, made while the radio scans and connects
 #   fob_import     importing the fob application and everything a press loads
+#   fob_import_wake  what loads before the radio starts (the app, its platform,
+#                  the BLE central, the board config)
+#   fob_import_rest  what loads while the radio connects (the user device and the
+#                  crypto under it), after fob_import_wake's modules
 #   fob_app        the whole application on the board config --board names (a
 #                  module on the path: esp32_c3_fob for `make bench`), one
 #                  standard and one fast press worth of work: the peak heap row
@@ -133,6 +137,19 @@ def _import_app():
     return app
 
 
+def _import_wake():
+    # What carkey.fob.app has loaded when it starts the radio (start_visit).
+    from carkey.fob import app  # noqa: F401
+    from carkey.hw import ble_central, ble_ids, fob_platform  # noqa: F401
+
+    __import__(_files["board"])
+
+
+def _import_rest():
+    # What FobApp._visit loads while the radio connects.
+    from carkey.fob import device  # noqa: F401
+
+
 class _Pin:
     def __init__(self, *args):
         self.level = 0
@@ -177,6 +194,34 @@ def _op_fob_import():
         gc.collect()
 
     return prepare, _import_app
+
+
+def _op_fob_import_wake():
+    _stub_bluetooth()
+
+    def prepare():
+        _forget(("carkey", _files["board"]))
+        gc.collect()
+
+    return prepare, _import_wake
+
+
+def _op_fob_import_rest():
+    _stub_bluetooth()
+    _forget(("carkey", _files["board"]))
+    _import_wake()
+    wake = set(sys.modules)
+
+    def prepare():
+        for name in list(sys.modules):  # the rest only: the wake's modules stay, as on the fob
+            if name not in wake:
+                del sys.modules[name]
+                package, _, leaf = name.rpartition(".")
+                if package in sys.modules and hasattr(sys.modules[package], leaf):
+                    delattr(sys.modules[package], leaf)  # else `from package import leaf` finds it there
+        gc.collect()
+
+    return prepare, _import_rest
 
 
 def _op_fob_app():
@@ -225,6 +270,8 @@ OPERATIONS = {
     "fob_fast_txn": _op_fob_fast_txn,
     "fob_keygen": _op_fob_keygen,
     "fob_import": _op_fob_import,
+    "fob_import_wake": _op_fob_import_wake,
+    "fob_import_rest": _op_fob_import_rest,
     "fob_app": _op_fob_app,
     "ref_pidigits": _op_ref_pidigits,
     "baseline": _op_baseline,
@@ -278,7 +325,7 @@ def main(argv):
         if name not in OPERATIONS:
             print(json.dumps({"op": name, "error": "unknown operation"}))
             continue
-        if name == "fob_app" and "board" not in _files:
+        if name in ("fob_app", "fob_import_wake", "fob_import_rest") and "board" not in _files:
             print(json.dumps({"op": name, "error": "needs --board=NAME (a board config module)"}))
             continue
         print(json.dumps(measure(name, runs)))

@@ -33,15 +33,31 @@ NO_RESULT = const(-1)
 
 
 class Request:
-    """One press's conversation with a car: what it asked for and what the car answered."""
+    """One press's conversation with a car: what it asked for and what the car answered.
 
-    def __init__(self, command, argument=b"", battery_mv=None, share=None):
+    The fob starts a visit before it knows the gesture: a Request made with no
+    command answers the car's hello only once set_command() says what to ask for
+    (or cancel() that nothing is: the fob then hangs up)."""
+
+    def __init__(self, command=None, argument=b"", battery_mv=None, share=None):
         # share: an owner-signed share document to present (E2 ...), or None.
         self.command = command
         self.argument = bytes(argument)
         self.battery_mv = battery_mv
         self.share = share
+        self.cancelled = False
+        self._known = None  # an asyncio.Event, made only if the car's hello comes first
         self.reset()
+
+    def set_command(self, command):
+        self.command = command
+        if self._known is not None:
+            self._known.set()
+
+    def cancel(self):
+        self.cancelled = True
+        if self._known is not None:
+            self._known.set()
 
     def reset(self):
         self.hello = False
@@ -70,8 +86,22 @@ class Request:
                         self.car_state = bytes(value[2:5])
         if self.hello and not self.sent:
             self.sent = True
+            if self.command is None:
+                return self._later()  # the device awaits it: the gesture is still being told apart
             return self._request()
         return b""
+
+    async def _later(self):
+        import asyncio
+
+        if self.command is None and not self.cancelled:
+            self._known = asyncio.Event()
+            await self._known.wait()
+        if self.cancelled:
+            from carkey.protocol.errors import DropLink
+
+            raise DropLink("no gesture: nothing to ask for")
+        return self._request()
 
     def _request(self):
         n = 1 + len(self.argument)

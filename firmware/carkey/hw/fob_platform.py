@@ -51,6 +51,24 @@ class Platform:
             total += adc.read_uv()
         return int(total / 8 * spec.get("divider", 2) / 1000)
 
+    def retained(self):
+        # RTC slow memory (machine.RTC().memory(), 2048 bytes in MicroPython's esp32
+        # port): kept through deep sleep, lost with power. None where there is none.
+        try:
+            import machine
+
+            return machine.RTC().memory()
+        except (AttributeError, OSError, ValueError):
+            return None
+
+    def retain(self, data):
+        try:
+            import machine
+
+            machine.RTC().memory(data)
+        except (AttributeError, OSError, ValueError):
+            pass
+
     def deep_sleep(self, button_gpio, active_low, timer_ms=None):
         # ESP32-C3: GPIO 0-5 can wake the chip from deep sleep (no EXT0/EXT1 there);
         # MicroPython reaches that through Pin.irq(wake=machine.DEEPSLEEP). An
