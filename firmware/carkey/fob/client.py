@@ -12,7 +12,8 @@
 
 from micropython import const
 
-from carkey.protocol import tlv
+# carkey.protocol.tlv is loaded at the first EXCHANGE, not with the application:
+# the fob starts its radio first (the user device loads it meanwhile anyway).
 
 # Envelope tags (docs/PROTOCOL.md §4): the device side of what carkey.ecu.envelope reads.
 _ENVELOPE = const(0xE1)
@@ -68,6 +69,8 @@ class Request:
 
     def on_exchange(self, plain):
         # The decrypted EXCHANGE TLVs in; the TLVs to send back (before the status) out.
+        from carkey.protocol import tlv
+
         mv = memoryview(plain)
         for tag, start, end in tlv.iterate(mv):
             if tag != _ENVELOPE:
@@ -104,6 +107,8 @@ class Request:
         return self._request()
 
     def _request(self):
+        from carkey.protocol import tlv
+
         n = 1 + len(self.argument)
         share = self.share
         size = 2 + n + (4 if self.battery_mv is not None else 0)

@@ -15,7 +15,9 @@ import struct
 from micropython import const
 
 from carkey import storage
-from carkey.crypto import p256
+
+# carkey.crypto.p256 is loaded only where a key is made or checked (provisioning):
+# a press reads these records before it starts the radio, and P-256 loads after.
 
 KEY_RECORD = "fobkey"
 CARS_RECORD = "fobcars"
@@ -82,6 +84,8 @@ class FobState:
         # (os.urandom is truly random only then).
         if storage.exists(self.dir, KEY_RECORD):
             raise FobStateError("this fob already holds a credential")
+        from carkey.crypto import p256
+
         priv, pub = p256.generate_keypair()
         body = bytearray(b"CKFK")
         body.append(_FORMAT)
@@ -119,6 +123,8 @@ class FobState:
         return None
 
     def trust(self, group_id, reader_public_key):
+        from carkey.crypto import p256
+
         group_id = bytes(group_id)
         reader_public_key = bytes(reader_public_key)
         if len(group_id) != _GROUP_LEN:
