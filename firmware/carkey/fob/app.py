@@ -18,7 +18,6 @@ import asyncio
 import time
 from micropython import const
 
-from carkey.fob import signals
 from carkey.fob.button import STUCK, Button
 from carkey.fob.client import COMMANDS, Request
 from carkey.fob.state import FobState, FobStateError
@@ -211,6 +210,7 @@ class FobApp:
 
     async def _visit(self, visit, group_id, kept):
         # Never ends in an exception the loop would report as never retrieved.
+        from carkey.fob import signals  # noqa: F401 (press() shows the outcome: loaded now, beside the radio)
         from carkey.fob.device import UserDevice  # loads while the radio connects
         from carkey.hw.ble_central import VisitError
 
@@ -249,6 +249,8 @@ class FobApp:
 
     async def press(self, command_name, visit=None):
         # One press: the visit (started early, or now) told its command, then the LED. Returns a Press.
+        from carkey.fob import signals  # loaded by _visit beside the radio, or now with no car
+
         press = Press(command_name)
         start = time.ticks_ms()
         if visit is None:

@@ -131,7 +131,7 @@ def _forget(prefixes):
 
 def _import_app():
     # What a press loads: the application, its platform, the BLE central, the device, the envelope.
-    from carkey.fob import app, client, device  # noqa: F401
+    from carkey.fob import app, client, device, signals  # noqa: F401
     from carkey.hw import ble_central, fob_platform  # noqa: F401
 
     return app
@@ -147,7 +147,7 @@ def _import_wake():
 
 def _import_rest():
     # What FobApp._visit loads while the radio connects.
-    from carkey.fob import device  # noqa: F401
+    from carkey.fob import device, signals  # noqa: F401
 
 
 class _Pin:

@@ -29,7 +29,6 @@ import bluetooth
 
 from carkey.hw.ble_frame import FrameError, Reassembler, chunk_size, encode
 from carkey.hw.ble_ids import INDICATE_UUID, SERVICE_UUID, WRITE_UUID
-from carkey.protocol.errors import DropLink
 
 _IRQ_SCAN_RESULT = const(5)
 _IRQ_SCAN_DONE = const(6)
@@ -271,6 +270,8 @@ class FobLink:
 
     async def serve(self, device):
         # Answers the car's commands until CONTROL FLOW or a hang-up. Returns DONE.
+        from carkey.protocol.errors import DropLink  # the device has loaded it: not before the radio starts
+
         ms = self.deadlines["apdu_ms"]
         while True:
             try:
