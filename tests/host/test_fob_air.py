@@ -144,10 +144,12 @@ def test_car_out_of_range_is_car_not_found(world):
     assert len(leds) == 3  # three slow blinks
 
 
-def test_button_press_runs_the_whole_application(world):
+@pytest.mark.parametrize("hold_s, command", [(0.15, 2), (1.2, 1)])
+def test_button_press_runs_the_whole_application(world, hold_s, command):
     # The fob's main loop: the button (a file on the virtual board) goes down, the fob
-    # finds and connects to the car while the gesture is told apart, unlocks, glows,
-    # and goes to deep sleep woken by the button.
+    # connects to the car and the car runs the transaction up to its hello while the
+    # gesture is told apart (a tap: unlock; held past 800 ms: lock, the car waiting
+    # for the hello's answer meanwhile), glows, and goes to deep sleep woken by the button.
     import subprocess
 
     from carkey_host import paths
@@ -168,7 +170,7 @@ def test_button_press_runs_the_whole_application(world):
                                 stderr=subprocess.STDOUT, text=True)
         time.sleep(0.5)
         button.write_text("1")
-        time.sleep(0.15)
+        time.sleep(hold_s)
         button.write_text("0")
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
@@ -176,7 +178,7 @@ def test_button_press_runs_the_whole_application(world):
     leds = [(role, v) for _, role, v in world["fob"].led_timeline() if role == "led"]
     assert leds[:2] == [("led", 1), ("led", 0)], leds  # one glow: granted
     taps = [(r["kind"], r["command"], r["result"]) for r in world["car"].log() if r["transport"] == 2]
-    assert taps[-2:] == [(1, BATTERY, 3900 // 20), (1, 2, 0)]  # the battery, then a fast unlock
+    assert taps[-2:] == [(1, BATTERY, 3900 // 20), (1, command, 0)]  # the battery, then the fast command
 
 
 def test_car_lost_kpersistent_falls_back_to_standard(world):
