@@ -41,6 +41,10 @@ SETUP_ROUND_TRIPS_KNOWN = 3  # a known car's handles kept: MTU exchange, CCCD wr
 EVENTS_PER_APDU = 2  # a command indication, then the answer's write request (MTU 247: one chunk each)
 EVENTS_BEFORE_REQUEST = 5  # SELECT and AUTH0 (2 each), the hello's indication: all before the gesture is needed
 EVENTS_AFTER_GESTURE = 1  # the fob's answer to the hello (the request) as one write request
+# ble.active(True) on an ESP32 with MicroPython 1.12: "normally take around 200ms"
+# (micropython/micropython issue #5489). Not a C3, not a current release: shown beside
+# the estimate, not in it, until a board measures it.
+BLE_START_MS = 200
 RELAY_OPERATE_MS = 10  # Songle SRD-05VDC-SL-C datasheet: operate time 10 ms max
 DOUBLE_MS = 350  # carkey.fob.button default: a short press is known this long after release
 
@@ -98,12 +102,14 @@ def _est(rec):
     return round(rec["ratio_median"] * T_REF_160MHZ_MS, 1)
 
 
-def press_estimate(import_wake_ms, import_rest_ms, fob_crypto_ms, keygen_ms, car_crypto_ms):
+def press_estimate(import_board_ms, import_wake_ms, import_rest_ms, fob_crypto_ms, keygen_ms, car_crypto_ms):
     """Button to unlocked for a short press on a known car, part by part (docs/FOB.md).
 
-    The critical path: the wake and the imports the radio waits for; then two
-    things side by side: the gesture's double-press window (from the application's
-    start) and the radio side (the connection at the car's next advertising event
+    The critical path: the wake and the board config (main.py loads it before the
+    application); then two things side by side: the gesture's double-press window
+    (its timers count from when the application begins to load; the tap that woke
+    the fob was over before) and the serial work of starting the radio (the rest of
+    the imports it waits for, the connection at the car's next advertising event
     while the rest of the code loads, the setup round trips, SELECT, AUTH0 and the
     hello with the crypto of both ends); then the fob's request, the car's crypto
     and the relay. The car's crypto (its whole fast transaction) is counted on both
@@ -113,19 +119,24 @@ def press_estimate(import_wake_ms, import_rest_ms, fob_crypto_ms, keygen_ms, car
     connect = ADV_INTERVAL_MS / 2  # straight to the known address: its next advertising event
     setup = SETUP_ROUND_TRIPS_KNOWN * CONN_INTERVAL_MS
     before = EVENTS_BEFORE_REQUEST * CONN_INTERVAL_MS
-    radio_side = max(connect, import_rest_ms) + setup + before + fob_crypto_ms + car
+    app_imports = max(0.0, import_wake_ms - import_board_ms)
+    radio_side = app_imports + max(connect, import_rest_ms) + setup + before + fob_crypto_ms + car
     after = EVENTS_AFTER_GESTURE * CONN_INTERVAL_MS + car + RELAY_OPERATE_MS
-    total = WAKE_BOOT_MS + import_wake_ms + max(DOUBLE_MS, radio_side) + after
+
+    def total(side):
+        return WAKE_BOOT_MS + import_board_ms + max(DOUBLE_MS, side) + after
+
     # A car not visited since the fob lost power: scan, connect, discover, and the
     # ephemeral key made now (RTC memory lost with the power).
-    unknown_side = (max(ADV_INTERVAL_MS / 2 + ADV_INTERVAL_MS, import_rest_ms + keygen_ms)
+    unknown_side = (app_imports + max(ADV_INTERVAL_MS / 2 + ADV_INTERVAL_MS, import_rest_ms + keygen_ms)
                     + SETUP_ROUND_TRIPS * CONN_INTERVAL_MS + before + fob_crypto_ms + car)
-    unknown = WAKE_BOOT_MS + import_wake_ms + max(DOUBLE_MS, unknown_side) + after
+    est = total(radio_side)
     parts = {
         "wake_boot_ms": WAKE_BOOT_MS,
-        "import_before_radio_ms": import_wake_ms,
+        "board_config_ms": import_board_ms,
         "gesture_window_ms": DOUBLE_MS,
         "radio_side_ms (beside the gesture window)": round(radio_side, 1),
+        "  imports_before_radio_ms": round(app_imports, 1),
         "  connect_ms (known address)": connect,
         "  import_while_connecting_ms": import_rest_ms,
         "  setup_ms": setup,
@@ -137,12 +148,13 @@ def press_estimate(import_wake_ms, import_rest_ms, fob_crypto_ms, keygen_ms, car
         "actuator_ms": RELAY_OPERATE_MS,
     }
     return {
-        "est_ms": round(total, 1), "target_ms": PRESS_TARGET_MS, "within_target": total <= PRESS_TARGET_MS,
-        "breakdown": parts, "unknown_car_est_ms": round(unknown, 1),
-        "path": "wake + imports before the radio, then max(double-press window, radio side: connect while the "
-                "rest loads, setup, SELECT/AUTH0/hello, both ends' crypto), then the request, the car's crypto, "
-                "the relay",
-        "not_counted": "BLE stack start-up (ble.active) after wake: no figure here"
+        "est_ms": round(est, 1), "target_ms": PRESS_TARGET_MS, "within_target": est <= PRESS_TARGET_MS,
+        "breakdown": parts, "unknown_car_est_ms": round(total(unknown_side), 1),
+        "with_ble_start_est_ms": round(total(radio_side + BLE_START_MS), 1), "ble_start_ms": BLE_START_MS,
+        "path": "wake + board config, then max(double-press window, radio side: imports, connect while the rest "
+                "loads, setup, SELECT/AUTH0/hello, both ends' crypto), then the request, the car's crypto, the relay",
+        "not_counted": "BLE stack start-up (ble.active) after wake: with_ble_start_est_ms adds "
+                       f"{BLE_START_MS} ms (an ESP32 on MicroPython 1.12, micropython issue #5489)"
                        + ("" if car_crypto_ms is not None else "; the car's crypto (run the reader rows)"),
     }
 
@@ -153,7 +165,8 @@ def rows(results=None, runs=15, progress=print):
     make_fixture()
     progress(f"fob: transactions, keygen and imports at {HEAPSIZE} heap ({runs} runs each)...")
     timed = {}
-    names = ("fob_std_txn", "fob_fast_txn", "fob_keygen", "fob_import", "fob_import_wake", "fob_import_rest")
+    names = ("fob_std_txn", "fob_fast_txn", "fob_keygen", "fob_import", "fob_import_board", "fob_import_wake",
+             "fob_import_rest")
     for name in names:
         timed.update(run_ops([name], runs))  # one process each: no op inherits another's heap
     missing = [n for n in names if n not in timed]
@@ -179,7 +192,7 @@ def rows(results=None, runs=15, progress=print):
     if results and isinstance(results.get("reader_fast_txn"), dict):
         reader_fast = results["reader_fast_txn"].get("esp32_est_ms")
     out["fob_press_to_unlock_est_ms"] = press_estimate(
-        import_wake_ms=_est(timed["fob_import_wake"]), import_rest_ms=_est(timed["fob_import_rest"]),
+        import_board_ms=_est(timed["fob_import_board"]), import_wake_ms=_est(timed["fob_import_wake"]), import_rest_ms=_est(timed["fob_import_rest"]),
         fob_crypto_ms=out["fob_fast_txn"]["esp32c3_est_ms"], keygen_ms=_est(timed["fob_keygen"]),
         car_crypto_ms=reader_fast)
     out["fob_press_to_unlock_est_ms"]["import_all_ms"] = _est(timed["fob_import"])
@@ -200,7 +213,8 @@ def print_rows(fob):
     press = fob["fob_press_to_unlock_est_ms"]
     parts = ", ".join(f"{k} {v}" for k, v in press["breakdown"].items())
     print(f"fob_press_to_unlock_est_ms: {press['est_ms']:.0f} ms (target {press['target_ms']}: "
-          f"{'met' if press['within_target'] else 'MISSED'}; a car not known since a power cut: "
+          f"{'met' if press['within_target'] else 'MISSED'}; with the BLE stack's start "
+          f"{press['with_ble_start_est_ms']:.0f} ms; a car not known since a power cut: "
           f"{press['unknown_car_est_ms']:.0f} ms) = {parts}; not counted: {press['not_counted']}")
     return fob
 

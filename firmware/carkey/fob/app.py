@@ -14,14 +14,20 @@
 # carkey.hw.fob_platform on an ESP32 fob, boards/virtual_hw/fob_platform.py on
 # the virtual one.
 
-import asyncio
 import time
-from micropython import const
 
-from carkey.fob.button import STUCK, Button
-from carkey.fob.client import COMMANDS, Request
-from carkey.fob.state import FobState, FobStateError
-from carkey.hw.fob_platform import for_board, safe_boot  # noqa: F401 (main.py calls app.safe_boot, as on the car)
+# When the application began to load. A button that woke the fob was pressed, and a
+# tap already released, before this: the gesture's timers may count from here
+# rather than from after the imports (run() below), which shortens nothing the user did.
+_LOADED_MS = time.ticks_ms()
+
+import asyncio  # noqa: E402
+from micropython import const  # noqa: E402
+
+from carkey.fob.button import STUCK, Button  # noqa: E402
+from carkey.fob.client import COMMANDS, Request  # noqa: E402
+from carkey.fob.state import FobState, FobStateError  # noqa: E402
+from carkey.hw.fob_platform import for_board, safe_boot  # noqa: E402,F401 (main.py calls app.safe_boot, as on the car)
 
 STATE_DIR = "/state"
 DEFAULT_ACTIONS = {"short": "unlock", "long": "lock", "double": "trunk"}
@@ -293,12 +299,13 @@ class FobApp:
         await visit.task
         await self._keep_next_ephemeral(visit)
 
-    async def run(self, idle_sleep_ms=IDLE_SLEEP_MS, on_press=None):
+    async def run(self, idle_sleep_ms=IDLE_SLEEP_MS, on_press=None, started_ms=None):
         # The fob's life between two deep sleeps. Returns after asking for sleep
         # (on a board deep sleep never returns; the virtual board records it).
         self.ensure_credential()
         button = Button(getattr(self.desc, "BUTTON_TIMING", None), pressed_at_boot=self.button_pin.value(),
-                        woken_by_button=self.platform.woken_by_button(), now_ms=time.ticks_ms())
+                        woken_by_button=self.platform.woken_by_button(),
+                        now_ms=time.ticks_ms() if started_ms is None else started_ms)
         task = None
         visit = None  # a visit opened when the button went down, waiting for the gesture
         idle_since = time.ticks_ms()
@@ -369,4 +376,6 @@ def press_once(board, command_name, platform=None, state_dir=STATE_DIR):
 
 
 def run(board, platform=None, state_dir=STATE_DIR):
-    asyncio.run(FobApp(board, platform, state_dir).run())
+    # main.py calls this right after importing the application: the button's state
+    # at boot counts from when the application began to load.
+    asyncio.run(FobApp(board, platform, state_dir).run(started_ms=_LOADED_MS))

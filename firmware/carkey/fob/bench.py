@@ -11,6 +11,8 @@
 #   fob_import     importing the fob application and everything a press loads
 #   fob_import_wake  what loads before the radio starts (the app, its platform,
 #                  the BLE central, the board config)
+#   fob_import_board the board config alone (main.py loads it before the application,
+#                  whose loading starts the gesture's timers)
 #   fob_import_rest  what loads while the radio connects (the user device and the
 #                  crypto under it), after fob_import_wake's modules
 #   fob_app        the whole application on the board config --board names (a
@@ -206,6 +208,14 @@ def _op_fob_import_wake():
     return prepare, _import_wake
 
 
+def _op_fob_import_board():
+    def prepare():
+        _forget((_files["board"],))
+        gc.collect()
+
+    return prepare, lambda: __import__(_files["board"])
+
+
 def _op_fob_import_rest():
     _stub_bluetooth()
     _forget(("carkey", _files["board"]))
@@ -272,6 +282,7 @@ OPERATIONS = {
     "fob_import": _op_fob_import,
     "fob_import_wake": _op_fob_import_wake,
     "fob_import_rest": _op_fob_import_rest,
+    "fob_import_board": _op_fob_import_board,
     "fob_app": _op_fob_app,
     "ref_pidigits": _op_ref_pidigits,
     "baseline": _op_baseline,
@@ -325,7 +336,7 @@ def main(argv):
         if name not in OPERATIONS:
             print(json.dumps({"op": name, "error": "unknown operation"}))
             continue
-        if name in ("fob_app", "fob_import_wake", "fob_import_rest") and "board" not in _files:
+        if name in ("fob_app", "fob_import_wake", "fob_import_rest", "fob_import_board") and "board" not in _files:
             print(json.dumps({"op": name, "error": "needs --board=NAME (a board config module)"}))
             continue
         print(json.dumps(measure(name, runs)))
