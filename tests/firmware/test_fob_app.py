@@ -131,6 +131,26 @@ class TestLoop(unittest.TestCase):
         presses, _ = self.run_app([(0, 1), (60, 0)], woken=True)
         self.assertEqual([c for _, c in presses], ["unlock"])
 
+    def test_gesture_timers_count_from_when_the_application_loaded(self):
+        # A tap that woke the fob was over before the application loaded: its
+        # double-press window (150 ms here) counts from then, not from after the imports.
+        def first_press_ms(started_ago_ms):
+            platform = Platform([], woken=True)
+            app = fobapp.FobApp(Board, platform, self.dir)
+            seen = []
+
+            async def fake_press(command, visit=None):
+                seen.append(time.ticks_diff(time.ticks_ms(), platform.button.start))
+                return fobapp.Press(command)
+
+            app.press = fake_press
+            started = None if started_ago_ms is None else time.ticks_add(time.ticks_ms(), -started_ago_ms)
+            asyncio.run(app.run(idle_sleep_ms=200, started_ms=started))
+            return seen[0]
+
+        self.assertGreaterEqual(first_press_ms(None), 150)
+        self.assertLess(first_press_ms(120), 100)
+
     def test_stuck_button_sleeps_on_a_timer(self):
         presses, platform = self.run_app([(0, 1)])
         self.assertEqual(presses, [])  # held since a cold boot: never a command
