@@ -79,9 +79,11 @@ def _fresh_state(fx, kp=None):
     dir = _files["state"]
     for name in (fobstate.KEY_RECORD, fobstate.CARS_RECORD, fobstate.KP_RECORD, fobstate.COUNT_RECORD):
         storage.remove(dir, name)
+    # The records as provisioning leaves them (docs/FOB.md), written directly: a press
+    # never loads the provisioning code (carkey.fob.provision), so neither does this.
     storage.save(dir, fobstate.KEY_RECORD, b"CKFK\x01" + fx["cred_priv"] + fx["cred_pub"])
+    storage.save(dir, fobstate.CARS_RECORD, b"CKFC\x01\x01" + fx["group"] + fx["reader_pub"])
     st = fobstate.FobState(dir)
-    st.trust(fx["group"], fx["reader_pub"])
     if kp is not None:
         st.set_kpersistent(fx["rid"], kp)
     return st
