@@ -134,6 +134,22 @@ def test_known_car_connected_without_a_scan_and_a_stale_address_scanned_for(worl
     assert (after["granted"], after["direct"]) == (True, True)
 
 
+def test_kept_handles_that_are_wrong_are_found_again(world):
+    # Kept handles the car's table no longer has (a new car firmware): the car refuses
+    # the subscription there, the fob discovers its handles on the same connection,
+    # the press is granted and the right handles are kept again.
+    rtcmem = world["fob"].state_dir / "rtcmem"
+    with running_car(world):
+        assert first_press(world)["granted"]
+        right = rtcmem.read_bytes()[28:32]
+        kept = bytearray(rtcmem.read_bytes())
+        kept[28:32] = bytes.fromhex("00020004")  # inside the GAP service, not carkey's
+        rtcmem.write_bytes(bytes(kept))
+        presses = [press(world), press(world)]
+    assert [(p["granted"], p["direct"]) for p in presses] == [(True, True), (True, True)]
+    assert rtcmem.read_bytes()[28:32] == right
+
+
 def test_car_out_of_range_is_car_not_found(world):
     start = time.monotonic()
     r = press(world)

@@ -127,7 +127,7 @@ class _Kept:
     def car(self, group_id):
         # (addr type, addr, write handle, indicate handle) of this group's car, or None.
         r = self._raw
-        if r[5:21] != group_id or not (r[27] | r[28] | r[29] | r[30]):
+        if r[5:21] != group_id or not (r[28] | r[29] | r[30] | r[31]):
             return None
         return r[21], bytes(r[22:28]), (r[28] << 8) | r[29], (r[30] << 8) | r[31]
 
@@ -239,6 +239,10 @@ class FobApp:
         finally:
             visit.txn = device.txn
             await link.close(device)
+        if visit.outcome != "done" and visit.outcome != "dropped":
+            # Reached but not served (kept handles the car took but did not act on, a lost
+            # link): the next visit scans and discovers rather than repeat it.
+            kept.set_car(group_id, None)
 
     @staticmethod
     async def _keep_next_ephemeral(visit):
