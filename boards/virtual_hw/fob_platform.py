@@ -10,6 +10,8 @@
 #   battery_mv   the cell voltage the ADC would read (default 3900)
 #   asleep       written by deep sleep ({"button": gpio} or {"timer_ms": ms}); the next
 #                start reads and removes it: that start was a wake from deep sleep
+#   rtcmem       what the fob keeps in RTC memory between presses (its last car's
+#                address and handles, the next ephemeral key): carkey.fob.app._Kept
 # The radio is the virtual air as a central (CARKEY_AIR says where).
 
 import json
@@ -86,6 +88,18 @@ class VirtualFobPlatform:
                 return int(f.read().strip())
         except (OSError, ValueError):
             return _DEFAULT_BATTERY_MV
+
+    def retained(self):
+        # The RTC memory of a board: a file here ("rtcmem"), kept between presses.
+        try:
+            with open(self._file("rtcmem"), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def retain(self, data):
+        with open(self._file("rtcmem"), "wb") as f:
+            f.write(data)
 
     def deep_sleep(self, button_gpio, active_low, timer_ms=None):
         self.sleep_request = {"timer_ms": timer_ms} if timer_ms is not None else {"button": button_gpio}

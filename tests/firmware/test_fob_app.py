@@ -131,10 +131,91 @@ class TestLoop(unittest.TestCase):
         presses, _ = self.run_app([(0, 1), (60, 0)], woken=True)
         self.assertEqual([c for _, c in presses], ["unlock"])
 
+    def test_gesture_timers_count_from_when_the_application_loaded(self):
+        # A tap that woke the fob was over before the application loaded: its
+        # double-press window (150 ms here) counts from then, not from after the imports.
+        def first_press_ms(started_ago_ms):
+            platform = Platform([], woken=True)
+            app = fobapp.FobApp(Board, platform, self.dir)
+            seen = []
+
+            async def fake_press(command, visit=None):
+                seen.append(time.ticks_diff(time.ticks_ms(), platform.button.start))
+                return fobapp.Press(command)
+
+            app.press = fake_press
+            started = None if started_ago_ms is None else time.ticks_add(time.ticks_ms(), -started_ago_ms)
+            asyncio.run(app.run(idle_sleep_ms=200, started_ms=started))
+            return seen[0]
+
+        self.assertGreaterEqual(first_press_ms(None), 150)
+        self.assertLess(first_press_ms(120), 100)
+
     def test_stuck_button_sleeps_on_a_timer(self):
         presses, platform = self.run_app([(0, 1)])
         self.assertEqual(presses, [])  # held since a cold boot: never a command
         self.assertEqual(platform.slept, (3, fobapp.STUCK_SLEEP_MS))
+
+    def test_pins_in_their_logical_sense(self):
+        # An active-low button reads 1 when pulled to ground; an active-low LED is driven low to light.
+        made = {}
+
+        class Raw(_Pin):
+            pass
+
+        class Wired(Platform):
+            def pin_factory(self):
+                def make(role, gpio, mode, pull, idle):
+                    made[role] = (gpio, mode, pull, idle)
+                    pin = Raw()
+                    pin.level = idle
+                    return pin
+
+                return make
+
+        board = type("B", (Board,), {"OUTPUTS": {"led": (4, True)}, "INPUTS": {"button": (3, True, "up")}})
+        app = fobapp.FobApp(board, Wired([]), self.dir)
+        self.assertEqual(made, {"led": (4, "out", None, 1), "button": (3, "in", "up", 1)})
+        self.assertIsNone(app.buzzer)
+        self.assertEqual(app.button_pin.value(), 0)  # idle: high through the pull-up
+        app.button_pin._pin.level = 0
+        self.assertEqual(app.button_pin.value(), 1)
+        app.led.value(1)
+        self.assertEqual((app.led.value(), app.led._pin.level), (1, 0))
+        with self.assertRaises(ValueError):
+            fobapp.FobApp(type("B", (Board,), {"INPUTS": {}}), Wired([]), self.dir)
+
+    def test_kept_between_presses_in_retained_memory(self):
+        # The car's address and handles, and the next ephemeral key, in RTC memory:
+        # the key is erased from it before it can be used, so it is never used twice.
+        class Rtc:
+            data = None
+
+            def retained(self):
+                return self.data
+
+            def retain(self, data):
+                self.data = bytes(data)
+
+        rtc = Rtc()
+        kept = fobapp._Kept(rtc)
+        gid = b"\x11" * 16
+        self.assertIsNone(kept.car(gid))
+        self.assertIsNone(kept.take_ephemeral())
+        kept.set_car(gid, (1, b"\xc1\x02\x03\x04\x05\x06", 0x0102, 0x0304))
+        pair = (b"\x07" * 32, b"\x04" + b"\x08" * 64)
+        kept.keep_ephemeral(pair)
+        again = fobapp._Kept(rtc)  # after a deep sleep
+        self.assertEqual(again.car(gid), (1, b"\xc1\x02\x03\x04\x05\x06", 0x0102, 0x0304))
+        self.assertIsNone(again.car(b"\x22" * 16))
+        self.assertEqual(again.take_ephemeral(), pair)
+        self.assertNotIn(pair[0], rtc.data)  # gone from RTC memory before use
+        self.assertIsNone(fobapp._Kept(rtc).take_ephemeral())
+        again.set_car(gid, None)
+        self.assertIsNone(fobapp._Kept(rtc).car(gid))
+        rtc.data = b"\xff" * 130  # RTC memory after power-on: whatever it holds
+        self.assertIsNone(fobapp._Kept(rtc).car(b"\xff" * 16))
+        self.assertIsNone(fobapp._Kept(rtc).take_ephemeral())
 
     def test_credential_made_on_first_start(self):
         app = fobapp.FobApp(Board, Platform([]), self.dir)

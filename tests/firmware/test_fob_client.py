@@ -6,12 +6,17 @@
 import unittest
 
 from carkey.ecu import envelope
-from carkey.fob.client import NO_RESULT, Request
+from carkey.ecu import codes
+from carkey.fob.client import COMMANDS, NO_RESULT, Request
 
 HELLO = bytes(envelope.hello(b"\x01\x00\x00"))
 
 
 class TestFobEnvelope(unittest.TestCase):
+    def test_command_ids_are_the_cars(self):
+        # The fob spells its three commands out rather than load the car's codes.
+        self.assertEqual(COMMANDS, {"lock": codes.CMD_LOCK, "unlock": codes.CMD_UNLOCK, "trunk": codes.CMD_TRUNK})
+
     def test_request_after_hello_only(self):
         req = Request(0x02)
         self.assertEqual(req.on_exchange(b"\x97\x02\x01\x01"), b"")  # no carkey hello: ask for nothing
@@ -20,6 +25,27 @@ class TestFobEnvelope(unittest.TestCase):
         self.assertEqual((parsed.carkey, parsed.command, parsed.argument, parsed.battery_mv), (True, 0x02, b"", None))
         self.assertEqual(req.car_state, b"\x01\x00\x00")
         self.assertEqual(req.on_exchange(HELLO), b"")  # one request per press
+
+    def test_hello_before_the_gesture_waits_for_the_command(self):
+        # The visit starts before the gesture is known: the answer to the hello waits.
+        import asyncio
+
+        from carkey.protocol.errors import DropLink
+
+        async def run(then):
+            req = Request(battery_mv=3900)
+            pending = req.on_exchange(HELLO)
+            self.assertFalse(isinstance(pending, (bytes, bytearray)))
+            task = asyncio.create_task(pending)
+            await asyncio.sleep_ms(20)
+            self.assertFalse(task.done())  # still no gesture
+            then(req)
+            return await task
+
+        out = asyncio.run(run(lambda req: req.set_command(0x04)))
+        self.assertEqual(envelope.parse(out).command, 0x04)
+        with self.assertRaises(DropLink):  # no gesture after all: the fob hangs up
+            asyncio.run(run(lambda req: req.cancel()))
 
     def test_battery_rides_before_the_request(self):
         out = Request(0x01, battery_mv=3912).on_exchange(HELLO)

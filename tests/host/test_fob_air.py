@@ -115,6 +115,41 @@ def test_fob_lost_kpersistent_falls_back_to_standard(world):
     assert kinds == [0, 1, 2, 1]  # the car saw a fast request fall back to AUTH1
 
 
+def test_known_car_connected_without_a_scan_and_a_stale_address_scanned_for(world):
+    # After a visit the fob keeps the car's address and handles in RTC memory (the
+    # virtual board's rtcmem file) and connects straight to it; an address that no
+    # longer answers costs one direct attempt, then the fob scans and learns it again.
+    rtcmem = world["fob"].state_dir / "rtcmem"
+    with running_car(world):
+        first = first_press(world)
+        second = press(world)
+        kept = bytearray(rtcmem.read_bytes())
+        kept[22:28] = bytes.fromhex("c0ffee000001")  # the car moved to another address
+        rtcmem.write_bytes(bytes(kept))
+        moved = press(world)
+        after = press(world)
+    assert (first["granted"], first["direct"]) == (True, False)
+    assert (second["granted"], second["kind"], second["direct"]) == (True, "fast", True)
+    assert (moved["granted"], moved["direct"]) == (True, False)
+    assert (after["granted"], after["direct"]) == (True, True)
+
+
+def test_kept_handles_that_are_wrong_are_found_again(world):
+    # Kept handles the car's table no longer has (a new car firmware): the car refuses
+    # the subscription there, the fob discovers its handles on the same connection,
+    # the press is granted and the right handles are kept again.
+    rtcmem = world["fob"].state_dir / "rtcmem"
+    with running_car(world):
+        assert first_press(world)["granted"]
+        right = rtcmem.read_bytes()[28:32]
+        kept = bytearray(rtcmem.read_bytes())
+        kept[28:32] = bytes.fromhex("00020004")  # inside the GAP service, not carkey's
+        rtcmem.write_bytes(bytes(kept))
+        presses = [press(world), press(world)]
+    assert [(p["granted"], p["direct"]) for p in presses] == [(True, True), (True, True)]
+    assert rtcmem.read_bytes()[28:32] == right
+
+
 def test_car_out_of_range_is_car_not_found(world):
     start = time.monotonic()
     r = press(world)
@@ -125,10 +160,12 @@ def test_car_out_of_range_is_car_not_found(world):
     assert len(leds) == 3  # three slow blinks
 
 
-def test_button_press_runs_the_whole_application(world):
+@pytest.mark.parametrize("hold_s, command", [(0.15, 2), (1.2, 1)])
+def test_button_press_runs_the_whole_application(world, hold_s, command):
     # The fob's main loop: the button (a file on the virtual board) goes down, the fob
-    # finds and connects to the car while the gesture is told apart, unlocks, glows,
-    # and goes to deep sleep woken by the button.
+    # connects to the car and the car runs the transaction up to its hello while the
+    # gesture is told apart (a tap: unlock; held past 800 ms: lock, the car waiting
+    # for the hello's answer meanwhile), glows, and goes to deep sleep woken by the button.
     import subprocess
 
     from carkey_host import paths
@@ -149,7 +186,7 @@ def test_button_press_runs_the_whole_application(world):
                                 stderr=subprocess.STDOUT, text=True)
         time.sleep(0.5)
         button.write_text("1")
-        time.sleep(0.15)
+        time.sleep(hold_s)
         button.write_text("0")
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
@@ -157,7 +194,7 @@ def test_button_press_runs_the_whole_application(world):
     leds = [(role, v) for _, role, v in world["fob"].led_timeline() if role == "led"]
     assert leds[:2] == [("led", 1), ("led", 0)], leds  # one glow: granted
     taps = [(r["kind"], r["command"], r["result"]) for r in world["car"].log() if r["transport"] == 2]
-    assert taps[-2:] == [(1, BATTERY, 3900 // 20), (1, 2, 0)]  # the battery, then a fast unlock
+    assert taps[-2:] == [(1, BATTERY, 3900 // 20), (1, command, 0)]  # the battery, then the fast command
 
 
 def test_car_lost_kpersistent_falls_back_to_standard(world):

@@ -160,8 +160,10 @@ def test_web_drive_minutes_are_the_firmwares():
 
 
 def test_the_fobs_button_commands_carry_the_hosts_names():
-    """firmware/carkey/fob/app.py names the commands a button may send; the names are the host's."""
-    tree = ast.parse((ROOT / "firmware" / "carkey" / "fob" / "app.py").read_text())
+    """firmware/carkey/fob/client.py spells out the commands a button may send (a fob does not
+    load the car's codes.py); their names and numbers are the host's, which are codes.py's."""
+    tree = ast.parse((ROOT / "firmware" / "carkey" / "fob" / "client.py").read_text())
     table = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "COMMANDS")
-    fob = {k.value: getattr(codes, v.attr) for k, v in zip(table.keys, table.values)}
+    fob = {k.value: v.value for k, v in zip(table.keys, table.values)}
     assert fob and all(envelope.COMMANDS[name] == number for name, number in fob.items())
+    assert fob == {"lock": codes.CMD_LOCK, "unlock": codes.CMD_UNLOCK, "trunk": codes.CMD_TRUNK}

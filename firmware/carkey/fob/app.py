@@ -14,18 +14,22 @@
 # carkey.hw.fob_platform on an ESP32 fob, boards/virtual_hw/fob_platform.py on
 # the virtual one.
 
-import asyncio
 import time
 
-from carkey.ecu import codes
-from carkey.fob import signals
-from carkey.fob.button import STUCK, Button
-from carkey.fob.state import FobState, FobStateError
-from carkey.hw.fob_platform import for_board, safe_boot  # noqa: F401 (main.py calls app.safe_boot, as on the car)
-from carkey.hw.pins import Board
+# When the application began to load. A button that woke the fob was pressed, and a
+# tap already released, before this: the gesture's timers may count from here
+# rather than from after the imports (run() below), which shortens nothing the user did.
+_LOADED_MS = time.ticks_ms()
+
+import asyncio  # noqa: E402
+from micropython import const  # noqa: E402
+
+from carkey.fob.button import STUCK, Button  # noqa: E402
+from carkey.fob.client import COMMANDS, Request  # noqa: E402
+from carkey.fob.state import FobState, FobStateError  # noqa: E402
+from carkey.hw.fob_platform import for_board, safe_boot  # noqa: E402,F401 (main.py calls app.safe_boot, as on the car)
 
 STATE_DIR = "/state"
-COMMANDS = {"unlock": codes.CMD_UNLOCK, "lock": codes.CMD_LOCK, "trunk": codes.CMD_TRUNK}
 DEFAULT_ACTIONS = {"short": "unlock", "long": "lock", "double": "trunk"}
 IDLE_SLEEP_MS = 3000
 STUCK_SLEEP_MS = 60000  # with the button held, a timer wakes the fob instead
@@ -43,21 +47,129 @@ class Press:
         self.result = None  # the car's result code for the command
         self.signal = None
         self.battery_mv = None
+        self.direct = False  # connected straight to the car's known address (no scan)
         self.ms = 0
 
     def to_dict(self):
         return {"command": self.command, "outcome": self.outcome, "kind": self.kind, "granted": self.granted,
-                "result": self.result, "signal": self.signal, "battery_mv": self.battery_mv, "ms": self.ms}
+                "result": self.result, "signal": self.signal, "battery_mv": self.battery_mv, "direct": self.direct,
+                "ms": self.ms}
+
+
+class _Pin:
+    # A pin in its logical sense (1 = active, whatever the wiring), as
+    # carkey.hw.pins.Output/Input give the car: the fob's three pins do not need
+    # that module. An output's level is cached, not read back from the pad.
+    def __init__(self, pin, active_low, output):
+        self._pin = pin
+        self._invert = 1 if active_low else 0
+        self._level = 0 if output else None  # None: an input, always read
+
+    def value(self, v=None):
+        if v is None:
+            if self._level is None:
+                return self._pin.value() ^ self._invert
+            return self._level
+        self._level = 1 if v else 0
+        self._pin.value(self._level ^ self._invert)
+
+
+def _pin(make, desc, kind, role):
+    # The role's pin from the board description (OUTPUTS or INPUTS), through the platform's factory.
+    specs = getattr(desc, kind, None) or {}
+    spec = specs.get(role)
+    if spec is None:
+        if role == "buzzer":
+            return None
+        raise ValueError("board description has no %s %s" % (kind[:-1].lower(), role))
+    gpio, active_low = spec[0], spec[1]
+    if kind == "OUTPUTS":
+        return _Pin(make(role, gpio, "out", None, 1 if active_low else 0), active_low, True)
+    return _Pin(make(role, gpio, "in", spec[2], 1 if active_low else 0), active_low, False)
+
+
+_KEPT_LEN = const(130)  # 5 + 16 + 1 + 6 + 2 + 2 + 1 + 32 + 65
+
+
+class _Visit:
+    # One visit under way: its link, the request the gesture completes, and what it came to.
+    def __init__(self, link, request):
+        self.link = link
+        self.request = request
+        self.device = None
+        self.kept = None
+        self.task = None
+        self.outcome = None  # carkey.hw.ble_central outcome: done, car-not-found, ...
+        self.txn = None
+
+
+class _Kept:
+    """What the fob keeps between presses in memory that survives deep sleep but not
+    a power cut (the platform's retained(): RTC memory on an ESP32), never on flash:
+      CKRT | format | group id 16 | addr type 1 | addr 6 | write handle 2 | indicate handle 2
+           | has key 1 | ephemeral private 32 | ephemeral public 65
+    The car's address and handles let the next visit connect straight away; the
+    ephemeral key pair, made after a press, is the next press's. It is used at
+    most once: take_ephemeral() erases it before the visit can use it (docs/FOB.md)."""
+
+    def __init__(self, platform):
+        self._platform = platform
+        raw = platform.retained()
+        if raw is not None and len(raw) == _KEPT_LEN and raw[:5] == b"CKRT\x01":
+            self._raw = bytearray(raw)
+        else:
+            self._raw = bytearray(_KEPT_LEN)
+            self._raw[:5] = b"CKRT\x01"
+
+    def _save(self):
+        self._platform.retain(self._raw)
+
+    def car(self, group_id):
+        # (addr type, addr, write handle, indicate handle) of this group's car, or None.
+        r = self._raw
+        if r[5:21] != group_id or not (r[28] | r[29] | r[30] | r[31]):
+            return None
+        return r[21], bytes(r[22:28]), (r[28] << 8) | r[29], (r[30] << 8) | r[31]
+
+    def set_car(self, group_id, learned):
+        r = self._raw
+        old = bytes(r[5:32])
+        if learned is None:
+            r[5:32] = bytes(27)
+        else:
+            addr_type, addr, wh, ih = learned
+            r[5:21] = group_id
+            r[21] = addr_type
+            r[22:28] = addr
+            r[28:32] = bytes((wh >> 8, wh & 0xFF, ih >> 8, ih & 0xFF))
+        if bytes(r[5:32]) != old:
+            self._save()
+
+    def take_ephemeral(self):
+        r = self._raw
+        if not r[32]:
+            return None
+        pair = bytes(r[33:65]), bytes(r[65:130])
+        r[32:130] = bytes(98)
+        self._save()  # erased before it can be used: never twice, whatever happens next
+        return pair
+
+    def keep_ephemeral(self, pair):
+        r = self._raw
+        r[32] = 1
+        r[33:65] = pair[0]
+        r[65:130] = pair[1]
+        self._save()
 
 
 class FobApp:
     def __init__(self, board, platform=None, state_dir=STATE_DIR):
         self.desc = board
         self.platform = for_board(board) if platform is None else platform
-        self.board = Board(board, self.platform.pin_factory())
-        self.led = self.board.outputs["led"]
-        self.buzzer = self.board.outputs.get("buzzer")
-        self.button_pin = self.board.inputs["button"]
+        make = self.platform.pin_factory()
+        self.led = _pin(make, board, "OUTPUTS", "led")
+        self.buzzer = _pin(make, board, "OUTPUTS", "buzzer")
+        self.button_pin = _pin(make, board, "INPUTS", "button")
         actions = dict(DEFAULT_ACTIONS)
         actions.update(getattr(board, "BUTTON_ACTIONS", None) or {})
         for gesture, name in actions.items():
@@ -83,61 +195,91 @@ class FobApp:
         return self.state.public_key()
 
     def start_visit(self):
-        # Finds and connects to the car (carkey.hw.ble_central.FobLink.open) before
-        # the gesture is known: (link, device, task), or None with no car to visit.
+        # Starts the visit to the car the moment the button goes down, before the
+        # gesture is known: a Visit, or None with no car to visit. The radio starts
+        # first (a known car is connected to straight away, carkey.hw.ble_central);
+        # the protocol code loads while it works; the car runs the transaction up
+        # to its hello, whose answer waits for press() to say the command.
         cars = self.state.cars()
         if not cars:
             return None
         from carkey.hw.ble_central import FobLink
-        from carkey.fob.device import UserDevice
         from carkey.hw.ble_ids import device_name
 
-        device = UserDevice(self.state)
+        group_id = cars[0][0]
+        kept = _Kept(self.platform)
         link = FobLink(self.radio(), self.deadlines)
-        return link, device, asyncio.create_task(self._open(link, device, device_name(cars[0][0])))
+        link.begin(device_name(group_id), kept.car(group_id))
+        visit = _Visit(link, Request(battery_mv=self.platform.battery_mv(self.battery), share=self.state.share(group_id)))
+        visit.task = asyncio.create_task(self._visit(visit, group_id, kept))
+        return visit
 
-    @staticmethod
-    async def _open(link, device, name):
-        # The task never ends in an exception the loop would report as never retrieved.
+    async def _visit(self, visit, group_id, kept):
+        # Never ends in an exception the loop would report as never retrieved.
+        from carkey.fob import signals  # noqa: F401 (press() shows the outcome: loaded now, beside the radio)
+        from carkey.fob.device import UserDevice  # loads while the radio connects
         from carkey.hw.ble_central import VisitError
 
+        link = visit.link
+        visit.kept = kept
+        device = UserDevice(self.state, on_exchange=visit.request.on_exchange, spare=kept.take_ephemeral())
+        visit.device = device
         try:
-            await link.open(device, name)
-            return None
+            try:
+                await link.open(device)
+            except VisitError:
+                kept.set_car(group_id, None)  # not reached: the next visit scans
+                raise
+            kept.set_car(group_id, link.learned())
+            if visit.request.cancelled:
+                raise VisitError("dropped", "no gesture")
+            visit.outcome = await link.run(device)
         except VisitError as e:
-            return e
+            visit.outcome = e.outcome
+        finally:
+            visit.txn = device.txn
+            await link.close(device)
+        if visit.outcome != "done" and visit.outcome != "dropped":
+            # Reached but not served (kept handles the car took but did not act on, a lost
+            # link): the next visit scans and discovers rather than repeat it.
+            kept.set_car(group_id, None)
+
+    @staticmethod
+    async def _keep_next_ephemeral(visit):
+        # The next press's ephemeral key pair, made after this one's visit rather
+        # than on the next one's critical path: the one made ahead and never sent,
+        # or a new one.
+        pair = visit.device.take_spare() if visit.device is not None else None
+        if pair is None:
+            from carkey.crypto import p256
+            from carkey.steps import run_steps
+
+            pair = await run_steps(p256.keypair_steps())
+        visit.kept.keep_ephemeral(pair)
 
     async def press(self, command_name, visit=None):
-        # One press: the visit (started early, or now), then the LED. Returns a Press.
-        from carkey.hw.ble_central import DONE, VisitError
-        from carkey.fob.client import Request
+        # One press: the visit (started early, or now) told its command, then the LED. Returns a Press.
+        from carkey.fob import signals  # loaded by _visit beside the radio, or now with no car
 
         press = Press(command_name)
         start = time.ticks_ms()
-        press.battery_mv = self.platform.battery_mv(self.battery)
         if visit is None:
             visit = self.start_visit()
         if visit is None:
+            press.battery_mv = self.platform.battery_mv(self.battery)
             press.outcome = "no-car"
             press.signal = signals.REFUSED
         else:
-            link, device, opening = visit
-            group_id = self.state.cars()[0][0]
-            req = Request(COMMANDS[command_name], battery_mv=press.battery_mv, share=self.state.share(group_id))
-            device.on_exchange = req.on_exchange
-            try:
-                err = await opening
-                if err is not None:
-                    raise err
-                press.outcome = await link.run(device)
-            except VisitError as e:
-                press.outcome = e.outcome
-            finally:
-                txn = device.txn
-                await link.close(device)
+            req = visit.request
+            req.set_command(COMMANDS[command_name])
+            press.battery_mv = req.battery_mv
+            await visit.task
+            press.outcome = visit.outcome
+            press.direct = visit.link.direct
+            txn = visit.txn
             if txn is not None:
                 press.kind = txn.kind
-                press.granted = press.outcome == DONE and txn.control_flow is not None and txn.control_flow[0] == 1
+                press.granted = press.outcome == "done" and txn.control_flow is not None and txn.control_flow[0] == 1
             press.result = req.result if req.result >= 0 else None
             if press.outcome == "car-not-found" or press.outcome == "connect-failed":
                 press.signal = signals.CAR_NOT_FOUND
@@ -149,21 +291,25 @@ class FobApp:
                 self.state.drop_share()  # enrolled now: the car keeps the key
         press.ms = time.ticks_diff(time.ticks_ms(), start)
         low = press.battery_mv is not None and press.battery_mv < self.battery.get("low_mv", 0)
-        await signals.show(press.signal, self.led, self.buzzer, low)
+        making = asyncio.create_task(self._keep_next_ephemeral(visit)) if visit is not None else None
+        await signals.show(press.signal, self.led, self.buzzer, low)  # while the next key is made
+        if making is not None:
+            await making
         return press
 
-    @staticmethod
-    async def _drop(visit):
-        link, device, opening = visit
-        await opening
-        await link.close(device)
+    async def _drop(self, visit):
+        # The button went down but made no gesture (or got stuck): ask for nothing.
+        visit.request.cancel()
+        await visit.task
+        await self._keep_next_ephemeral(visit)
 
-    async def run(self, idle_sleep_ms=IDLE_SLEEP_MS, on_press=None):
+    async def run(self, idle_sleep_ms=IDLE_SLEEP_MS, on_press=None, started_ms=None):
         # The fob's life between two deep sleeps. Returns after asking for sleep
         # (on a board deep sleep never returns; the virtual board records it).
         self.ensure_credential()
         button = Button(getattr(self.desc, "BUTTON_TIMING", None), pressed_at_boot=self.button_pin.value(),
-                        woken_by_button=self.platform.woken_by_button(), now_ms=time.ticks_ms())
+                        woken_by_button=self.platform.woken_by_button(),
+                        now_ms=time.ticks_ms() if started_ms is None else started_ms)
         task = None
         visit = None  # a visit opened when the button went down, waiting for the gesture
         idle_since = time.ticks_ms()
@@ -234,4 +380,6 @@ def press_once(board, command_name, platform=None, state_dir=STATE_DIR):
 
 
 def run(board, platform=None, state_dir=STATE_DIR):
-    asyncio.run(FobApp(board, platform, state_dir).run())
+    # main.py calls this right after importing the application: the button's state
+    # at boot counts from when the application began to load.
+    asyncio.run(FobApp(board, platform, state_dir).run(started_ms=_LOADED_MS))

@@ -9,6 +9,12 @@
 #   fob_fast_txn   the same for a fast one (cryptogram from Kpersistent, no AUTH1)
 #   fob_keygen     the ephemeral key pair, made while the radio scans and connects
 #   fob_import     importing the fob application and everything a press loads
+#   fob_import_wake  what loads before the radio starts (the app, its platform,
+#                  the BLE central, the board config)
+#   fob_import_board the board config alone (main.py loads it before the application,
+#                  whose loading starts the gesture's timers)
+#   fob_import_rest  what loads while the radio connects (the user device and the
+#                  crypto under it), after fob_import_wake's modules
 #   fob_app        the whole application on the board config --board names (a
 #                  module on the path: esp32_c3_fob for `make bench`), one
 #                  standard and one fast press worth of work: the peak heap row
@@ -73,9 +79,11 @@ def _fresh_state(fx, kp=None):
     dir = _files["state"]
     for name in (fobstate.KEY_RECORD, fobstate.CARS_RECORD, fobstate.KP_RECORD, fobstate.COUNT_RECORD):
         storage.remove(dir, name)
+    # The records as provisioning leaves them (docs/FOB.md), written directly: a press
+    # never loads the provisioning code (carkey.fob.provision), so neither does this.
     storage.save(dir, fobstate.KEY_RECORD, b"CKFK\x01" + fx["cred_priv"] + fx["cred_pub"])
+    storage.save(dir, fobstate.CARS_RECORD, b"CKFC\x01\x01" + fx["group"] + fx["reader_pub"])
     st = fobstate.FobState(dir)
-    st.trust(fx["group"], fx["reader_pub"])
     if kp is not None:
         st.set_kpersistent(fx["rid"], kp)
     return st
@@ -127,10 +135,23 @@ def _forget(prefixes):
 
 def _import_app():
     # What a press loads: the application, its platform, the BLE central, the device, the envelope.
-    from carkey.fob import app, client, device  # noqa: F401
+    from carkey.fob import app, client, device, signals  # noqa: F401
     from carkey.hw import ble_central, fob_platform  # noqa: F401
 
     return app
+
+
+def _import_wake():
+    # What carkey.fob.app has loaded when it starts the radio (start_visit).
+    from carkey.fob import app  # noqa: F401
+    from carkey.hw import ble_central, ble_ids, fob_platform  # noqa: F401
+
+    __import__(_files["board"])
+
+
+def _import_rest():
+    # What FobApp._visit loads while the radio connects.
+    from carkey.fob import device, signals  # noqa: F401
 
 
 class _Pin:
@@ -179,6 +200,42 @@ def _op_fob_import():
     return prepare, _import_app
 
 
+def _op_fob_import_wake():
+    _stub_bluetooth()
+
+    def prepare():
+        _forget(("carkey", _files["board"]))
+        gc.collect()
+
+    return prepare, _import_wake
+
+
+def _op_fob_import_board():
+    def prepare():
+        _forget((_files["board"],))
+        gc.collect()
+
+    return prepare, lambda: __import__(_files["board"])
+
+
+def _op_fob_import_rest():
+    _stub_bluetooth()
+    _forget(("carkey", _files["board"]))
+    _import_wake()
+    wake = set(sys.modules)
+
+    def prepare():
+        for name in list(sys.modules):  # the rest only: the wake's modules stay, as on the fob
+            if name not in wake:
+                del sys.modules[name]
+                package, _, leaf = name.rpartition(".")
+                if package in sys.modules and hasattr(sys.modules[package], leaf):
+                    delattr(sys.modules[package], leaf)  # else `from package import leaf` finds it there
+        gc.collect()
+
+    return prepare, _import_rest
+
+
 def _op_fob_app():
     # The whole application with the board config --board names: its objects, the
     # BLE central's buffers, a standard then a fast press worth of protocol work,
@@ -225,6 +282,9 @@ OPERATIONS = {
     "fob_fast_txn": _op_fob_fast_txn,
     "fob_keygen": _op_fob_keygen,
     "fob_import": _op_fob_import,
+    "fob_import_wake": _op_fob_import_wake,
+    "fob_import_rest": _op_fob_import_rest,
+    "fob_import_board": _op_fob_import_board,
     "fob_app": _op_fob_app,
     "ref_pidigits": _op_ref_pidigits,
     "baseline": _op_baseline,
@@ -278,7 +338,7 @@ def main(argv):
         if name not in OPERATIONS:
             print(json.dumps({"op": name, "error": "unknown operation"}))
             continue
-        if name == "fob_app" and "board" not in _files:
+        if name in ("fob_app", "fob_import_wake", "fob_import_rest", "fob_import_board") and "board" not in _files:
             print(json.dumps({"op": name, "error": "needs --board=NAME (a board config module)"}))
             continue
         print(json.dumps(measure(name, runs)))

@@ -12,7 +12,8 @@
 
 from micropython import const
 
-from carkey.protocol import tlv
+# carkey.protocol.tlv is loaded at the first EXCHANGE, not with the application:
+# the fob starts its radio first (the user device loads it meanwhile anyway).
 
 # Envelope tags (docs/PROTOCOL.md §4): the device side of what carkey.ecu.envelope reads.
 _ENVELOPE = const(0xE1)
@@ -24,19 +25,40 @@ _RESULT = const(0xC4)
 _DOCUMENT_RESULT = const(0xC6)
 _BATTERY = const(0xC7)  # [millivolts, 2 bytes big-endian]
 
+# The commands a fob sends (docs/PROTOCOL.md §4.1, carkey.ecu.codes on the car's
+# side: a test holds the two equal). Spelled out here so a fob does not load the
+# car's table of codes for three numbers.
+COMMANDS = {"lock": 0x01, "unlock": 0x02, "trunk": 0x04}
+
 NO_RESULT = const(-1)
 
 
 class Request:
-    """One press's conversation with a car: what it asked for and what the car answered."""
+    """One press's conversation with a car: what it asked for and what the car answered.
 
-    def __init__(self, command, argument=b"", battery_mv=None, share=None):
+    The fob starts a visit before it knows the gesture: a Request made with no
+    command answers the car's hello only once set_command() says what to ask for
+    (or cancel() that nothing is: the fob then hangs up)."""
+
+    def __init__(self, command=None, argument=b"", battery_mv=None, share=None):
         # share: an owner-signed share document to present (E2 ...), or None.
         self.command = command
         self.argument = bytes(argument)
         self.battery_mv = battery_mv
         self.share = share
+        self.cancelled = False
+        self._known = None  # an asyncio.Event, made only if the car's hello comes first
         self.reset()
+
+    def set_command(self, command):
+        self.command = command
+        if self._known is not None:
+            self._known.set()
+
+    def cancel(self):
+        self.cancelled = True
+        if self._known is not None:
+            self._known.set()
 
     def reset(self):
         self.hello = False
@@ -47,6 +69,8 @@ class Request:
 
     def on_exchange(self, plain):
         # The decrypted EXCHANGE TLVs in; the TLVs to send back (before the status) out.
+        from carkey.protocol import tlv
+
         mv = memoryview(plain)
         for tag, start, end in tlv.iterate(mv):
             if tag != _ENVELOPE:
@@ -65,10 +89,26 @@ class Request:
                         self.car_state = bytes(value[2:5])
         if self.hello and not self.sent:
             self.sent = True
+            if self.command is None:
+                return self._later()  # the device awaits it: the gesture is still being told apart
             return self._request()
         return b""
 
+    async def _later(self):
+        import asyncio
+
+        if self.command is None and not self.cancelled:
+            self._known = asyncio.Event()
+            await self._known.wait()
+        if self.cancelled:
+            from carkey.protocol.errors import DropLink
+
+            raise DropLink("no gesture: nothing to ask for")
+        return self._request()
+
     def _request(self):
+        from carkey.protocol import tlv
+
         n = 1 + len(self.argument)
         share = self.share
         size = 2 + n + (4 if self.battery_mv is not None else 0)

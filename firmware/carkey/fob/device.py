@@ -9,7 +9,8 @@
 # then silence: process() raises DropLink at AUTH1, the transport hangs up.
 #
 # What rides inside EXCHANGE is the caller's business: `on_exchange(plaintext)`
-# returns the TLVs to send back before the 00 02 00 00 status (carkey.fob.client).
+# returns the TLVs to send back before the 00 02 00 00 status (carkey.fob.client),
+# or an awaitable of them when the answer must wait (the fob's gesture).
 # Scalar multiplications run sliced (run_steps), so the radio and the button keep
 # being served during a 1-3 s operation on the chip.
 
@@ -83,10 +84,12 @@ class Txn:
 
 
 class UserDevice:
-    def __init__(self, state, on_exchange=None, signaling_bitmap=b"\x00\x00", ephemeral=None, random_bytes=None):
+    def __init__(self, state, on_exchange=None, signaling_bitmap=b"\x00\x00", ephemeral=None, random_bytes=None,
+                 spare=None):
         # state: carkey.fob.state.FobState (credential, trusted cars, Kpersistent).
         # ephemeral() -> (priv, pub) and random_bytes(n) are the only randomness;
-        # tests inject them to replay known-answer transcripts.
+        # tests inject them to replay known-answer transcripts. spare: an ephemeral
+        # key pair made ahead (before the fob last slept), used at most once.
         self._state = state
         self._priv, self.public_key = state.credential()
         self._slot = key_slot(self.public_key)
@@ -98,7 +101,7 @@ class UserDevice:
 
             random_bytes = os.urandom
         self._random = random_bytes
-        self._spare = None  # an ephemeral key pair made ahead (prepare())
+        self._spare = spare  # an ephemeral key pair made ahead (prepare(), or before the last sleep)
         self._chain = None
         self._pending = None  # answer bytes waiting for GET RESPONSE
         self._channel_obj = None
@@ -109,6 +112,12 @@ class UserDevice:
         # Makes the next ephemeral key pair now (while the radio scans or connects).
         if self._spare is None and self._ephemeral is None:
             self._spare = await run_steps(p256.keypair_steps())
+
+    def take_spare(self):
+        # The ephemeral key pair made ahead and never sent, or None; the device forgets it.
+        pair = self._spare
+        self._spare = None
+        return pair
 
     def reset(self):
         # The link went away: forget the selection and any transaction.
@@ -221,7 +230,7 @@ class UserDevice:
         if ins == _INS_AUTH1:
             return self._answer(await self._auth1(data))
         if ins == _INS_EXCHANGE:
-            return self._answer(self._exchange(data))
+            return self._answer(await self._exchange(data))
         return self._answer(self._control_flow(data))
 
     # --- commands -------------------------------------------------------------------
@@ -340,7 +349,7 @@ class UserDevice:
         self.txn.kind = STANDARD
         return self._channel_obj.seal(out)
 
-    def _exchange(self, data):
+    async def _exchange(self, data):
         if self._mode != _AUTH0_FAST and self._mode != _SECURE:
             raise _Refuse(SW_WRONG_STATE)
         channel = self._channel_obj
@@ -366,6 +375,8 @@ class UserDevice:
                 raise _Refuse(SW_MALFORMED)
             txn.reader_status = bytes(status)
         reply = self.on_exchange(plain) if self.on_exchange is not None else b""
+        if not isinstance(reply, (bytes, bytearray)):
+            reply = await reply  # the answer waits for something (the fob's gesture)
         try:
             return channel.seal(bytes(reply) + _STATUS_OK)
         except ChannelError:

@@ -15,16 +15,17 @@ import struct
 from micropython import const
 
 from carkey import storage
-from carkey.crypto import p256
+
+# What only provisioning does (make the key, trust a car, take a share document)
+# is in carkey.fob.provision, loaded by these methods when called: a press reads
+# and updates records but never loads it.
 
 KEY_RECORD = "fobkey"
 CARS_RECORD = "fobcars"
 KP_RECORD = "fobkp"
 COUNT_RECORD = "fobcount"
 SHARE_RECORD = "fobshare"
-_MAX_SHARE = const(1024)
-
-_FORMAT = const(1)
+FORMAT = const(1)  # of every record here (carkey.fob.provision writes them too)
 _GROUP_LEN = const(16)
 _RID_LEN = const(32)
 _PUB_LEN = const(65)
@@ -44,7 +45,7 @@ def _head(magic, body, what):
         return None
     if len(body) < 5 or body[:4] != magic:
         raise FobStateError("%s record is not a fob %s" % (what, what))
-    if body[4] != _FORMAT:
+    if body[4] != FORMAT:
         raise FobStateError("%s record has unknown format %d" % (what, body[4]))
     return memoryview(body)[5:]
 
@@ -60,7 +61,7 @@ def _entries(magic, body, size, limit, what):
 
 def _pack(magic, entries):
     out = bytearray(magic)
-    out.append(_FORMAT)
+    out.append(FORMAT)
     out.append(len(entries))
     for e in entries:
         out.extend(e)
@@ -77,18 +78,10 @@ class FobState:
         return storage.load(self.dir, KEY_RECORD) is not None
 
     def create_credential(self):
-        # The key pair is made here and its private half never leaves this module's
-        # callers inside the fob. On an ESP32 the caller brings the radio up first
-        # (os.urandom is truly random only then).
-        if storage.exists(self.dir, KEY_RECORD):
-            raise FobStateError("this fob already holds a credential")
-        priv, pub = p256.generate_keypair()
-        body = bytearray(b"CKFK")
-        body.append(_FORMAT)
-        body.extend(priv)
-        body.extend(pub)
-        storage.save(self.dir, KEY_RECORD, body)
-        return pub
+        # The fob's key pair, made on the fob (carkey.fob.provision): the public key.
+        from carkey.fob import provision
+
+        return provision.create_credential(self)
 
     def credential(self):
         # (private key, public key); FobStateError if the fob has none.
@@ -119,19 +112,10 @@ class FobState:
         return None
 
     def trust(self, group_id, reader_public_key):
-        group_id = bytes(group_id)
-        reader_public_key = bytes(reader_public_key)
-        if len(group_id) != _GROUP_LEN:
-            raise FobStateError("group id is 16 bytes")
-        if len(reader_public_key) != _PUB_LEN or not p256.is_valid_public_key(reader_public_key):
-            raise FobStateError("reader public key is not a P-256 point")
-        cars = [c for c in self.cars() if c[0] != group_id]
-        if len(cars) >= MAX_CARS:
-            raise FobStateError("a fob trusts at most %d cars" % MAX_CARS)
-        cars.insert(0, (group_id, reader_public_key))
-        storage.save(self.dir, CARS_RECORD, _pack(b"CKFC", [g + p for g, p in cars]))
-        # A new key for a group makes that group's Kpersistents meaningless.
-        self._drop_kp(lambda rid: rid[:_GROUP_LEN] == group_id)
+        # Trust this car (carkey.fob.provision).
+        from carkey.fob import provision
+
+        provision.trust(self, group_id, reader_public_key)
 
     # --- Kpersistent ------------------------------------------------------------------
 
@@ -175,23 +159,17 @@ class FobState:
     def count(self, granted):
         n, ok, refused = self.counters()
         body = bytearray(b"CKFN")
-        body.append(_FORMAT)
+        body.append(FORMAT)
         body.extend(struct.pack(">III", n + 1, ok + (1 if granted else 0), refused + (0 if granted else 1)))
         storage.save(self.dir, COUNT_RECORD, body)
 
     # --- a share document (instead of being enrolled) ------------------------------
 
     def set_share(self, group_id, document):
-        # Presented in the next transaction with that car; one at a time.
-        if len(group_id) != _GROUP_LEN:
-            raise FobStateError("group id is 16 bytes")
-        if not 2 < len(document) <= _MAX_SHARE or document[0] != 0xE2:
-            raise FobStateError("not a share document")
-        body = bytearray(b"CKFS")
-        body.append(_FORMAT)
-        body.extend(group_id)
-        body.extend(document)
-        storage.save(self.dir, SHARE_RECORD, body)
+        # Present this share document at the next transaction with that car (carkey.fob.provision).
+        from carkey.fob import provision
+
+        provision.set_share(self, group_id, document)
 
     def share(self, group_id):
         rest = _head(b"CKFS", storage.load(self.dir, SHARE_RECORD), "share")

@@ -10,6 +10,14 @@
 # most MTU-3 bytes. Every step has a deadline (FobLink.DEADLINES, the board may
 # change them), and the whole visit has one more.
 #
+# A car visited before is not scanned for: its address and the two
+# characteristics' handles (FobLink.learned(), kept by the fob between presses)
+# let the fob connect at the car's next advertising event and skip discovery.
+# Connecting straight to an address saves the scan's advertising event; if the
+# car does not answer there within `direct_ms` (it changed its address, or is
+# out of range), or the cached handles are refused, the fob scans and discovers
+# as for a new car.
+#
 # The IRQ handler only records and sets a ThreadSafeFlag; the visit task does
 # the rest, as in carkey.hw.ble_gatt.
 
@@ -21,7 +29,6 @@ import bluetooth
 
 from carkey.hw.ble_frame import FrameError, Reassembler, chunk_size, encode
 from carkey.hw.ble_ids import INDICATE_UUID, SERVICE_UUID, WRITE_UUID
-from carkey.protocol.errors import DropLink
 
 _IRQ_SCAN_RESULT = const(5)
 _IRQ_SCAN_DONE = const(6)
@@ -75,6 +82,7 @@ def _ad_fields(adv):
 
 class FobLink:
     DEADLINES = {
+        "direct_ms": 700,  # connecting to a known address: three of the car's advertising events
         "scan_ms": 3000,  # the car advertises every 200 ms: fifteen chances
         "connect_ms": 2000,
         "setup_ms": 2000,  # MTU, discovery, subscription, ready
@@ -115,6 +123,8 @@ class FobLink:
         self._write_status = None
         self._error = None
         self.apdus = 0
+        self._known = None  # (addr_type, addr, write handle, indicate handle) from an earlier visit
+        self.direct = False  # this visit connected straight to the known address
 
     # --- IRQ side: record and flag ---------------------------------------------------
 
@@ -188,11 +198,15 @@ class FobLink:
             except asyncio.TimeoutError:
                 pass
 
-    async def find(self, name):
+    def _start_scan(self):
+        self._ble.gap_scan(self.deadlines["scan_ms"], 30000, 30000, True)
+
+    async def find(self, name, started=False):
         # Active scan until an advertiser shows the name and the service; (addr_type, addr).
         self._name = name.encode() if isinstance(name, str) else bytes(name)
         ms = self.deadlines["scan_ms"]
-        self._ble.gap_scan(ms, 30000, 30000, True)
+        if not started:
+            self._start_scan()
         try:
             await self._until(lambda: self.found is not None or self._scan_done, ms + 500, NOT_FOUND, "scan")
         finally:
@@ -202,12 +216,24 @@ class FobLink:
             raise VisitError(NOT_FOUND, "no car advertising as %s" % name)
         return self.found
 
-    async def connect(self):
+    def _start_connect(self, ms):
         addr_type, addr = self.found
-        ms = self.deadlines["connect_ms"]
+        self._connect_failed = False
         # A short connection interval: each APDU costs about two connection events.
         self._ble.gap_connect(addr_type, addr, ms, _CONN_INTERVAL_MIN_US, _CONN_INTERVAL_MAX_US)
-        await self._until(lambda: self.connected or self._connect_failed, ms + 500, CONNECT_FAILED, "connect")
+
+    async def connect(self, started_ms=None):
+        ms = self.deadlines["connect_ms"] if started_ms is None else started_ms
+        if started_ms is None:
+            self._start_connect(ms)
+        try:
+            await self._until(lambda: self.connected or self._connect_failed, ms + 500, CONNECT_FAILED, "connect")
+        except VisitError:
+            try:
+                self._ble.gap_connect(None)  # the stack did not give up on its own: cancel the attempt
+            except (OSError, TypeError, ValueError):
+                pass
+            raise
         if not self.connected:
             raise VisitError(CONNECT_FAILED, "the car did not accept the connection")
 
@@ -223,6 +249,15 @@ class FobLink:
         ble = self._ble
         ble.gattc_exchange_mtu(self.conn)
         await self._until(lambda: self._mtu_done, ms, TIMEOUT, "MTU exchange")
+        if self.direct:
+            self.write_handle, self.indicate_handle = self._known[2], self._known[3]
+            try:
+                await self._write(self.indicate_handle + 1, _CCCD_INDICATE, ms)
+                return
+            except VisitError as e:
+                if e.outcome != LINK_LOST or not self.connected:
+                    raise
+                self.write_handle = self.indicate_handle = None  # refused: the car's table changed
         ble.gattc_discover_services(self.conn)
         await self._until(lambda: self._services_done, ms, TIMEOUT, "service discovery")
         if self._range is None:
@@ -235,6 +270,8 @@ class FobLink:
 
     async def serve(self, device):
         # Answers the car's commands until CONTROL FLOW or a hang-up. Returns DONE.
+        from carkey.protocol.errors import DropLink  # the device has loaded it: not before the radio starts
+
         ms = self.deadlines["apdu_ms"]
         while True:
             try:
@@ -273,24 +310,59 @@ class FobLink:
             except VisitError:
                 pass
 
-    async def open(self, device, name):
-        # Everything before the car starts talking: find, connect, set up. The fob
-        # runs this from the moment the button goes down, while the gesture is
-        # still being told apart; the next ephemeral key is made meanwhile too.
+    def begin(self, name, known=None):
+        # Starts the radio's part at once and returns: a connection to the known
+        # car (known: learned() of an earlier visit) or a scan for it. The fob
+        # calls this before it loads the rest of its code, so the radio works
+        # while the interpreter imports.
         self._reset()
+        self._name = name.encode() if isinstance(name, str) else bytes(name)
         self._ble.irq(self._irq)
+        if known is not None:
+            self._known = known
+            self.found = (known[0], bytes(known[1]))
+            self.direct = True
+            self._start_connect(self.deadlines["direct_ms"])
+        else:
+            self._start_scan()
+
+    async def open(self, device, name=None):
+        # Everything before the car starts talking: find, connect, set up (begin()
+        # first, or name here). The fob runs this from the moment the button goes
+        # down, while the gesture is still being told apart; an ephemeral key is
+        # made meanwhile if the fob holds none made ahead.
+        if name is not None:
+            self.begin(name)
         prep = asyncio.create_task(device.prepare())
         try:
-            await asyncio.wait_for_ms(self._open(name), self.deadlines["visit_ms"])
+            await asyncio.wait_for_ms(self._open(), self.deadlines["visit_ms"])
         except asyncio.TimeoutError:
             raise VisitError(TIMEOUT, "finding and connecting took too long") from None
         finally:
             await prep
 
-    async def _open(self, name):
-        await self.find(name)
-        await self.connect()
+    async def _open(self):
+        if self.direct:
+            try:
+                await self.connect(self.deadlines["direct_ms"])
+            except VisitError as e:
+                if e.outcome != CONNECT_FAILED:
+                    raise
+                self.direct = False  # not there: look for it
+                self.found = None
+                await self.find(self._name)
+                await self.connect()
+        else:
+            await self.find(self._name, True)
+            await self.connect()
         await self.setup()
+
+    def learned(self):
+        # (addr_type, addr, write handle, indicate handle) of the car this visit
+        # reached, for the next visit's begin(); None before setup.
+        if self.found is None or self.write_handle is None or self.indicate_handle is None:
+            return None
+        return self.found[0], bytes(self.found[1]), self.write_handle, self.indicate_handle
 
     async def run(self, device):
         # "Ready": the car starts the transaction; answer it to the end. DONE or VisitError.

@@ -10,11 +10,24 @@
 # machine, esp32 and bluetooth modules; not run on a board here (docs/FOB.md).
 
 
+def _machine_pin(role, gpio, mode, pull, idle_level):
+    # The pin factory carkey.fob.app calls (carkey.hw.pins.machine_pin's rules, without
+    # loading that module): an output starts at its idle level, an input with its pull.
+    import machine
+
+    Pin = machine.Pin
+    if mode == "out":
+        return Pin(gpio, Pin.OUT, value=idle_level)
+    if pull == "up":
+        return Pin(gpio, Pin.IN, Pin.PULL_UP)
+    if pull == "down":
+        return Pin(gpio, Pin.IN, Pin.PULL_DOWN)
+    return Pin(gpio, Pin.IN)
+
+
 class Platform:
     def pin_factory(self):
-        from carkey.hw.pins import machine_pin
-
-        return machine_pin
+        return _machine_pin
 
     def ble(self):
         import bluetooth
@@ -37,6 +50,24 @@ class Platform:
         for _ in range(8):
             total += adc.read_uv()
         return int(total / 8 * spec.get("divider", 2) / 1000)
+
+    def retained(self):
+        # RTC slow memory (machine.RTC().memory(), 2048 bytes in MicroPython's esp32
+        # port): kept through deep sleep, lost with power. None where there is none.
+        try:
+            import machine
+
+            return machine.RTC().memory()
+        except (AttributeError, OSError, ValueError):
+            return None
+
+    def retain(self, data):
+        try:
+            import machine
+
+            machine.RTC().memory(data)
+        except (AttributeError, OSError, ValueError):
+            pass
 
     def deep_sleep(self, button_gpio, active_low, timer_ms=None):
         # ESP32-C3: GPIO 0-5 can wake the chip from deep sleep (no EXT0/EXT1 there);
