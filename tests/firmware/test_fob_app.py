@@ -104,6 +104,9 @@ class TestLoop(unittest.TestCase):
             return p
 
         app.press = fake_press
+        # The script's clock starts with the loop, not with the constructor (which
+        # may take longer than a gesture on a loaded machine).
+        platform.button.start = time.ticks_ms()
         asyncio.run(app.run(idle_sleep_ms=400))
         return presses, platform
 
