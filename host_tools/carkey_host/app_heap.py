@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import paths
+from . import paths, runner
 from .errors import CarkeyError
 
 KIB = 1024
@@ -126,10 +126,8 @@ def run_once(template, board, heapsize, workdir):
     from . import ntag424
     from .ble_phone import device_name, visit_car
     from .keydir import KeyDir
-    from .mpy_bridge import micropython_env
     from .phone import Phone
     from .pn532_sim import PhoneTarget, Pn532Sim
-    from .vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
     from .virtual_air import VirtualAir
 
     root = template.copy(workdir)
@@ -142,14 +140,11 @@ def run_once(template, board, heapsize, workdir):
     name = device_name(template.group_id)
     result = {"ok": False, "resident": None, "error": None}
     with VirtualAir(port=0) as air, Pn532Sim() as sim:
-        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+        env = runner.environment("compiled", virtual_board=True)
         env["CARKEY_PN532"] = sim.path
         env["CARKEY_AIR"] = "%s:%d" % tuple(air.address)
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
-        cmd += ["-c", _PROGRAM.format(board=board, state=str(state))]
-        proc = subprocess.Popen(cmd, cwd=flash, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = runner.launch("-c", _PROGRAM.format(board=board, state=str(state)), heapsize=heapsize, env=env,
+                             cwd=flash, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines = _Lines(proc)
         try:
             ev = lines.next(STEP_TIMEOUT_S)
@@ -325,10 +320,8 @@ STAND_INS = ("bluetooth", "virtual_hw", "virtual_hw.car_body", "virtual_hw.uart"
 def per_module(modules):
     """[(module, bytes)]: the heap each module of a started application holds, charged
     in import order (carkey_host.module_heap)."""
-    from .mpy_bridge import micropython_env
     from .module_heap import module_heap
-    from .vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
 
-    env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
-    rows = module_heap(modules, [paths.FIRMWARE_DIR, BOARDS_DIR, VIRTUAL_HW], env)
+    env = runner.environment("compiled", virtual_board=True)
+    rows = module_heap(modules, [paths.FIRMWARE_DIR, runner.BOARDS_DIR, runner.VIRTUAL_HW], env)
     return sorted(rows, key=lambda r: -r[1])

@@ -14,13 +14,10 @@ this host, median of per-round ratios, same heap) x 97.8 ms.
 """
 
 import json
-
-import subprocess
 import tempfile
 
-from . import paths
+from . import paths, runner
 from .build import compile_firmware
-from .mpy_bridge import micropython_env
 
 MPY_DIR = paths.BUILD_DIR / "mpy"
 KAT = paths.REPO_ROOT / "tests" / "vectors" / "aliro-expedited-kat.json"
@@ -63,13 +60,9 @@ def make_fixture(path=FIXTURE):
 
 def run_ops(names, runs, heapsize=HEAPSIZE, timeout=600):
     with tempfile.TemporaryDirectory() as state:
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
-        cmd += ["-m", "carkey.fob.bench", f"--runs={runs}", f"--fixture={FIXTURE}", f"--state={state}",
-                f"--board={BOARD}", *names]
-        env = micropython_env(extra_paths=[paths.REPO_ROOT / "boards"], firmware_dir=MPY_DIR)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        proc = runner.run("-m", "carkey.fob.bench", f"--runs={runs}", f"--fixture={FIXTURE}", f"--state={state}",
+                          f"--board={BOARD}", *names, heapsize=heapsize,
+                          env=runner.environment(MPY_DIR, extra_paths=[runner.BOARDS_DIR]), timeout=timeout)
     out = {}
     for line in proc.stdout.splitlines():
         if line.startswith("{"):

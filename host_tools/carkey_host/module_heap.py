@@ -8,10 +8,9 @@ growth of gc.mem_alloc().
 
 import ast
 import json
-import subprocess
 from pathlib import Path
 
-from . import paths
+from . import runner
 
 
 def _source(name, roots):
@@ -64,8 +63,7 @@ def module_heap(modules, roots, env):
     for m in order:
         prog += f"gc.collect()\na = gc.mem_alloc()\nimport {m}\ngc.collect()\nout.append(({m!r}, gc.mem_alloc() - a))\n"
     prog += "print(json.dumps(out))\n"
-    proc = subprocess.run([paths.micropython_executable(), "-c", prog], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = runner.run("-c", prog, env=env, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-1500:])
     return [tuple(x) for x in json.loads(proc.stdout.strip().splitlines()[-1])]

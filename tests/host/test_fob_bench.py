@@ -8,11 +8,10 @@ Run: .venv/bin/pytest -q tests/host/test_fob_bench.py
 """
 
 import json
-import subprocess
 
-from carkey_host import bench_fob, paths
+from carkey_host import bench_fob
 from carkey_host.build import compile_firmware
-from carkey_host.mpy_bridge import micropython_env
+from carkey_host import runner
 
 
 def test_whole_application_row_runs_on_the_named_board():
@@ -25,8 +24,8 @@ def test_whole_application_row_runs_on_the_named_board():
 def test_whole_application_row_needs_a_board(tmp_path):
     compile_firmware(bench_fob.MPY_DIR)
     fixture = bench_fob.make_fixture()
-    env = micropython_env(extra_paths=[paths.REPO_ROOT / "boards"], firmware_dir=bench_fob.MPY_DIR)
-    proc = subprocess.run([paths.micropython_executable(), "-m", "carkey.fob.bench", "--runs=1", f"--fixture={fixture}",
-                           f"--state={tmp_path}", "fob_app"], capture_output=True, text=True, env=env, timeout=120)
+    env = runner.environment(bench_fob.MPY_DIR, extra_paths=[runner.BOARDS_DIR])
+    proc = runner.run("-m", "carkey.fob.bench", "--runs=1", f"--fixture={fixture}", f"--state={tmp_path}", "fob_app",
+                      env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip()) == {"op": "fob_app", "error": "needs --board=NAME (a board config module)"}
