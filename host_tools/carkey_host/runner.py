@@ -5,7 +5,7 @@ tree on MICROPYPATH (the source tree, or the compiled .mpy tree boards run), the
 virtual board (boards/, boards/virtual_hw) and any further folders; `launch()` and
 `run()` start the interpreter on a program of the caller's (`-m module`, `-c code`, a
 script) with an optional `-X heapsize`; `Firmware` starts the firmware-side server
-(carkey_host/mpy/serve.py) and speaks its one wire protocol: a JSON request per line,
+(carkey_host/mpy/serve.py, compiled to .mpy as the firmware is) and speaks its one wire protocol: a JSON request per line,
 streamed {"event": ...} lines, one {"ok": ...} or {"error": ...} reply. What each role
 serves is a handler module the server loads (boards/virtual_hw/vcar.py, vfob.py,
 carkey_host/mpy/ble_reader.py); with none it serves calls into the firmware package,
@@ -22,7 +22,8 @@ import threading
 
 from . import paths
 
-SERVER = paths.PACKAGE_DIR / "mpy" / "serve.py"
+SERVER_SOURCES = paths.PACKAGE_DIR / "mpy"  # serve.py and the handlers shipped with the host
+SERVER_COMPILED = paths.BUILD_DIR / "runner-mpy"
 BOARDS_DIR = paths.REPO_ROOT / "boards"
 VIRTUAL_HW = BOARDS_DIR / "virtual_hw"
 COMPILED = paths.BUILD_DIR / "mpy"  # the firmware as boards run it: .mpy, rebuilt where sources changed
@@ -62,6 +63,19 @@ def compiled_firmware():
     except (BuildError, FileNotFoundError) as e:
         raise CarkeyError(f"cannot build the firmware: {e}") from None
     return COMPILED
+
+
+def compiled_server():
+    """serve.py and the handlers beside it as .mpy: loaded without compiling on the heap
+    the firmware under test is measured in."""
+    from .build import BuildError, compile_firmware
+    from .errors import CarkeyError
+
+    try:
+        compile_firmware(SERVER_COMPILED, root=SERVER_SOURCES)
+    except (BuildError, FileNotFoundError) as e:
+        raise CarkeyError(f"cannot build the firmware-side server: {e}") from None
+    return SERVER_COMPILED
 
 
 def environment(firmware="source", extra_paths=(), virtual_board=False):
@@ -140,9 +154,11 @@ class Firmware:
 
     def __init__(self, handler=None, heapsize=None, env=None, cwd=None):
         self.heapsize = heapsize
-        args = [SERVER] + ([handler] if handler else [])
-        self.proc = launch(*args, heapsize=heapsize, env=env, cwd=cwd, stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        env = dict(environment() if env is None else env)
+        env["MICROPYPATH"] = os.pathsep.join([env["MICROPYPATH"], str(compiled_server())])
+        self.proc = launch("-m", "serve", *([handler] if handler else []), heapsize=heapsize, env=env, cwd=cwd,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           bufsize=1)
         self._messages = queue.Queue()
         self._stderr = collections.deque(maxlen=200)
         threading.Thread(target=self._pump_stdout, daemon=True).start()

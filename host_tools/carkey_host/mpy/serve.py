@@ -1,7 +1,7 @@
 # carkey — the firmware-side server the host runs in the Unix port: one request per line, events, one reply.
 # SPDX-License-Identifier: MIT
 #
-# Usage: micropython serve.py [HANDLER]   (carkey_host.runner.Firmware starts it so)
+# Usage: micropython -m serve [HANDLER]   (carkey_host.runner.Firmware starts it so, compiled)
 #
 # One JSON request per line on stdin: {"op": NAME, ...arguments}. While it runs the op
 # may stream {"event": {...}} lines; then exactly one reply line:
@@ -15,7 +15,7 @@
 # Built-in ops: {"op": "call", "module": M, "fn": "f" or "Class.method", "args": [...]}
 # returns M.f(*args); {"op": "heap"} returns [allocated, free] after a collection.
 # Every other op goes to HANDLER.handle(request, emit), a module on MICROPYPATH
-# (vcar, vfob: the virtual board; ble_reader beside this file), which calls
+# (vcar, vfob: the virtual board; ble_reader, compiled beside this file), which calls
 # emit(obj) for each event.
 
 import binascii
@@ -79,11 +79,14 @@ def _handle(handler, request):
 
 def serve(handler):
     while True:
-        line = sys.stdin.readline()
-        if not line:
+        request = sys.stdin.readline()
+        if not request:
             return
         try:
-            reply = {"ok": _encode(_handle(handler, _decode(json.loads(line))))}
+            # One live copy of the request while the op runs: the op's heap is the firmware's.
+            request = _decode(json.loads(request))
+            gc.collect()
+            reply = {"ok": _encode(_handle(handler, request))}
         except Exception as e:
             expected = handler is not None and isinstance(e, getattr(handler, "EXPECTED", ()))
             buf = io.StringIO()
@@ -92,7 +95,9 @@ def serve(handler):
             reply = {"error": type(e).__name__, "message": str(e), "expected": expected,
                      "refused": handler is not None and isinstance(e, getattr(handler, "REFUSED", ())),
                      "traceback": buf.getvalue()}
+        request = None
         _write(reply)
+        reply = None
         gc.collect()
 
 
