@@ -60,14 +60,15 @@ FIXTURE = paths.BUILD_DIR / "bench-fixture.json"
 READER_STATE = paths.BUILD_DIR / "bench-state"
 
 
-def _mpy(request, heapsize=None, timeout=120):
-    """Run carkey.bench_reader with one JSON request; its JSON answer."""
-    proc = runner.run("-m", "carkey.bench_reader", heapsize=heapsize, input=json.dumps(request),
-                      env=runner.environment(MPY_DIR), timeout=timeout)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise BenchError(f"recording the reader's taps failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return json.loads(lines[-1])
+def _bench_reader(fn, *args, timeout=120):
+    """carkey.bench_reader.fn(*args), run on the compiled firmware; its result."""
+    try:
+        with runner.Firmware(env=runner.environment(MPY_DIR)) as firmware:
+            return firmware.request("call", timeout=timeout, module="carkey.bench_reader", fn=fn, args=list(args))
+    except runner.MicroPythonError as e:
+        raise BenchError(f"recording the reader's taps failed: {e}\n{e.traceback}") from None
+    except runner.RunnerError as e:
+        raise BenchError(f"recording the reader's taps failed: {e}") from None
 
 
 def record_reader_fixture(path=FIXTURE):
@@ -82,7 +83,7 @@ def record_reader_fixture(path=FIXTURE):
     with tempfile.TemporaryDirectory() as tmp:
         phone_keys = KeyDir(os.path.join(tmp, "phone"))
         owner = phone_keys.init()
-        fixture = _mpy({"op": "new", "owner": owner.hex()})
+        fixture = _bench_reader("new_fixture", owner.hex())
         identity = bytes.fromhex(fixture["identity"])
         phone_keys.trust(identity[5:21], identity[69:])  # group id, reader public key (identity.py layout)
         phone = Phone(phone_keys)
@@ -97,8 +98,7 @@ def record_reader_fixture(path=FIXTURE):
         server.start()
         if not listening.wait(10):
             raise BenchError("the simulated phone did not start listening")
-        fixture = _mpy({"op": "record", "fixture": fixture, "dir": os.path.join(tmp, "car"), "host": "127.0.0.1",
-                        "port": where[0][1]})
+        fixture = _bench_reader("record", os.path.join(tmp, "car"), fixture, "127.0.0.1", where[0][1])
         server.join(10)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(fixture))
