@@ -20,7 +20,6 @@ from . import paths, runner
 from .build import compile_firmware
 
 MPY_DIR = paths.BUILD_DIR / "mpy"
-KAT = paths.REPO_ROOT / "tests" / "vectors" / "aliro-expedited-kat.json"
 FIXTURE = paths.BUILD_DIR / "fob-bench-fixture.json"
 BOARD = "esp32_c3_fob"  # the board config the whole-application row runs (boards/)
 T_REF_160MHZ_MS = 97.8  # bm_pidigits on an ESP32 at 160 MHz (MicroPython commit 549448e8): the C3 stand-in
@@ -41,18 +40,11 @@ DOUBLE_MS = 350  # carkey.fob.button default: a short press is known this long a
 
 
 def make_fixture(path=FIXTURE):
-    kat = json.loads(KAT.read_text())
-    c = kat["common"]
-    std, fast = kat["transactions"]
-    fx = {"cred_priv": c["credential_long_term_private_key"], "cred_pub": c["credential_long_term_public_key"],
-          "reader_pub": c["reader_long_term_public_key"], "group": c["reader_group_identifier"],
-          "rid": c["reader_identifier"], "kp": std["hkdf_persistent"]["keys"]["Kpersistent"],
-          "bitmap": std["auth1_response_encryption"]["plaintext_fields"]["5e"]}
-    for name, t in (("std", std), ("fast", fast)):
-        fx[name + "_ud_priv"] = t["inputs"]["ud_ephemeral_private_key"]
-        fx[name + "_ud_pub"] = t["inputs"]["ud_ephemeral_public_key"]
-        fx[name + "_capdus"] = [a["c_apdu"] for a in t["apdus"]]
-        fx[name + "_rapdus"] = [a["r_apdu"] for a in t["apdus"]]
+    """Record the transactions the fob rows replay: the firmware reader and a fresh
+    firmware fob, one standard and one fast tap (carkey_host/mpy/fob_recorder.py)."""
+    compile_firmware(MPY_DIR)
+    with tempfile.TemporaryDirectory() as state, runner.Firmware(env=runner.environment(MPY_DIR)) as firmware:
+        fx = firmware.call("fob_recorder", "record", state)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(fx))
     return path

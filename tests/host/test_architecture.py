@@ -62,9 +62,6 @@ KNOWN_EXCEPTIONS = {
     # NTAG 424 session keys use cryptolib's ECB/CBC directly rather than carkey.crypto.aes,
     # so a board's replacement AES backend does not reach the card-key code.
     ("firmware/carkey/protocol/ntag424.py", "cryptolib"): "protocol bypasses the crypto seam",
-    # The fob benchmark replays the Aliro known-answer transaction (tests/vectors) as its
-    # fixture; it should record its own against the host's reader, as the reader bench does.
-    ("host_tools/carkey_host/bench_fob.py", "tests/"): "host library uses files under tests/",
 }
 
 

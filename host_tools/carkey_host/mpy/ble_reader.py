@@ -23,40 +23,7 @@ import time
 from carkey.hw import ble_gatt
 from carkey.protocol.reader import PrecomputePool, Reader, ReaderIdentity
 
-
-class Cred:
-    # A credential the car knows: public key, cached Kpersistent (fast transactions).
-    def __init__(self, pub, kpersistent=None):
-        self.pub = pub
-        self.kpersistent = kpersistent
-
-
-class Credentials:
-    # The credential lookup Reader.transact asks (as the ECU's key store answers), over a list.
-    def __init__(self, creds):
-        self.creds = creds
-
-    def lookup(self, pub):
-        for c in self.creds:
-            if c.pub == pub:
-                return c
-        return None
-
-    def by_slot(self, slot):
-        import hashlib
-
-        for c in self.creds:
-            if hashlib.sha1(c.pub).digest()[:8] == slot:
-                return c
-        return None
-
-    def table(self, cred):
-        return None  # no precomputed verification tables: the reader computes
-
-    def fast_candidates(self):
-        for c in self.creds:
-            if c.kpersistent is not None:
-                yield c
+from credential_list import Cred, Credentials
 
 
 def _hex(b):
