@@ -4,13 +4,13 @@ Every host module that runs firmware goes through here. `environment()` puts a f
 tree on MICROPYPATH (the source tree, or the compiled .mpy tree boards run), the
 virtual board (boards/, boards/virtual_hw) and any further folders; `launch()` and
 `run()` start the interpreter on a program of the caller's (`-m module`, `-c code`, a
-script) with an optional `-X heapsize`; `Firmware` starts the firmware-side server
-(carkey_host/mpy/serve.py, compiled to .mpy as the firmware is) and speaks its one wire protocol: a JSON request per line,
-streamed {"event": ...} lines, one {"ok": ...} or {"error": ...} reply. What each role
-serves is a handler module the server loads (boards/virtual_hw/vcar.py, vfob.py,
-carkey_host/mpy/ble_reader.py); with none it serves calls into the firmware package,
-which tests and the benchmark use to compare firmware with CPython's `cryptography`.
-"""
+script) with an optional `-X heapsize`. `Firmware` starts the firmware-side server
+(carkey_host/mpy/serve.py, compiled to .mpy as the firmware is) and speaks its one
+wire protocol: a JSON request per line, streamed {"event": ...} lines, one {"ok": ...}
+or {"error": ...} reply. What a role serves is a handler module the server loads
+(boards/virtual_hw/vcar.py, vfob.py, carkey_host/mpy/ble_reader.py); its built-in
+`call` reaches any firmware function, which tests use to compare firmware with
+CPython's `cryptography` and the benchmarks use to record their fixtures."""
 
 import collections
 import contextlib
