@@ -1,4 +1,4 @@
-# carkey — the virtual car: the ECU firmware as a Unix-port process over a state directory.
+# carkey — the virtual car: the ECU firmware's operations over a state directory, served to the host.
 # SPDX-License-Identifier: MIT
 #
 # The handler the firmware-side server (carkey_host/mpy/serve.py) loads as `vcar`, with
