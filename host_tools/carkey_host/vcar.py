@@ -75,6 +75,9 @@ class VirtualCar:
         except runner.RunnerError:
             tail = car.stderr().strip()
             raise CarkeyError(f"the virtual car crashed: {tail.splitlines()[-1] if tail else 'no answer'}") from None
+        except BaseException:
+            car.kill()  # interrupted (Ctrl-C): the car stops with its caller
+            raise
         finally:
             if not car.close(self.timeout_s):
                 raise CarkeyError(f"the virtual car did not finish within {self.timeout_s} s")

@@ -67,6 +67,9 @@ class VirtualFob:
         except runner.RunnerError:
             tail = fob.stderr().strip()
             raise CarkeyError(f"the virtual fob crashed: {tail.splitlines()[-1] if tail else 'no answer'}") from None
+        except BaseException:
+            fob.kill()  # interrupted (Ctrl-C): the fob stops with its caller
+            raise
         finally:
             if not fob.close(self.timeout_s):
                 raise CarkeyError(f"the virtual fob did not finish within {self.timeout_s} s")

@@ -71,3 +71,23 @@ def test_a_missing_interpreter_is_a_runner_error(monkeypatch, tmp_path):
     monkeypatch.setenv("CARKEY_MICROPYTHON", str(tmp_path / "nope"))
     with pytest.raises(runner.RunnerError, match="CARKEY_MICROPYTHON"):
         runner.run("-c", "pass")
+
+
+def test_an_interrupted_request_stops_the_firmware_with_its_caller(tmp_path):
+    # Ctrl-C while the virtual fob serves: the host returns at once and the fob process
+    # is gone, rather than waiting out the fob's timeout for an exit it never makes.
+    import os
+    import signal
+    import threading
+    import time
+
+    from carkey_host.vfob import VirtualFob
+
+    fob = VirtualFob(tmp_path / "fob", timeout_s=60)
+    fob.init()
+    threading.Timer(2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        fob.serve("127.0.0.1", 0, "lp")
+    assert time.monotonic() - start < 20
+    assert fob.process.poll() is not None
