@@ -22,7 +22,7 @@ import pytest
 
 from carkey_host import paths
 from carkey_host.build import BuildError, compile_file, compile_firmware
-from carkey_host.mpy_bridge import MicroPython, micropython_env
+from carkey_host import runner
 
 TESTS_DIR = Path(__file__).resolve().parent
 FIRMWARE_TESTS = TESTS_DIR / "firmware"
@@ -31,10 +31,7 @@ MODULE_TIMEOUT_S = 600
 
 
 def mpy_command(heapsize=None):
-    cmd = [paths.micropython_executable()]
-    if heapsize:
-        cmd += ["-X", f"heapsize={heapsize}"]
-    return cmd
+    return runner.command(heapsize=heapsize)
 
 
 # Firmware, fakes and test modules run as boards run code: compiled to .mpy first,
@@ -53,7 +50,7 @@ def _repo_relative(path):
 
 
 def firmware_test_env():
-    env = micropython_env()
+    env = runner.environment()
     env["MICROPYPATH"] = os.pathsep.join(
         [".frozen"]
         + [_repo_relative(p) for p in (FIRMWARE_MPY, SUPPORT_MPY, MPY_SUPPORT, FIRMWARE_TESTS, paths.REPO_ROOT / "boards")]
@@ -207,12 +204,12 @@ def pytest_pycollect_makemodule(module_path, parent):
 @pytest.fixture(scope="session")
 def mpy():
     """A MicroPython process (default heap) serving calls into the firmware package."""
-    with MicroPython() as bridge:
+    with runner.Firmware() as bridge:
         yield bridge
 
 
 @pytest.fixture(scope="session")
 def mpy_64k():
     """A MicroPython process with the 64 KiB heap of a small ESP32 build."""
-    with MicroPython(heapsize="64k") as bridge:
+    with runner.Firmware(heapsize="64k") as bridge:
         yield bridge

@@ -1,32 +1,29 @@
-# carkey — the virtual car: the ECU firmware as a Unix-port process over a state directory.
+# carkey — the virtual car: the ECU firmware's operations over a state directory, served to the host.
 # SPDX-License-Identifier: MIT
 #
-# Usage: micropython -m vcar < REQUEST_JSON   (boards/ and boards/virtual_hw on the path)
-#
-# One JSON request on stdin (this port aborts on long command-line arguments),
-# JSON lines on stdout, the last one {"ok": true, ...} or {"ok": false, "error": ...}.
+# The handler the firmware-side server (carkey_host/mpy/serve.py) loads as `vcar`, with
+# boards/ and boards/virtual_hw on the path; carkey_host.vcar.VirtualCar sends it requests.
+# Hex for bytes; "state" is the car's state directory in every request:
 #   {"op": "init", "state": DIR}
 #   {"op": "identity", "state": DIR}
 #   {"op": "enroll", "state": DIR, "public_key": HEX65, "role": "owner", ...}
-#   {"op": "keys" | "log", "state": DIR}
+#   {"op": "keys" | "log" | "strangers", "state": DIR}
 #   {"op": "set_clock", "state": DIR, "time": UNIX}
 #   {"op": "provision", "state": DIR, "public_key": HEX65, "time": UNIX}
 #   {"op": "submit", "state": DIR, "document": HEX}   (owner-signed share, revocation or admin request)
-#   {"op": "session", "state": DIR}   an admin session: prints the challenge and identity, then
-#        answers one {"document": HEX} line after another until stdin ends
+#   {"op": "challenge", "state": DIR}   opens an admin session: the challenge and identity; the
+#        submits that follow in the same process answer it (the session lives in this RAM)
 #   {"op": "connect", "state": DIR, "host": H, "port": P, "framing": "raw"|"lp",
 #    "sequence": ["standard", "fast", ...]}
 #   {"op": "nfc", "state": DIR, "pty": PATH, "taps": N, "place": "door"|"cabin"}  (PN532 on a pty)
 #   {"op": "enroll_card", "state": DIR, "uid": HEX7, "role": "driver", ...}
 #   {"op": "card_master_key", "state": DIR, "key": HEX16}
-# connect and nfc print {"txn": N, "kind", "granted", "ms", "results", "error", "state"}
-# per transaction. The car's lock, doors and ignition persist in DIR/car_body.json
+# connect and nfc stream an event {"txn": N, "kind", "granted", "ms", "results", "error",
+# "state"} per transaction. The car's lock, doors and ignition persist in DIR/car_body.json
 # and the car bus stream is appended to DIR/carbus.log.
 
 import asyncio
 import gc
-import json
-import sys
 import time
 
 from car_body import CarBody
@@ -36,9 +33,10 @@ from carkey.ecu.car import NotProvisioned
 from carkey.storage import StorageError
 
 
-def _out(obj):
-    sys.stdout.write(json.dumps(obj))
-    sys.stdout.write("\n")
+# The firmware's own errors: a request it judged and refused (exit 3 on the host), or
+# a state it cannot work on; anything else is a firmware fault, reported as such.
+REFUSED = (admin.AdminError,)
+EXPECTED = (admin.AdminError, NotProvisioned, StorageError)
 
 
 def _build_car(dir, body, place="door"):
@@ -60,7 +58,7 @@ async def _let_pulses_finish(door, ms):
         await asyncio.sleep_ms(10)
 
 
-async def _connect(req):
+async def _connect(req, emit):
     from carkey.ecu.auditlog import TRANSPORT_TCP
     from carkey.protocol.errors import LinkError
     from carkey.hw.link_tcp import TcpLink
@@ -80,7 +78,7 @@ async def _connect(req):
             try:
                 link = await TcpLink.connect(req["host"], req["port"], req["framing"])
             except LinkError as e:
-                _out({"txn": n, "kind": None, "granted": False, "ms": 0, "results": [], "error": "connect: %s" % e})
+                emit({"txn": n, "kind": None, "granted": False, "ms": 0, "results": [], "error": "connect: %s" % e})
                 all_granted = False
                 continue
             try:
@@ -90,7 +88,7 @@ async def _connect(req):
             ms = time.ticks_diff(time.ticks_us(), start) / 1000
             car.settle()
             all_granted = all_granted and outcome.granted
-            _out({"txn": n, "kind": outcome.kind, "granted": outcome.granted, "ms": ms,
+            emit({"txn": n, "kind": outcome.kind, "granted": outcome.granted, "ms": ms,
                   "results": outcome.results, "error": outcome.error, "state": bytes(car.door.car_state()).hex()})
         await _let_pulses_finish(car.door, 3000)
     finally:
@@ -98,10 +96,10 @@ async def _connect(req):
         car.flush_log()  # the strangers' counts, as the application does when it stops
         bus.close()
         body.save(dir + "/car_body.json")
-    return {"ok": True, "all_granted": all_granted, "pulses": body.pulses()}
+    return {"all_granted": all_granted, "pulses": body.pulses()}
 
 
-async def _nfc(req):
+async def _nfc(req, emit):
     # Poll the PN532 (its stand-in on a pty) and run each presented phone or card.
     from carkey.ecu.auditlog import TRANSPORT_NFC
     from carkey.hw.nfc_link import poll
@@ -126,7 +124,7 @@ async def _nfc(req):
         ms = time.ticks_diff(time.ticks_us(), start) / 1000
         car.settle()
         all_granted[0] = all_granted[0] and outcome.granted
-        _out({"txn": count[0], "kind": outcome.kind, "granted": outcome.granted, "ms": ms,
+        emit({"txn": count[0], "kind": outcome.kind, "granted": outcome.granted, "ms": ms,
               "results": outcome.results, "error": outcome.error, "state": bytes(car.door.car_state()).hex()})
 
     try:
@@ -138,7 +136,7 @@ async def _nfc(req):
         uart.deinit()
         bus.close()
         body.save(dir + "/car_body.json")
-    return {"ok": True, "all_granted": all_granted[0], "pulses": body.pulses()}
+    return {"all_granted": all_granted[0], "pulses": body.pulses()}
 
 
 def _unhex(value, what):
@@ -148,7 +146,7 @@ def _unhex(value, what):
         raise admin.AdminError("%s is not hex" % what)
 
 
-def handle(req):
+def handle(req, emit):
     op = req.get("op")
     dir = req.get("state")
     if not isinstance(dir, str) or not dir:
@@ -179,12 +177,14 @@ def handle(req):
         return admin.set_clock(dir, req.get("time"))
     if op == "provision":
         return admin.provision(dir, _unhex(req.get("public_key"), "public key"), req.get("time", 0))
+    if op == "challenge":
+        return admin.challenge(dir)
     if op == "submit":
         return admin.submit(dir, _unhex(req.get("document"), "document"), int(time.time()))
     if op == "connect":
-        return asyncio.run(_connect(req))
+        return asyncio.run(_connect(req, emit))
     if op == "nfc":
-        return asyncio.run(_nfc(req))
+        return asyncio.run(_nfc(req, emit))
     if op == "enroll_card":
         role = admin.ROLES.get(req.get("role"))
         if role is None:
@@ -194,41 +194,3 @@ def handle(req):
     if op == "card_master_key":
         return admin.set_card_master_key(dir, _unhex(req.get("key"), "card master key"))
     raise admin.AdminError("unknown operation %r" % op)
-
-
-def _session(dir):
-    # The session lives in this process's RAM, as on a board: it ends with the process.
-    first = admin.challenge(dir)
-    first["ok"] = True
-    _out(first)
-    while True:
-        line = sys.stdin.readline()
-        if not line:
-            return
-        try:
-            result = admin.submit(dir, _unhex(json.loads(line).get("document"), "document"), int(time.time()))
-            result["ok"] = True
-        except (admin.AdminError, ValueError) as e:
-            result = {"ok": False, "error": str(e)}
-        _out(result)
-
-
-def main():
-    try:
-        req = json.loads(sys.stdin.readline())
-        if req.get("op") == "session":
-            return _session(req.get("state"))
-        result = handle(req)
-    except (admin.AdminError, NotProvisioned, StorageError) as e:
-        # refused: the firmware judged the request and said no (exit 3 on the host)
-        _out({"ok": False, "error": str(e), "refused": isinstance(e, admin.AdminError)})
-        sys.exit(1)
-    except Exception as e:  # a firmware fault: report it as such, never as a refusal
-        sys.print_exception(e)
-        _out({"ok": False, "error": "%s: %s" % (type(e).__name__, e)})
-        sys.exit(1)
-    result["ok"] = True
-    _out(result)
-
-
-main()

@@ -1,10 +1,9 @@
-# carkey — the virtual fob: the key fob firmware as a Unix-port process over a state directory.
+# carkey — the virtual fob: the key fob firmware's operations over a state directory, served to the host.
 # SPDX-License-Identifier: MIT
 #
-# Usage: micropython -m vfob < REQUEST_JSON   (boards/ and boards/virtual_hw on the path)
-#
-# One JSON request on stdin, JSON lines on stdout, the last one {"ok": true, ...}
-# or {"ok": false, "error": ...}:
+# The handler the firmware-side server (carkey_host/mpy/serve.py) loads as `vfob`, with
+# boards/ and boards/virtual_hw on the path; carkey_host.vfob.VirtualFob sends it requests.
+# Hex for bytes; "state" is the fob's state directory in every request:
 #   {"op": "init", "state": DIR}                         a new credential, made here
 #   {"op": "identity", "state": DIR}                     {"credential_public_key": HEX65, "cars": [...]}
 #   {"op": "trust", "state": DIR, "group_id": HEX16, "reader_public_key": HEX65}
@@ -14,20 +13,16 @@
 #   {"op": "press", "state": DIR, "command": "unlock"|"lock"|"trunk"}
 #                                                        one press over the virtual air (CARKEY_AIR):
 #                                                        {"command", "outcome", "kind", "granted", "result", "signal", ...}
-# serve prints {"listening": [H, P]} once, then per connection {"connection": N,
+# serve streams an event {"listening": [H, P]} once, then per connection {"connection": N,
 # "how", "kind", "granted", "result", "new_kpersistent"}.
 
 import asyncio
-import json
-import sys
 
 from carkey import storage
 from carkey.fob.state import FobState, FobStateError
 
-
-def _out(obj):
-    sys.stdout.write(json.dumps(obj))
-    sys.stdout.write("\n")
+# The fob's own errors (bad input, a state it cannot work on); anything else is a firmware fault.
+EXPECTED = (FobStateError, storage.StorageError)
 
 
 def _unhex(value, what, n):
@@ -47,7 +42,7 @@ def _txn_line(n, how, txn, req):
             "new_kpersistent": bool(txn is not None and txn.new_kpersistent)}
 
 
-def _serve(st, req):
+def _serve(st, req, emit):
     from carkey.fob.client import Request
     from carkey.fob.device import UserDevice
     from carkey.fob.serve_tcp import serve
@@ -61,14 +56,14 @@ def _serve(st, req):
         if txn is not None and txn.kind is not None:
             st.count(line["granted"])
         conv.reset()
-        _out(line)
+        emit(line)
 
     asyncio.run(serve(device, req["host"], req["port"], req["framing"], req.get("connections"), on_connection,
-                      lambda: _out({"listening": [req["host"], req["port"]]})))
+                      lambda: emit({"listening": [req["host"], req["port"]]})))
     return {}
 
 
-def handle(req):
+def handle(req, emit):
     op = req.get("op")
     dir = req.get("state")
     if not isinstance(dir, str) or not dir:
@@ -85,7 +80,7 @@ def handle(req):
         st.trust(gid, _unhex(req.get("reader_public_key"), "reader public key", 65))
         return {"group_id": gid.hex()}
     if op == "serve":
-        return _serve(st, req)
+        return _serve(st, req, emit)
     if op == "import_share":
         from carkey.fob import app
 
@@ -100,20 +95,3 @@ def handle(req):
 
         return app.press_once(virtual_fob, req.get("command"), VirtualFobPlatform(dir), dir)
     raise FobStateError("unknown operation %r" % op)
-
-
-def main():
-    try:
-        result = handle(json.loads(sys.stdin.read()))
-    except (FobStateError, storage.StorageError) as e:
-        _out({"ok": False, "error": str(e)})
-        sys.exit(1)
-    except Exception as e:  # a firmware fault: report it as such
-        sys.print_exception(e)
-        _out({"ok": False, "error": "%s: %s" % (type(e).__name__, e)})
-        sys.exit(1)
-    result["ok"] = True
-    _out(result)
-
-
-main()

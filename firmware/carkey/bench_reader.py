@@ -14,7 +14,6 @@
 # (the audit record and key-store commit that follow the tap) is measured apart.
 
 import asyncio
-import json
 import os
 
 from carkey import storage
@@ -175,20 +174,3 @@ def record(dir, fixture, host, port, framing="lp"):
         fixture[kind] = pairs
     return fixture
 
-
-def _main():
-    # micropython -m carkey.bench_reader < REQUEST_JSON (one JSON line out):
-    #   {"op": "new", "owner": HEX65}  -> a fixture without recordings
-    #   {"op": "record", "fixture": {...}, "dir": DIR, "host": H, "port": P}  -> with recordings
-    import sys
-
-    req = json.loads(sys.stdin.read())
-    if req["op"] == "new":
-        out = new_fixture(req["owner"])
-    else:
-        out = record(req["dir"], req["fixture"], req["host"], req["port"])
-    print(json.dumps(out))
-
-
-if __name__ == "__main__":
-    _main()

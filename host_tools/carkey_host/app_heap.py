@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import paths
+from . import paths, runner
 from .errors import CarkeyError
 
 KIB = 1024
@@ -160,11 +160,9 @@ def run_once(template, board, heapsize, workdir, fragment=False):
         env = board_layout(flash)
         env["CARKEY_PN532"] = sim.path
         env["CARKEY_AIR"] = "%s:%d" % tuple(air.address)
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
-        cmd += ["-c", _PROGRAM.format(board=board, state=str(state), fragment=fragment)]
-        proc = subprocess.Popen(cmd, cwd=flash, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = runner.launch("-c", _PROGRAM.format(board=board, state=str(state), fragment=fragment),
+                             heapsize=heapsize, env=env, cwd=flash, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
         lines = _Lines(proc)
         try:
             ev = lines.next(STEP_TIMEOUT_S)
@@ -374,24 +372,20 @@ def board_layout(cwd):
     compiler in the middle of the application (the PN532 stand-in's UART loads when
     the NFC task starts), with allocations no board makes."""
     from .build import compile_firmware
-    from .vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
 
     lib = Path(cwd) / "lib"
     if not lib.exists():
-        lib.symlink_to(firmware_build(), target_is_directory=True)
+        lib.symlink_to(runner.compiled_firmware(), target_is_directory=True)
     stand_ins = paths.BUILD_DIR / "mpy-stand-ins"
-    compile_firmware(stand_ins / "virtual_hw", root=VIRTUAL_HW, opt=0)
-    from .mpy_bridge import micropython_env
-
-    return micropython_env(extra_paths=[stand_ins, stand_ins / "virtual_hw", BOARDS_DIR], firmware_dir="lib")
+    compile_firmware(stand_ins / "virtual_hw", root=runner.VIRTUAL_HW, opt=0)
+    return runner.environment("lib", extra_paths=[stand_ins, stand_ins / "virtual_hw", runner.BOARDS_DIR])
 
 
 def per_module(modules):
     """[(module, bytes)]: the heap each module of a started application holds, charged
     in import order (carkey_host.module_heap)."""
     from .module_heap import module_heap
-    from .vcar import BOARDS_DIR, VIRTUAL_HW
 
     with tempfile.TemporaryDirectory() as cwd:
-        rows = module_heap(modules, [paths.FIRMWARE_DIR, BOARDS_DIR, VIRTUAL_HW], board_layout(cwd), cwd=cwd)
+        rows = module_heap(modules, [paths.FIRMWARE_DIR, runner.BOARDS_DIR, runner.VIRTUAL_HW], board_layout(cwd), cwd=cwd)
     return sorted(rows, key=lambda r: -r[1])

@@ -25,9 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import paths
+from . import paths, runner
 from .build import compile_firmware
-from .mpy_bridge import micropython_env
 
 # The benchmark runs the firmware as boards do: compiled .mpy, not source.
 MPY_DIR = paths.BUILD_DIR / "mpy"
@@ -61,15 +60,15 @@ FIXTURE = paths.BUILD_DIR / "bench-fixture.json"
 READER_STATE = paths.BUILD_DIR / "bench-state"
 
 
-def _mpy(request, heapsize=None, timeout=120):
-    """Run carkey.bench_reader with one JSON request; its JSON answer."""
-    cmd = [paths.micropython_executable(), "-m", "carkey.bench_reader"]
-    proc = subprocess.run(cmd, input=json.dumps(request), capture_output=True, text=True,
-                          env=micropython_env(firmware_dir=MPY_DIR), timeout=timeout)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise BenchError(f"recording the reader's taps failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return json.loads(lines[-1])
+def _bench_reader(fn, *args, timeout=120):
+    """carkey.bench_reader.fn(*args), run on the compiled firmware; its result."""
+    try:
+        with runner.Firmware(env=runner.environment(MPY_DIR)) as firmware:
+            return firmware.request("call", timeout=timeout, module="carkey.bench_reader", fn=fn, args=list(args))
+    except runner.MicroPythonError as e:
+        raise BenchError(f"recording the reader's taps failed: {e}\n{e.traceback}") from None
+    except runner.RunnerError as e:
+        raise BenchError(f"recording the reader's taps failed: {e}") from None
 
 
 def record_reader_fixture(path=FIXTURE):
@@ -84,7 +83,7 @@ def record_reader_fixture(path=FIXTURE):
     with tempfile.TemporaryDirectory() as tmp:
         phone_keys = KeyDir(os.path.join(tmp, "phone"))
         owner = phone_keys.init()
-        fixture = _mpy({"op": "new", "owner": owner.hex()})
+        fixture = _bench_reader("new_fixture", owner.hex())
         identity = bytes.fromhex(fixture["identity"])
         phone_keys.trust(identity[5:21], identity[69:])  # group id, reader public key (identity.py layout)
         phone = Phone(phone_keys)
@@ -99,8 +98,7 @@ def record_reader_fixture(path=FIXTURE):
         server.start()
         if not listening.wait(10):
             raise BenchError("the simulated phone did not start listening")
-        fixture = _mpy({"op": "record", "fixture": fixture, "dir": os.path.join(tmp, "car"), "host": "127.0.0.1",
-                        "port": where[0][1]})
+        fixture = _bench_reader("record", os.path.join(tmp, "car"), fixture, "127.0.0.1", where[0][1])
         server.join(10)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(fixture))
@@ -108,11 +106,8 @@ def record_reader_fixture(path=FIXTURE):
 
 
 def run_firmware(names, runs, heapsize=None, timeout=600):
-    cmd = [paths.micropython_executable()]
-    if heapsize:
-        cmd += ["-X", f"heapsize={heapsize}"]
-    cmd += ["-m", "carkey.bench", f"--runs={runs}", f"--fixture={FIXTURE}", f"--state={READER_STATE}", *names]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=micropython_env(firmware_dir=MPY_DIR), timeout=timeout)
+    proc = runner.run("-m", "carkey.bench", f"--runs={runs}", f"--fixture={FIXTURE}", f"--state={READER_STATE}", *names,
+                      heapsize=heapsize, env=runner.environment(MPY_DIR), timeout=timeout)
     results = {}
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
@@ -128,12 +123,10 @@ class _Stepper:
     """One `carkey.bench --lockstep` process: a timed run per request."""
 
     def __init__(self, name, heapsize):
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
-        cmd += ["-m", "carkey.bench", "--lockstep", f"--fixture={FIXTURE}", f"--state={READER_STATE}-{name}", name]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1, env=micropython_env(firmware_dir=MPY_DIR))
+        self.proc = runner.launch("-m", "carkey.bench", "--lockstep", f"--fixture={FIXTURE}",
+                                  f"--state={READER_STATE}-{name}", name, heapsize=heapsize,
+                                  env=runner.environment(MPY_DIR), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, bufsize=1)
         self._line("ready")
 
     def _line(self, want=None):
@@ -420,9 +413,9 @@ def estimate(measured, heapsize):
     }
 
 
-def interpreter_version(executable):
-    proc = subprocess.run([executable, "-c", "import sys; print(sys.version, '%d-bit' % (64 if sys.maxsize > 1 << 32 else 32))"],
-                          capture_output=True, text=True, timeout=30)
+def interpreter_version():
+    proc = runner.run("-c", "import sys; print(sys.version, '%d-bit' % (64 if sys.maxsize > 1 << 32 else 32))",
+                      timeout=30)
     return proc.stdout.strip() or proc.stderr.strip()
 
 
@@ -438,8 +431,8 @@ def calibration(ref_measurement):
         "t_ref_basis": (f"{T_REF_160MHZ_MS} ms at 160 MHz (MicroPython commit 549448e8, score 664.40, TinyPICO) "
                         f"x 160/{ESP32_MHZ}; the car application sets machine.freq({ESP32_MHZ}_000_000) at boot"),
         "ref_host_ms": round(ref_measurement["ref_median_us"] / 1000, 4),
-        "interpreter": paths.micropython_executable(),
-        "interpreter_version": interpreter_version(paths.micropython_executable()),
+        "interpreter": runner.interpreter(),
+        "interpreter_version": interpreter_version(),
         "mpy_cross": cross,
         "mpy_cross_version": cross_version,
     }

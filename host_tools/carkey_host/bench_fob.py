@@ -14,16 +14,12 @@ this host, median of per-round ratios, same heap) x 97.8 ms.
 """
 
 import json
-
-import subprocess
 import tempfile
 
-from . import paths
+from . import paths, runner
 from .build import compile_firmware
-from .mpy_bridge import micropython_env
 
 MPY_DIR = paths.BUILD_DIR / "mpy"
-KAT = paths.REPO_ROOT / "tests" / "vectors" / "aliro-expedited-kat.json"
 FIXTURE = paths.BUILD_DIR / "fob-bench-fixture.json"
 BOARD = "esp32_c3_fob"  # the board config the whole-application row runs (boards/)
 T_REF_160MHZ_MS = 97.8  # bm_pidigits on an ESP32 at 160 MHz (MicroPython commit 549448e8): the C3 stand-in
@@ -50,18 +46,11 @@ DOUBLE_MS = 350  # carkey.fob.button default: a short press is known this long a
 
 
 def make_fixture(path=FIXTURE):
-    kat = json.loads(KAT.read_text())
-    c = kat["common"]
-    std, fast = kat["transactions"]
-    fx = {"cred_priv": c["credential_long_term_private_key"], "cred_pub": c["credential_long_term_public_key"],
-          "reader_pub": c["reader_long_term_public_key"], "group": c["reader_group_identifier"],
-          "rid": c["reader_identifier"], "kp": std["hkdf_persistent"]["keys"]["Kpersistent"],
-          "bitmap": std["auth1_response_encryption"]["plaintext_fields"]["5e"]}
-    for name, t in (("std", std), ("fast", fast)):
-        fx[name + "_ud_priv"] = t["inputs"]["ud_ephemeral_private_key"]
-        fx[name + "_ud_pub"] = t["inputs"]["ud_ephemeral_public_key"]
-        fx[name + "_capdus"] = [a["c_apdu"] for a in t["apdus"]]
-        fx[name + "_rapdus"] = [a["r_apdu"] for a in t["apdus"]]
+    """Record the transactions the fob rows replay: the firmware reader and a fresh
+    firmware fob, one standard and one fast tap (carkey_host/mpy/fob_recorder.py)."""
+    compile_firmware(MPY_DIR)
+    with tempfile.TemporaryDirectory() as state, runner.Firmware(env=runner.environment(MPY_DIR)) as firmware:
+        fx = firmware.call("fob_recorder", "record", state)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(fx))
     return path
@@ -69,13 +58,9 @@ def make_fixture(path=FIXTURE):
 
 def run_ops(names, runs, heapsize=HEAPSIZE, timeout=600):
     with tempfile.TemporaryDirectory() as state:
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
-        cmd += ["-m", "carkey.fob.bench", f"--runs={runs}", f"--fixture={FIXTURE}", f"--state={state}",
-                f"--board={BOARD}", *names]
-        env = micropython_env(extra_paths=[paths.REPO_ROOT / "boards"], firmware_dir=MPY_DIR)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        proc = runner.run("-m", "carkey.fob.bench", f"--runs={runs}", f"--fixture={FIXTURE}", f"--state={state}",
+                          f"--board={BOARD}", *names, heapsize=heapsize,
+                          env=runner.environment(MPY_DIR, extra_paths=[runner.BOARDS_DIR]), timeout=timeout)
     out = {}
     for line in proc.stdout.splitlines():
         if line.startswith("{"):

@@ -1,33 +1,27 @@
 """The firmware reader as a BLE car on the virtual air, and the `ble_unlock_exchanges` measurement.
 
-`CarProcess` runs carkey_host/mpy/ble_reader.py in the MicroPython Unix port with
-the virtual board's `bluetooth` (boards/virtual_hw), compiled to .mpy as a board
-runs it: the firmware's carkey.hw.ble_gatt peripheral and carkey.protocol Reader,
+`CarProcess` runs carkey_host/mpy/ble_reader.py in the MicroPython Unix port
+(through carkey_host.runner) with the virtual board's `bluetooth` (boards/virtual_hw),
+compiled to .mpy as a board runs it: the firmware's carkey.hw.ble_gatt peripheral and carkey.protocol Reader,
 unchanged, answering simulated phones (carkey_host.ble_phone) over
-carkey_host.virtual_air. Each transaction comes back as one JSON record.
+carkey_host.virtual_air. Each transaction comes back as one event.
 """
 
-import json
-import queue
 import subprocess
-import threading
 from pathlib import Path
 
-from . import ble_phone, paths
+from . import ble_phone, paths, runner
 from .build import compile_firmware
-from .mpy_bridge import micropython_command, micropython_env
 from .reader_keys import ReaderKeys  # noqa: F401 (re-exported: CarProcess takes one)
 from .virtual_air import VirtualAir
 
-CLIENT = paths.PACKAGE_DIR / "mpy" / "ble_reader.py"
-VIRTUAL_HW = paths.REPO_ROOT / "boards" / "virtual_hw"
 STATUS_GRANTED = "97020101"
 
 
 def build_car(out: Path) -> Path:
     """Firmware and the virtual `bluetooth`, compiled to .mpy in `out`."""
     compile_firmware(out)
-    src = VIRTUAL_HW / "bluetooth.py"
+    src = runner.VIRTUAL_HW / "bluetooth.py"
     subprocess.run([paths.mpy_cross_executable(), "-o", str(out / (src.stem + ".mpy")), str(src)], check=True)
     return out
 
@@ -39,31 +33,25 @@ class CarProcess:
         spec.update(identity=keys.blob.hex(), transactions=transactions,
                     credentials=[{"pub": d.credential_public_key.hex(), "kpersistent": None} for d in devices])
         spec.setdefault("exchange", [STATUS_GRANTED])
-        env = micropython_env(firmware_dir=build)
+        env = runner.environment(build)
         env["CARKEY_AIR"] = "%s:%d" % tuple(air.address)
-        self.proc = subprocess.Popen(micropython_command(CLIENT, heapsize=heapsize), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, cwd=paths.REPO_ROOT, text=True)
-        self.proc.stdin.write(json.dumps(spec))
-        self.proc.stdin.close()
-        self._lines = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.firmware = runner.Firmware("ble_reader", heapsize=heapsize, env=env, cwd=paths.REPO_ROOT)
+        self.proc = self.firmware.proc
+        self.firmware.send("run", **spec)
         self.name = self._next(30)["ready"]
 
-    def _pump(self):
-        for line in self.proc.stdout:
-            if line.startswith("{"):
-                self._lines.put(json.loads(line))
-        self._lines.put(None)
-
     def _next(self, timeout):
+        """The next event, or the closing record (the run's reply)."""
         try:
-            record = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("the car said nothing for %s s" % timeout) from None
-        if record is None:
-            self.proc.wait(5)
-            raise AssertionError("the car exited (%s): %s" % (self.proc.returncode, self.proc.stderr.read()[-3000:]))
-        return record
+            message = self.firmware.receive(timeout)
+        except runner.RunnerError as e:
+            raise AssertionError(f"the car said nothing for {timeout} s" if self.proc.poll() is None
+                                 else f"the car exited: {e}") from None
+        if "event" in message:
+            return message["event"]
+        if "ok" in message:
+            return message["ok"]
+        raise AssertionError(f"the car failed: {message['error']}: {message['message']}\n{message['traceback']}")
 
     def record(self, timeout=30):
         """The next record of any kind (e.g. {"action": ..} of passive entry)."""
@@ -79,13 +67,11 @@ class CarProcess:
         """The car's closing record, after its last transaction; the process has exited cleanly."""
         record = self._next(timeout)
         assert "done" in record, record
-        assert self.proc.wait(timeout) == 0, self.proc.stderr.read()
+        assert self.firmware.close(timeout) and self.proc.returncode == 0, self.firmware.stderr()
         return record
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+        self.firmware.kill()
 
 
 def ble_unlock_exchanges(mtu: int = ble_phone.PHONE_MTU, build: Path | None = None) -> dict:

@@ -13,14 +13,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import documents
+from . import documents, runner
 from . import envelope as env
 from .auditlog import command_name, format_record, format_tally, result_name
 from .errors import CarkeyError
 from .keydir import KeyDir
 from .phone import Phone
 from .tcp_link import ThreadedServer
-from .vcar import VirtualCar, firmware_build
+from .vcar import VirtualCar
 
 
 class Demo:
@@ -58,7 +58,7 @@ class Demo:
         c = self.console
         c.rule("[bold]carkey demo: a virtual car, an owner, a friend")
         self.say("Building the firmware (mpy-cross, as it is deployed to an ESP32)...")
-        firmware_build()
+        runner.compiled_firmware()
 
         self.say("\n[bold]1. The car's first boot[/]: the reader makes its identity; the private key never leaves it.")
         ident = self.car.init()

@@ -8,10 +8,9 @@ reported as one row of its own (STRING_POOL).
 """
 
 import ast
-import subprocess
 from pathlib import Path
 
-from . import paths
+from . import runner
 
 
 def _source(name, roots):
@@ -73,8 +72,7 @@ def module_heap(modules, roots, env, cwd=None):
     for m in order:
         prog += (f"gc.collect()\na = gc.mem_alloc()\nimport {m}\ngc.collect()\n"
                  f"print('@@', {m!r}, gc.mem_alloc() - a)\nmicropython.qstr_info()\n")
-    proc = subprocess.run([paths.micropython_executable(), "-c", prog], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+    proc = runner.run("-c", prog, env=env, cwd=cwd, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-1500:])
     rows, pools = [], []

@@ -14,30 +14,15 @@ Only provision works without a signature, and only in factory state; everything 
 is an owner-signed document the firmware checks (docs/PROTOCOL.md §9).
 """
 
-import json
 import time
 
+from . import board_call
 from .errors import CarkeyError, Refused
 from .serialport import NoAnswer
+from .wire import RESULT_MARK
 
 STATE_DIR = "/state"
 STARTUP_S = 60  # an application starting after a reset answers its console within this
-_MARK = "CARKEY-RESULT "
-
-# Runs on the board. {call} is an expression over `admin`, `state` and `now`.
-_PROGRAM = """
-import json
-from carkey.ecu import admin
-from carkey.clock import Clock
-state = {state!r}
-try:
-    now = Clock(state).now()
-    result = {call}
-    print({mark!r} + json.dumps({{"ok": True, "result": result}}))
-except Exception as e:
-    print({mark!r} + json.dumps({{"ok": False, "error": "%s: %s" % (type(e).__name__, e),
-                                  "refused": isinstance(e, admin.AdminError)}}))
-"""
 
 # First boot draws the reader's private key: on an ESP32 os.urandom is truly random
 # only with a radio on, so the radio comes up first.
@@ -53,23 +38,22 @@ class UsbCar:
     def _call(self, call, board=None):
         from .deploy import Board
 
+        # {call} is an expression over `admin`, `state` and `now`.
+        program = board_call.program("from carkey.ecu import admin\nfrom carkey.clock import Clock", call,
+                                     self.state_dir, prelude="    now = Clock(state).now()\n",
+                                     refused="admin.AdminError")
         if board is not None:  # inside a session: the application stays interrupted until it ends
-            return self._answer(board.exec(_PROGRAM.format(state=self.state_dir, call=call, mark=_MARK)).decode())
+            return self._answer(board.exec(program).decode())
         board = Board(self.port, self.timeout)
         try:
-            output = board.exec(_PROGRAM.format(state=self.state_dir, call=call, mark=_MARK)).decode()
+            output = board.exec(program).decode()
             board.soft_reset()  # the application starts again
         finally:
             board.close()
         return self._answer(output)
 
     def _answer(self, output):
-        for line in output.splitlines():
-            if line.startswith(_MARK):
-                answer = json.loads(line[len(_MARK):])
-                break
-        else:
-            raise CarkeyError(f"the board on {self.port} gave no answer: {output.strip()[-300:]!r}")
+        answer = board_call.answer(output, f"board on {self.port}")
         if not answer["ok"]:
             error = answer["error"]
             message = (error.split(": ", 1)[-1] if error.startswith(("AdminError", "NotProvisioned"))
@@ -181,7 +165,7 @@ class ConsoleSession:
         import os
 
         token = os.urandom(4).hex()  # an answer to an earlier, abandoned request is not this one's
-        mark = f"{_MARK}{token} "
+        mark = f"{RESULT_MARK}{token} "
         self.port.reset_input_buffer()
         self.port.write(f"#carkey {token} {request}\r\n".encode())
         deadline = time.monotonic() + timeout
@@ -192,7 +176,7 @@ class ConsoleSession:
                 raw, buf = buf.split(b"\n", 1)
                 text = raw.decode(errors="replace").strip()
                 if text.startswith(mark):
-                    return self.car._answer(_MARK + text[len(mark):])
+                    return self.car._answer(RESULT_MARK + text[len(mark):])
                 if text.startswith(">>>") or "raw REPL" in text:
                     raise AppNotAnswering()  # a REPL took the line (a comment there): no application
             if buf.startswith((b">>> ", b">")) and len(buf) <= 4:

@@ -6,24 +6,10 @@ carkey_host.usb_car does for the car. A real fob sleeps between presses and its 
 goes with it: wake it with the button (or hold it in safe boot) first.
 """
 
-import json
-
+from . import board_call
 from .errors import CarkeyError
 
 STATE_DIR = "/state"
-_MARK = "CARKEY-RESULT "
-
-_PROGRAM = """
-import json
-import board
-from carkey.fob import app
-state = {state!r}
-try:
-    result = {call}
-    print({mark!r} + json.dumps({{"ok": True, "result": result}}))
-except Exception as e:
-    print({mark!r} + json.dumps({{"ok": False, "error": "%s: %s" % (type(e).__name__, e)}}))
-"""
 
 
 class UsbFob:
@@ -37,17 +23,13 @@ class UsbFob:
 
         board = Board(self.port, self.timeout)
         try:
-            out, err = board.run(_PROGRAM.format(state=self.state_dir, call=call, mark=_MARK), self.timeout)
+            out, err = board.run(board_call.program("import board\nfrom carkey.fob import app", call, self.state_dir),
+                                 self.timeout)
             output = (out + err).decode(errors="replace")
             board.soft_reset()  # the application starts again
         finally:
             board.close()
-        for line in output.splitlines():
-            if line.startswith(_MARK):
-                answer = json.loads(line[len(_MARK):])
-                break
-        else:
-            raise CarkeyError(f"the fob on {self.port} gave no answer: {output.strip()[-300:]!r}")
+        answer = board_call.answer(output, f"fob on {self.port}")
         if not answer["ok"]:
             raise CarkeyError(f"the fob failed: {answer['error']}")
         return answer["result"]

@@ -35,15 +35,13 @@ import time
 import tty
 from pathlib import Path
 
-from . import paths
+from . import runner
 from .errors import CarkeyError
 
 SHIM = Path(__file__).resolve().parent / "mpy" / "vboard_shim.py"
-BOARDS_DIR = paths.REPO_ROOT / "boards"
-VIRTUAL_HW_DIR = BOARDS_DIR / "virtual_hw"
 # `import bluetooth` finds boards/virtual_hw/bluetooth.py; `import virtual_hw.platform`
 # (the PLATFORM boards/virtual.py names) finds the package under boards/.
-VIRTUAL_PATH = (VIRTUAL_HW_DIR, BOARDS_DIR)
+VIRTUAL_PATH = (runner.VIRTUAL_HW, runner.BOARDS_DIR)
 
 # Serial REPL control characters.
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
@@ -132,11 +130,10 @@ def _die_with_parent():
 
 def _banner_version():
     """`MicroPython v1.29.0-preview on 2026-07-05` from the Unix port in use."""
-    proc = subprocess.run(
-        [paths.micropython_executable(), "-c",
-         "import sys;v=sys.implementation.version;print('%d.%d.%d' % v[:3], v[3] if len(v) > 3 else '',"
-         " sys.version.split(' on ')[-1])"],
-        capture_output=True, text=True, timeout=30,
+    proc = runner.run(
+        "-c", "import sys;v=sys.implementation.version;print('%d.%d.%d' % v[:3], v[3] if len(v) > 3 else '',"
+        " sys.version.split(' on ')[-1])",
+        env=runner.environment(None), timeout=30,
     )
     parts = proc.stdout.split()
     if proc.returncode != 0 or len(parts) < 2:
@@ -150,17 +147,12 @@ class _Child:
     """One MicroPython process: a power-on or a soft reset's fresh interpreter."""
 
     def __init__(self, flash_dir, extra_paths, heapsize, flash_bytes, extra_env, report=print):
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
         cmd_r, self.cmd_w = os.pipe()
         self.evt_r, evt_w = os.pipe()
         self.log_r, log_w = os.pipe()
         self.log_partial = b""
         self.log_ended = False
-        env = dict(os.environ)
-        env.pop("MICROPYPATH", None)
-        env["MICROPYPATH"] = ".frozen"
+        env = runner.environment(None)  # the shim puts the flash and the virtual board on sys.path
         env.update(extra_env)
         env[HOST_LOG_ENV] = str(log_w)
         devices = []
@@ -176,9 +168,9 @@ class _Child:
             devices.append(fd)
             env[name + "_FD"] = str(fd)
         try:
-            self.proc = subprocess.Popen(
-                cmd + [str(SHIM), str(cmd_r), str(evt_w), str(flash_dir), str(flash_bytes or 0),
-                       *map(str, extra_paths)],
+            self.proc = runner.launch(
+                SHIM, cmd_r, evt_w, flash_dir, flash_bytes or 0, *extra_paths,
+                heapsize=heapsize,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -291,7 +283,7 @@ class VirtualBoard:
         if self.flash_dir.exists() and not self.flash_dir.is_dir():
             raise VirtualBoardError(f"flash directory {self.flash_dir} is not a directory")
         try:
-            paths.micropython_executable()
+            runner.interpreter()
         except FileNotFoundError as e:
             raise VirtualBoardError(str(e)) from None
         self.flash_dir.mkdir(parents=True, exist_ok=True)

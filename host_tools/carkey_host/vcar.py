@@ -1,26 +1,21 @@
 """The virtual car: the reader firmware running in the MicroPython Unix port over a state directory.
 
-Each call starts `micropython -m vcar` (boards/virtual_hw/vcar.py) with the compiled
-firmware on its path, sends one JSON request on stdin and reads JSON lines back. The
-state directory is the car's flash: identity, key store, clock floor, lockout, audit
-log, the simulated car body. Nothing here touches those files: only firmware does.
+Each call starts the firmware-side server (carkey_host.runner) with the virtual car's
+handler (boards/virtual_hw/vcar.py) and the compiled firmware on its path, sends one
+request and collects its events and reply; an admin session keeps one process for its
+requests. The state directory is the car's flash: identity, key store, clock floor,
+lockout, audit log, the simulated car body. Nothing here touches those files: only
+firmware does.
 """
 
-import contextlib
-import json
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths, wire
-from .build import BuildError, compile_firmware
+from . import runner, wire
 from .errors import CarkeyError, Refused, UsageError
-from .mpy_bridge import micropython_env
 
-BOARDS_DIR = paths.REPO_ROOT / "boards"
-VIRTUAL_HW = BOARDS_DIR / "virtual_hw"
-FIRMWARE_MPY = paths.BUILD_DIR / "mpy"
 SEQUENCE_KINDS = ("standard", "fast")
 ROLES = tuple(wire.ROLES)
 
@@ -54,15 +49,6 @@ def _collector(txns, on_txn):
     return line
 
 
-def firmware_build():
-    """The firmware as .mpy, rebuilt where sources changed."""
-    try:
-        compile_firmware(FIRMWARE_MPY)
-    except (BuildError, FileNotFoundError) as e:
-        raise CarkeyError(f"cannot build the firmware: {e}") from None
-    return FIRMWARE_MPY
-
-
 class VirtualCar:
     def __init__(self, state_dir, heapsize=None, timeout_s=120):
         self.state_dir = Path(state_dir)
@@ -71,55 +57,40 @@ class VirtualCar:
 
     # --- plumbing -------------------------------------------------------------
 
+    def _firmware(self):
+        return runner.Firmware("vcar", heapsize=self.heapsize, env=runner.environment("compiled", virtual_board=True))
+
     def _run(self, request, on_line=None):
         request = dict(request, state=str(self.state_dir))
-        cmd = [paths.micropython_executable()]
-        if self.heapsize:
-            cmd += ["-X", f"heapsize={self.heapsize}"]
-        cmd += ["-m", "vcar"]
-        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    env=env, text=True)
-        except FileNotFoundError as e:
-            raise CarkeyError(f"cannot start MicroPython: {e}") from None
-        proc.stdin.write(json.dumps(request))
-        proc.stdin.close()
-        last = None
+            car = self._firmware()
+        except runner.RunnerError as e:
+            raise CarkeyError(str(e)) from None
         try:
-            for raw in proc.stdout:
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    continue  # firmware diagnostics, not protocol lines
-                if "ok" in obj:
-                    last = obj
-                elif on_line is not None:
-                    on_line(obj)
-            proc.wait(timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise CarkeyError(f"the virtual car did not finish within {self.timeout_s} s") from None
+            return car.request(on_event=on_line, **request)
+        except runner.MicroPythonError as e:
+            if e.refused:
+                raise Refused(e.message) from None  # the firmware judged the request and said no (exit 3)
+            raise CarkeyError(e.message if e.expected else f"{e.type}: {e.message}") from None
+        except runner.RunnerError:
+            tail = car.stderr().strip()
+            raise CarkeyError(f"the virtual car crashed: {tail.splitlines()[-1] if tail else 'no answer'}") from None
+        except BaseException:
+            car.kill()  # interrupted (Ctrl-C): the car stops with its caller
+            raise
         finally:
-            proc.stdout.close()
-            stderr = proc.stderr.read()
-            proc.stderr.close()
-        if last is None:
-            detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {proc.returncode}"
-            raise CarkeyError(f"the virtual car crashed: {detail}")
-        if not last["ok"]:
-            raise (Refused if last.get("refused") else CarkeyError)(last["error"])
-        return last
+            if not car.close(self.timeout_s):
+                raise CarkeyError(f"the virtual car did not finish within {self.timeout_s} s")
 
     # --- operations -------------------------------------------------------------
 
     def init(self) -> dict:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        return self._strip(self._run({"op": "init"}))
+        return self._run({"op": "init"})
 
     def identity(self) -> dict:
         self._require_state()
-        return self._strip(self._run({"op": "identity"}))
+        return self._run({"op": "identity"})
 
     def enroll(self, public_key: bytes, role: str, entitlements=None, not_before=0, not_after=0, use_limit=0,
                profile: bytes = b"") -> dict:
@@ -130,11 +101,11 @@ class VirtualCar:
                "not_after": not_after, "use_limit": use_limit, "profile": profile.hex()}
         if entitlements is not None:
             req["entitlements"] = entitlements
-        return self._strip(self._run(req))
+        return self._run(req)
 
     def keys(self) -> dict:
         self._require_state()
-        return self._strip(self._run({"op": "keys"}))
+        return self._run({"op": "keys"})
 
     def log(self, since=0) -> list:
         self._require_state()
@@ -146,17 +117,17 @@ class VirtualCar:
 
     def set_clock(self, unix: int) -> dict:
         self._require_state()
-        return self._strip(self._run({"op": "set_clock", "time": int(unix)}))
+        return self._run({"op": "set_clock", "time": int(unix)})
 
     def provision(self, owner_public_key: bytes, unix_time: int = 0) -> dict:
         """Factory state: identity (if none), the first owner, the clock."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        return self._strip(self._run({"op": "provision", "public_key": owner_public_key.hex(), "time": int(unix_time)}))
+        return self._run({"op": "provision", "public_key": owner_public_key.hex(), "time": int(unix_time)})
 
     def submit(self, document: bytes) -> dict:
         """An owner-signed share, revocation or admin request, as over USB."""
         self._require_state()
-        return self._strip(self._run({"op": "submit", "document": document.hex()}))
+        return self._run({"op": "submit", "document": document.hex()})
 
     def admin_session(self) -> "VcarSession":
         """An admin session (docs/PROTOCOL.md §9): one car process holds the challenge in
@@ -183,11 +154,11 @@ class VirtualCar:
         req = {"op": "enroll_card", "uid": bytes(uid).hex(), "role": role}
         if entitlements is not None:
             req["entitlements"] = entitlements
-        return self._strip(self._run(req))
+        return self._run(req)
 
     def set_card_master_key(self, key: bytes) -> dict:
         self._require_state()
-        return self._strip(self._run({"op": "card_master_key", "key": bytes(key).hex()}))
+        return self._run({"op": "card_master_key", "key": bytes(key).hex()})
 
     def nfc(self, pty, taps, place="door", on_txn=None) -> tuple[list, list]:
         """Poll the PN532 at `pty` (the stand-in) until `taps` presentations were served."""
@@ -200,12 +171,6 @@ class VirtualCar:
         if not self.state_dir.is_dir():
             raise CarkeyError(f"{self.state_dir}: no such state directory (run `carkey reader init --state DIR`)")
 
-    @staticmethod
-    def _strip(result):
-        result = dict(result)
-        result.pop("ok", None)
-        return result
-
 
 class VcarSession:
     """The car's side of an admin session with the virtual car: `challenge`, `identity`,
@@ -215,17 +180,12 @@ class VcarSession:
         self.car = car
 
     def __enter__(self):
-        cmd = [paths.micropython_executable()]
-        if self.car.heapsize:
-            cmd += ["-X", f"heapsize={self.car.heapsize}"]
-        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
         try:
-            self.proc = subprocess.Popen(cmd + ["-m", "vcar"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, env=env, text=True, bufsize=1)
-        except FileNotFoundError as e:
-            raise CarkeyError(f"cannot start MicroPython: {e}") from None
+            self.firmware = self.car._firmware()
+        except runner.RunnerError as e:
+            raise CarkeyError(str(e)) from None
         try:
-            first = self._send({"op": "session", "state": str(self.car.state_dir)})
+            first = self._request("challenge")
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -233,35 +193,20 @@ class VcarSession:
         self.identity = first
         return self
 
-    def _send(self, obj) -> dict:
+    def _request(self, op, **args) -> dict:
+        # The challenge lives in this process's RAM, as on a board: it ends with the session.
         try:
-            self.proc.stdin.write(json.dumps(obj) + "\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            pass  # the answer (or its absence) says why
-        for raw in self.proc.stdout:
-            try:
-                answer = json.loads(raw)
-            except ValueError:
-                continue  # firmware diagnostics, not protocol lines
-            if not answer.pop("ok", False):
-                raise CarkeyError(answer.get("error", "the virtual car failed"))
-            return answer
-        raise CarkeyError(f"the virtual car crashed: {self.proc.stderr.read().strip()[-300:]}")
+            return self.firmware.request(op, state=str(self.car.state_dir), **args)
+        except runner.MicroPythonError as e:
+            raise CarkeyError(e.message if e.expected else f"{e.type}: {e.message}") from None
+        except runner.RunnerError:
+            raise CarkeyError(f"the virtual car crashed: {self.firmware.stderr().strip()[-300:]}") from None
 
     def submit(self, document: bytes) -> dict:
-        return self._send({"document": document.hex()})
+        return self._request("submit", document=document.hex())
 
     def __exit__(self, *exc):
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=self.car.timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        self.firmware.close(self.car.timeout_s)
 
 
 _APP = "import virtual\nfrom carkey.ecu import app\napp.run(virtual, state_dir={state!r}, passive_entry={passive})\n"
@@ -277,17 +222,14 @@ class RunningCar:
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = self.flash_dir / "state"
-        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+        env = runner.environment("compiled", virtual_board=True)
         if pn532:
             env["CARKEY_PN532"] = str(pn532)
         if air:
             env["CARKEY_AIR"] = "%s:%d" % tuple(air)
-        cmd = [paths.micropython_executable()]
-        if heapsize:
-            cmd += ["-X", f"heapsize={heapsize}"]
-        cmd += ["-c", _APP.format(state=str(self.state_dir), passive=bool(passive_entry))]
-        self.proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = runner.launch("-c", _APP.format(state=str(self.state_dir), passive=bool(passive_entry)),
+                                  heapsize=heapsize, env=env, cwd=self.flash_dir, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def wait_for(self, predicate, what, timeout=30):
         deadline = time.monotonic() + timeout

@@ -1,23 +1,20 @@
 """The virtual fob: the key fob firmware running in the MicroPython Unix port over a state directory.
 
-Each call starts `micropython -m vfob` (boards/virtual_hw/vfob.py) with the compiled
-firmware on its path and sends one JSON request on stdin; the state directory is the
-fob's flash (credential, trusted cars, Kpersistent, counters) and only firmware
+Each call starts the firmware-side server (carkey_host.runner) with the virtual fob's
+handler (boards/virtual_hw/vfob.py) and the compiled firmware on its path, and sends
+it one request; the state directory is the fob's flash (credential, trusted cars, Kpersistent, counters) and only firmware
 touches it. `serve` keeps the process running: it answers readers over TCP, one
 transaction per connection, as `carkey phone serve` does.
 """
 
 import json
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
+from . import runner
 from .errors import CarkeyError
 from .keydir import parse_hex
-from .mpy_bridge import micropython_env
-from .vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
 
 
 @dataclass
@@ -50,56 +47,32 @@ class VirtualFob:
         self.heapsize = heapsize
         self.timeout_s = timeout_s
 
-    def _start(self, request, env_extra=None):
-        request = dict(request, state=str(self.state_dir))
-        cmd = [paths.micropython_executable()]
-        if self.heapsize:
-            cmd += ["-X", f"heapsize={self.heapsize}"]
-        cmd += ["-m", "vfob"]
-        env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+    def _start(self, env_extra=None):
+        # The process of the last request: `serve` runs until its connections are served
+        # or it is stopped (self.process.terminate()).
+        env = runner.environment("compiled", virtual_board=True)
         env.update(env_extra or {})
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    env=env, text=True)
-        except FileNotFoundError as e:
-            raise CarkeyError(f"cannot start MicroPython: {e}") from None
-        proc.stdin.write(json.dumps(request))
-        proc.stdin.close()
-        return proc
+            return runner.Firmware("vfob", heapsize=self.heapsize, env=env)
+        except runner.RunnerError as e:
+            raise CarkeyError(str(e)) from None
 
-    def _finish(self, proc, on_line=None, timeout=None):
-        last = None
+    def _run(self, request, env_extra=None, on_event=None):
+        fob = self._start(env_extra)
+        self.process = fob.proc
         try:
-            for raw in proc.stdout:
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    continue
-                if "ok" in obj:
-                    last = obj
-                elif on_line is not None:
-                    on_line(obj)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise CarkeyError(f"the virtual fob did not finish within {timeout} s") from None
+            return fob.request(on_event=on_event, **dict(request, state=str(self.state_dir)))
+        except runner.MicroPythonError as e:
+            raise CarkeyError(e.message if e.expected else f"{e.type}: {e.message}") from None
+        except runner.RunnerError:
+            tail = fob.stderr().strip()
+            raise CarkeyError(f"the virtual fob crashed: {tail.splitlines()[-1] if tail else 'no answer'}") from None
+        except BaseException:
+            fob.kill()  # interrupted (Ctrl-C): the fob stops with its caller
+            raise
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            stderr = proc.stderr.read()
-            proc.stderr.close()
-        if last is None:
-            detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {proc.returncode}"
-            raise CarkeyError(f"the virtual fob crashed: {detail}")
-        if not last["ok"]:
-            raise CarkeyError(last["error"])
-        last.pop("ok")
-        return last
-
-    def _run(self, request):
-        return self._finish(self._start(request), timeout=self.timeout_s)
+            if not fob.close(self.timeout_s):
+                raise CarkeyError(f"the virtual fob did not finish within {self.timeout_s} s")
 
     def _require_state(self):
         if not self.state_dir.is_dir():
@@ -125,9 +98,6 @@ class VirtualFob:
         self._require_state()
         if port == 0:
             port = free_port(host)
-        proc = self._start({"op": "serve", "host": host, "port": port, "framing": framing,
-                            "connections": connections, "command": command})
-        self.process = proc
 
         def line(obj):
             if "listening" in obj:
@@ -137,8 +107,8 @@ class VirtualFob:
                 on_connection(FobConnection(obj["connection"], obj["how"], obj["kind"], obj["granted"],
                                             obj["result"], obj["new_kpersistent"]))
 
-        return self._finish(proc, line)
-
+        return self._run({"op": "serve", "host": host, "port": port, "framing": framing,
+                          "connections": connections, "command": command}, on_event=line)
 
     def import_share(self, group_id: bytes, reader_public_key: bytes, document: bytes) -> None:
         """Trust the car and present this owner-signed share document at the next press."""
@@ -150,8 +120,7 @@ class VirtualFob:
         """One press on the fob, its radio on the virtual air at `air` ((host, port)):
         what the fob saw ({"outcome", "kind", "granted", "result", "signal", ...})."""
         self._require_state()
-        proc = self._start({"op": "press", "command": command}, {"CARKEY_AIR": "%s:%d" % tuple(air)})
-        return self._finish(proc, timeout=self.timeout_s)
+        return self._run({"op": "press", "command": command}, {"CARKEY_AIR": "%s:%d" % tuple(air)})
 
     def led_timeline(self) -> list:
         """[(ticks_ms, role, level)] of every LED and buzzer write so far."""

@@ -37,6 +37,8 @@ def _load(name, relpath):
 
 codes = _load("codes", "carkey/ecu/codes.py")
 _auditlog = _load("auditlog", "carkey/ecu/auditlog.py")
+# What starts the line a board's answer is on (its console, and the raw-REPL programs the host runs).
+RESULT_MARK = _load("console", "carkey/ecu/console.py").MARK
 
 
 def _named(module, prefix):

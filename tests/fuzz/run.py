@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from carkey_host import paths
-from carkey_host.mpy_bridge import micropython_env
+from carkey_host import runner
 
 FUZZ_DIR = Path(__file__).resolve().parent
 CORPUS_DIR = FUZZ_DIR / "corpus"
@@ -31,7 +31,7 @@ BATCH_TIMEOUT_S = 3600
 def fuzz_env():
     root = paths.REPO_ROOT
     extra = [root / "tests" / "mpy", FUZZ_DIR, root / "boards", root / "boards" / "virtual_hw"]
-    return micropython_env(extra_paths=extra)
+    return runner.environment(extra_paths=extra)
 
 
 def run_batch(surface, cases, seed, corpus=True):
@@ -39,8 +39,8 @@ def run_batch(surface, cases, seed, corpus=True):
     corpus_file = CORPUS_DIR / f"{surface}.txt"
     with tempfile.TemporaryDirectory() as tmp:
         new_file = Path(tmp) / "new.txt"
-        cmd = [paths.micropython_executable(), str(FUZZ_DIR / "fuzz.py"), surface, str(cases), str(seed),
-               str(corpus_file) if corpus and corpus_file.exists() else "", str(new_file)]
+        cmd = runner.command(FUZZ_DIR / "fuzz.py", surface, cases, seed,
+                             corpus_file if corpus and corpus_file.exists() else "", new_file)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=fuzz_env(), cwd=paths.REPO_ROOT,
                               timeout=BATCH_TIMEOUT_S)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

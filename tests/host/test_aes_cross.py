@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.cmac import CMAC
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carkey_host.mpy_bridge import MicroPythonError
+from carkey_host.runner import MicroPythonError
 
 MOD = "carkey.crypto.aes"
 VECTORS = Path(cryptography_vectors.__file__).parent

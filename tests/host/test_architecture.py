@@ -62,9 +62,6 @@ KNOWN_EXCEPTIONS = {
     # NTAG 424 session keys use cryptolib's ECB/CBC directly rather than carkey.crypto.aes,
     # so a board's replacement AES backend does not reach the card-key code.
     ("firmware/carkey/protocol/ntag424.py", "cryptolib"): "protocol bypasses the crypto seam",
-    # The fob benchmark replays the Aliro known-answer transaction (tests/vectors) as its
-    # fixture; it should record its own against the host's reader, as the reader bench does.
-    ("host_tools/carkey_host/bench_fob.py", "tests/"): "host library uses files under tests/",
 }
 
 
@@ -221,6 +218,38 @@ def host_violations():
     return out
 
 
+# The one module that starts the MicroPython interpreter and knows how (docs/ARCHITECTURE.md,
+# "How the host runs firmware"), and the one that finds the executable for it.
+RUNNER = {"host_tools/carkey_host/runner.py", "host_tools/carkey_host/paths.py"}
+
+
+def _launch_knowledge(tree):
+    """[(line, what)] where code knows how to start the Unix port: the executable, its
+    MICROPYPATH, its -X heapsize option."""
+    found = []
+    for n in ast.walk(tree):
+        name = n.attr if isinstance(n, ast.Attribute) else n.id if isinstance(n, ast.Name) else None
+        if name == "micropython_executable" or (isinstance(n, ast.alias) and n.name == "micropython_executable"):
+            found.append((n.lineno, "micropython_executable"))
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
+            if n.value == "MICROPYPATH":
+                found.append((n.lineno, "MICROPYPATH"))
+            elif n.value.startswith("heapsize="):
+                found.append((n.lineno, "-X heapsize"))
+    return found
+
+
+def host_launch_violations():
+    out = []
+    for path in sorted(HOST.rglob("*.py")):
+        rel = _rel(path)
+        if rel in RUNNER or path.parent.name == "mpy":
+            continue
+        for line, what in _launch_knowledge(ast.parse(path.read_text(), filename=str(path))):
+            out.append((rel, line, what, "only carkey_host.runner starts the MicroPython interpreter"))
+    return out
+
+
 def _check(violations, scope):
     found = {(f, name) for f, _, name, _ in violations}
     new = [v for v in violations if (v[0], v[2]) not in KNOWN_EXCEPTIONS]
@@ -240,6 +269,12 @@ def test_board_files_are_pin_maps_and_the_virtual_board_is_firmware_side():
 
 def test_host_library_stays_out_of_tests_and_below_the_cli():
     _check(host_violations(), "host_tools/")
+
+
+def test_only_the_runner_starts_micropython():
+    new = host_launch_violations()
+    assert not new, "start MicroPython through carkey_host.runner (docs/ARCHITECTURE.md):\n" + "\n".join(
+        f"  {f}:{line}: {name}" for f, line, name, _ in new)
 
 
 # --- the checker itself: each rule catches what it is for -----------------------------------
@@ -273,6 +308,15 @@ def test_checker_sees_relative_lazy_and_from_imports(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     found = {(name, line) for _, line, name, _ in firmware_violations()}
     assert found == {("carkey.protocol.tlv", 1), ("virtual_hw.platform", 3), ("carkey_host.paths", 4), ("machine", 5)}
+
+
+def test_checker_finds_code_that_starts_micropython_itself():
+    tree = ast.parse('from .paths import micropython_executable\n'
+                     'cmd = [paths.micropython_executable(), "-X", f"heapsize={n}"]\n'
+                     'env["MICROPYPATH"] = "firmware"\n'
+                     'runner.launch("-c", code, heapsize=n)\n')
+    assert sorted(_launch_knowledge(tree)) == [(1, "micropython_executable"), (2, "-X heapsize"),
+                                               (2, "micropython_executable"), (3, "MICROPYPATH")]
 
 
 def test_checker_finds_code_naming_the_tests_directory():

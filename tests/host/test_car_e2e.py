@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from carkey_host import documents, paths
+from carkey_host import documents
 from carkey_host import envelope as env
 from carkey_host.documents import Window
 from carkey_host.errors import CarkeyError
@@ -406,21 +406,15 @@ def test_kill_9_during_key_store_writes_leaves_an_intact_store(world):
 
 
 def _kill_later(car, port, delay):
-    from carkey_host.vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
-    from carkey_host.mpy_bridge import micropython_env
-    import json
+    from carkey_host import runner
 
-    req = {"op": "connect", "state": str(car.state_dir), "host": "127.0.0.1", "port": port, "framing": "lp",
-           "sequence": ["fast"] * 200}
-    env_ = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
-    proc = subprocess.Popen([paths.micropython_executable(), "-m", "vcar"], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_)
-    proc.stdin.write(json.dumps(req).encode())
-    proc.stdin.close()
+    firmware = runner.Firmware("vcar", env=runner.environment("compiled", virtual_board=True))
+    firmware.send("connect", state=str(car.state_dir), host="127.0.0.1", port=port, framing="lp",
+                  sequence=["fast"] * 200)
     time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return proc.returncode
+    firmware.proc.send_signal(signal.SIGKILL)
+    firmware.proc.wait()
+    return firmware.proc.returncode
 
 
 # --- the CLI contract --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from carkey_host import documents as D
-from carkey_host.mpy_bridge import MicroPython, MicroPythonError
+from carkey_host.runner import Firmware, MicroPythonError, environment
 from conftest import MPY_SUPPORT
 
 FW = "carkey.ecu.documents"
@@ -46,7 +46,7 @@ FRIEND_RECORD = [[FRIEND_PUB, 3, ACTIVE, 1]]
 
 @pytest.fixture(scope="module")
 def fw():
-    with MicroPython(extra_paths=[MPY_SUPPORT]) as bridge:
+    with Firmware(env=environment(extra_paths=[MPY_SUPPORT])) as bridge:
         yield bridge
 
 

@@ -65,11 +65,11 @@ def _run_f(path):
 def test_deploy_the_virtual_board_and_the_benchmark_build_alike(tmp_path):
     # What `carkey deploy` copies and what the virtual board, the benchmark and the
     # app-heap scan import are compiled by one compiler with one set of flags.
-    from carkey_host import bench, build, deploy, vcar
+    from carkey_host import bench, build, deploy, runner
 
     plan = deploy.install_plan("esp32_devkitc", build_dir=tmp_path / "deploy")
     assert any(i.dest.endswith(".mpy") for i in plan)
-    built = vcar.firmware_build()
+    built = runner.compiled_firmware()
     assert built == bench.MPY_DIR
     deployed = (tmp_path / "deploy" / "firmware" / ".mpy-cross").read_text()
     assert deployed == (built / ".mpy-cross").read_text()

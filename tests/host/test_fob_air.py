@@ -168,12 +168,10 @@ def test_button_press_runs_the_whole_application(world, hold_s, command):
     # for the hello's answer meanwhile), glows, and goes to deep sleep woken by the button.
     import subprocess
 
-    from carkey_host import paths
-    from carkey_host.mpy_bridge import micropython_env
-    from carkey_host.vcar import BOARDS_DIR, VIRTUAL_HW, firmware_build
+    from carkey_host import runner
 
     fob_dir = world["fob"].state_dir
-    env = micropython_env(extra_paths=[BOARDS_DIR, VIRTUAL_HW], firmware_dir=firmware_build())
+    env = runner.environment("compiled", virtual_board=True)
     env["CARKEY_AIR"] = "%s:%d" % world["air"].address
     code = ("import virtual_fob\nfrom carkey.fob import app\nfrom virtual_hw.fob_platform import VirtualFobPlatform\n"
             f"app.run(virtual_fob, VirtualFobPlatform({str(fob_dir)!r}), {str(fob_dir)!r})\n")
@@ -182,8 +180,7 @@ def test_button_press_runs_the_whole_application(world, hold_s, command):
         (fob_dir / "gpio.log").unlink()
         button = fob_dir / "button"
         button.write_text("0")
-        proc = subprocess.Popen([paths.micropython_executable(), "-c", code], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = runner.launch("-c", code, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(0.5)
         button.write_text("1")
         time.sleep(hold_s)
@@ -200,11 +197,8 @@ def test_button_press_runs_the_whole_application(world, hold_s, command):
 def test_car_lost_kpersistent_falls_back_to_standard(world):
     # The car forgets the fob's Kpersistent (its own key store, through the firmware):
     # the fob's cryptogram matches nothing, AUTH1 runs, and the next press is fast again.
-    import subprocess
 
-    from carkey_host import paths
-    from carkey_host.mpy_bridge import micropython_env
-    from carkey_host.vcar import firmware_build
+    from carkey_host import runner
 
     with running_car(world):
         assert first_press(world)["kind"] == "standard"
@@ -212,8 +206,7 @@ def test_car_lost_kpersistent_falls_back_to_standard(world):
     forget = ("from carkey.ecu.keystore import KeyStore\n"
               f"ks = KeyStore({str(world['car'].state_dir)!r})\n"
               f"ks.set_kpersistent(bytes.fromhex({world['pub'].hex()!r}), None); ks.commit()\n")
-    subprocess.run([paths.micropython_executable(), "-c", forget], check=True,
-                   env=micropython_env(firmware_dir=firmware_build()))
+    assert runner.run("-c", forget, env=runner.environment("compiled")).returncode == 0
     with running_car(world):
         again = first_press(world)
         after = press(world)

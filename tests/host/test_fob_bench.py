@@ -8,11 +8,9 @@ Run: .venv/bin/pytest -q tests/host/test_fob_bench.py
 """
 
 import json
-import subprocess
 
-from carkey_host import bench_fob, paths
+from carkey_host import bench_fob, runner
 from carkey_host.build import compile_firmware
-from carkey_host.mpy_bridge import micropython_env
 
 
 def test_whole_application_row_runs_on_the_named_board():
@@ -25,8 +23,31 @@ def test_whole_application_row_runs_on_the_named_board():
 def test_whole_application_row_needs_a_board(tmp_path):
     compile_firmware(bench_fob.MPY_DIR)
     fixture = bench_fob.make_fixture()
-    env = micropython_env(extra_paths=[paths.REPO_ROOT / "boards"], firmware_dir=bench_fob.MPY_DIR)
-    proc = subprocess.run([paths.micropython_executable(), "-m", "carkey.fob.bench", "--runs=1", f"--fixture={fixture}",
-                           f"--state={tmp_path}", "fob_app"], capture_output=True, text=True, env=env, timeout=120)
+    env = runner.environment(bench_fob.MPY_DIR, extra_paths=[runner.BOARDS_DIR])
+    proc = runner.run("-m", "carkey.fob.bench", "--runs=1", f"--fixture={fixture}", f"--state={tmp_path}", "fob_app",
+                      env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip()) == {"op": "fob_app", "error": "needs --board=NAME (a board config module)"}
+
+
+def test_the_recorded_fixture_replays_byte_for_byte(tmp_path):
+    # The fixture is the host's own recording against the firmware reader (nothing under
+    # tests/): the fob's answers to the recorded commands match the recording ...
+    compile_firmware(bench_fob.MPY_DIR)
+    fixture = bench_fob.make_fixture(tmp_path / "fixture.json")
+    fx = json.loads(fixture.read_text())
+    assert (len(fx["std_capdus"]), len(fx["fast_capdus"])) == (4, 3)  # SELECT, AUTH0, (AUTH1,) EXCHANGE
+    env = runner.environment(bench_fob.MPY_DIR, extra_paths=[runner.BOARDS_DIR])
+
+    def replay():
+        return runner.run("-m", "carkey.fob.bench", "--runs=1", f"--fixture={fixture}", f"--state={tmp_path}",
+                          "fob_std_txn", "fob_fast_txn", env=env, timeout=120)
+
+    proc = replay()
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["op"] for line in proc.stdout.splitlines()] == ["fob_std_txn", "fob_fast_txn"]
+    # ... and an answer that differs from the recording stops the run, it is not timed.
+    fx["std_rapdus"][2] = fx["std_rapdus"][2][:-6] + "00" + fx["std_rapdus"][2][-4:]
+    fixture.write_text(json.dumps(fx))
+    proc = replay()
+    assert proc.returncode != 0 and "the fob's answers differ from the transcript" in proc.stderr, proc.stderr

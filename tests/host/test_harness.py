@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from carkey_host import paths
-from carkey_host.mpy_bridge import MicroPython, MicroPythonError
+from carkey_host.runner import Firmware, MicroPythonError
 from conftest import mpy_command, run_firmware_module
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -74,7 +74,7 @@ def test_heapsize_is_enforced():
 
 
 def test_bridge_round_trips_values_and_errors():
-    with MicroPython(heapsize="64k") as mp:
+    with Firmware(heapsize="64k") as mp:
         big = 2**255 + 19
         assert mp.call("carkey.crypto.kdf", "hmac_sha256", b"key", b"") == bytes.fromhex(
             "5d5d139563c95b5967b9bd9a8c9b233a9dedb45072794cd232dc1b74832607d0"

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carkey_host.mpy_bridge import MicroPythonError
+from carkey_host.runner import MicroPythonError
 
 MOD = "carkey.crypto.kdf"
 VECTORS = Path(cryptography_vectors.__file__).parent

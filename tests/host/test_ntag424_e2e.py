@@ -19,7 +19,7 @@ import pytest
 from carkey_host import ntag424 as n
 from carkey_host import paths
 from carkey_host.build import compile_firmware
-from carkey_host.mpy_bridge import micropython_env
+from carkey_host import runner
 from carkey_host.tcp_link import FramingError, LinkClosed, ThreadedServer
 
 CLIENT = paths.REPO_ROOT / "tests" / "mpy" / "card_client.py"
@@ -100,11 +100,11 @@ def taps(tmp_path_factory):
         for master, names in runs:
             spec = {"master_key": master.hex(), "uids": [built[name][1].hex() for name in names], "timeout_ms": 2000}
             proc = subprocess.run(
-                [paths.micropython_executable(), "-X", "heapsize=64k", str(CLIENT), "127.0.0.1", str(server.port)],
+                runner.command(CLIENT, "127.0.0.1", server.port, heapsize="64k"),
                 input=json.dumps(spec),
                 capture_output=True,
                 text=True,
-                env=micropython_env(firmware_dir=build),
+                env=runner.environment(build),
                 cwd=paths.REPO_ROOT,
                 timeout=60,
             )

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from carkey_host import gen_p256_table, paths
 from carkey_host.gen_p256_table import GX, GY, N, P, _add, scalar_mult
-from carkey_host.mpy_bridge import MicroPythonError, micropython_env
+from carkey_host import runner
+from carkey_host.runner import MicroPythonError
 
 MOD = "carkey.crypto.p256"
 B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
@@ -365,9 +366,9 @@ def _compile_p256(dest):
 
 def test_runs_in_64k_heap_as_mpy(tmp_path):
     _compile_p256(tmp_path)
-    env = micropython_env(firmware_dir=tmp_path)
+    env = runner.environment(tmp_path)
     proc = subprocess.run(
-        [paths.micropython_executable(), "-X", "heapsize=64k", "-c", _HEAP_SCRIPT],
+        runner.command("-c", _HEAP_SCRIPT, heapsize="64k"),
         capture_output=True,
         text=True,
         env=env,

@@ -25,7 +25,7 @@ from carkey_host.aliro.kpersistent_cache import KpersistentCache
 from carkey_host.aliro.user_device import UserDevice
 from carkey_host.cli import main
 from carkey_host.keydir import KeyDir
-from carkey_host.mpy_bridge import MicroPython, micropython_env
+from carkey_host import runner
 from carkey_host.pn532_sim import PhoneTarget, Pn532Sim
 from carkey_host.reader_keys import ReaderKeys
 
@@ -57,7 +57,7 @@ def split_taps(apdus):
 
 @pytest.fixture(scope="module")
 def mp():
-    with MicroPython(extra_paths=[MPY_SUPPORT, paths.REPO_ROOT / "boards"]) as bridge:
+    with runner.Firmware(env=runner.environment(extra_paths=[MPY_SUPPORT, paths.REPO_ROOT / "boards"])) as bridge:
         yield bridge
 
 
@@ -217,10 +217,9 @@ def test_heap_budget_reader_over_nfc():
     with Pn532Sim() as sim:
         sim.place(PhoneTarget(device))
         proc = subprocess.run(
-            [paths.micropython_executable(), "-X", f"heapsize={HEAP_BUDGET}", "-c", code],
+            runner.command("-c", code, heapsize=HEAP_BUDGET),
             input=json.dumps({"path": sim.path, "spec": spec}), capture_output=True, text=True, timeout=60,
-            env=micropython_env(extra_paths=[build / "support", paths.REPO_ROOT / "boards"],
-                                firmware_dir=build / "firmware"),
+            env=runner.environment(build / "firmware", extra_paths=[build / "support", paths.REPO_ROOT / "boards"]),
         )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout.splitlines()[-1])

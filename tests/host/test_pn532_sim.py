@@ -17,7 +17,7 @@ import tty
 import pytest
 
 from carkey_host import paths
-from carkey_host.mpy_bridge import MicroPython, MicroPythonError
+from carkey_host.runner import Firmware, MicroPythonError, environment
 from carkey_host.pn532_sim import LOG_LIMIT, Pn532Sim
 
 MPY_SUPPORT = paths.REPO_ROOT / "tests" / "mpy"
@@ -47,7 +47,7 @@ class EchoCard:
 
 @pytest.fixture(scope="module")
 def mp():
-    with MicroPython(extra_paths=[MPY_SUPPORT, paths.REPO_ROOT / "boards"]) as bridge:
+    with Firmware(env=environment(extra_paths=[MPY_SUPPORT, paths.REPO_ROOT / "boards"])) as bridge:
         yield bridge
 
 

@@ -22,7 +22,7 @@ from carkey_host.aliro import crypto
 from carkey_host.aliro.kpersistent_cache import KpersistentCache
 from carkey_host.aliro.user_device import LinkDropped, UserDevice
 from carkey_host.build import compile_firmware
-from carkey_host.mpy_bridge import micropython_env
+from carkey_host import runner
 from carkey_host.reader_keys import ReaderKeys
 from carkey_host.tcp_link import FramingError, LinkClosed, ThreadedServer
 
@@ -89,16 +89,13 @@ def run_reader(build, server, reader, credentials, taps, heapsize=None, timeout_
     spec = {"identity": reader.blob.hex(), "credentials": credentials, "taps": taps}
     if timeout_ms is not None:
         spec["timeout_ms"] = timeout_ms
-    cmd = [paths.micropython_executable()]
-    if heapsize:
-        cmd += ["-X", f"heapsize={heapsize}"]
-    cmd += [str(CLIENT), "127.0.0.1", str(server.port), server.framing]
+    cmd = runner.command(CLIENT, "127.0.0.1", server.port, server.framing, heapsize=heapsize)
     proc = subprocess.run(
         cmd,
         input=json.dumps(spec),
         capture_output=True,
         text=True,
-        env=micropython_env(firmware_dir=build),
+        env=runner.environment(build),
         cwd=paths.REPO_ROOT,
         timeout=60,
     )

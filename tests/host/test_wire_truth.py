@@ -12,13 +12,12 @@ Run: .venv/bin/pytest -q tests/host/test_wire_truth.py
 import ast
 import json
 import re
-import subprocess
 import sys
 
 import pytest
 
 from carkey_host import auditlog, documents, envelope, paths, vcar, wire
-from carkey_host.mpy_bridge import micropython_env
+from carkey_host import runner
 from carkey_host.wire import codes
 
 ROOT = paths.REPO_ROOT
@@ -75,8 +74,7 @@ def test_roles_actions_and_operations_are_the_firmwares():
 def test_role_defaults_agree_with_the_firmware_policy_run_in_micropython():
     script = ("import json\nfrom carkey.ecu import codes, policy\n"
               "print(json.dumps({r: policy.default_entitlements(r) for r in range(codes.ROLE_OWNER, codes.ROLE_VALET + 1)}))")
-    out = subprocess.run([paths.micropython_executable(), "-c", script], capture_output=True, text=True,
-                         env=micropython_env(), timeout=60)
+    out = runner.run("-c", script, timeout=60)
     assert out.returncode == 0, out.stderr
     assert {int(k): v for k, v in json.loads(out.stdout).items()} == documents.ROLE_DEFAULTS
 

@@ -1,7 +1,7 @@
 # carkey — drives the firmware PN532 driver over a pty (virtual board UART) for host tests.
 # SPDX-License-Identifier: MIT
 #
-# Called through carkey_host.mpy_bridge: attach(path) makes one driver on the tty the
+# Called through carkey_host.runner.Firmware: attach(path) makes one driver on the tty the
 # PN532 stand-in offers; the other functions run one driver or link operation each
 # with asyncio.run and return plain values (exceptions travel back by class name).
 

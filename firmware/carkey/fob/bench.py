@@ -20,8 +20,8 @@
 #                  standard and one fast press worth of work: the peak heap row
 #   ref_pidigits   the calibration reference (MicroPython's bm_pidigits, 65 digits)
 #   baseline       nothing: the interpreter and this module, to read the others against
-# The transactions replay the Aliro known-answer transcripts (the fixture holds
-# their APDUs and keys), so the reader's signatures verify without a reader here.
+# The transactions replay taps the host recorded against the firmware reader (the
+# fixture holds their APDUs and keys), so the reader's signatures verify without a reader here.
 # Each op prints one JSON line: median time, and the median of per-round ratios
 # to the reference timed right before it (the ESP32 estimate's basis).
 

@@ -1,72 +1,36 @@
-# carkey — runs the firmware reader as a BLE GATT peripheral on the virtual air; one JSON line per event.
+# carkey — runs the firmware reader as a BLE GATT peripheral on the virtual air; one event per happening.
 # SPDX-License-Identifier: MIT
 #
-# Usage: CARKEY_AIR=HOST:PORT micropython host_tools/carkey_host/mpy/ble_reader.py < SPEC_JSON
-# with the firmware and boards/virtual_hw on MICROPYPATH (the virtual board's `bluetooth`);
-# carkey_host.ble_car.CarProcess runs it so.
-# SPEC_JSON (hex for bytes):
-#   {"identity": <ReaderIdentity.to_bytes()>, "credentials": [{"pub": .., "kpersistent": ..|null}],
+# The handler the firmware-side server (serve.py, beside this file) loads as `ble_reader`,
+# with CARKEY_AIR=HOST:PORT and the firmware and the virtual board's `bluetooth` on
+# MICROPYPATH; carkey_host.ble_car.CarProcess runs it so. One op, "run" (hex for bytes):
+#   {"op": "run", "identity": <ReaderIdentity.to_bytes()>, "credentials": [{"pub": .., "kpersistent": ..|null}],
 #    "transactions": N, "exchange": [<plaintext>, ...], "timeout_ms": 3000,
 #    "chunk_timeout_ms": 1000, "max_connections": 4, "mtu": 247,
 #    "hold_until_full_ms": 0, "passive_entry": null|{"interval_ms", "lost_ms"}, "actions": 0}
-# Prints {"ready": name} once advertising, then per transaction {"conn", "kind",
+# Streams the events {"ready": name} once advertising, then per transaction {"conn", "kind",
 # "known", "replies", "mtu", "indications", "writes", "bytes_out", "bytes_in", "ms"}
-# or {"conn", "error", "message"}, and {"done": ..} after N transactions.
+# or {"conn", "error", "message"}; replies {"done": ..} after N transactions.
 # passive_entry: after a granted transaction the car watches that phone's
-# address and prints {"action": 1 lock | 2 unlock, "rssi"}; "done" then also
+# address and streams {"action": 1 lock | 2 unlock, "rssi"}; "done" then also
 # waits for `actions` of them.
 # hold_until_full_ms: the first max_connections handlers wait until every slot
 # is taken, then hold that long, so a test can knock on a full car.
 
 import asyncio
-import json
-import sys
 import time
 
 from carkey.hw import ble_gatt
 from carkey.protocol.reader import PrecomputePool, Reader, ReaderIdentity
 
-
-class Cred:
-    # A credential the car knows: public key, cached Kpersistent (fast transactions).
-    def __init__(self, pub, kpersistent=None):
-        self.pub = pub
-        self.kpersistent = kpersistent
-
-
-class Credentials:
-    # The credential lookup Reader.transact asks (as the ECU's key store answers), over a list.
-    def __init__(self, creds):
-        self.creds = creds
-
-    def lookup(self, pub):
-        for c in self.creds:
-            if c.pub == pub:
-                return c
-        return None
-
-    def by_slot(self, slot):
-        import hashlib
-
-        for c in self.creds:
-            if hashlib.sha1(c.pub).digest()[:8] == slot:
-                return c
-        return None
-
-    def table(self, cred):
-        return None  # no precomputed verification tables: the reader computes
-
-    def fast_candidates(self):
-        for c in self.creds:
-            if c.kpersistent is not None:
-                yield c
+from credential_list import Cred, Credentials
 
 
 def _hex(b):
     return None if b is None else bytes(b).hex()
 
 
-async def main(spec):
+async def main(spec, emit):
     identity = ReaderIdentity.from_bytes(bytes.fromhex(spec["identity"]))
     creds = Credentials([Cred(bytes.fromhex(c["pub"]), c.get("kpersistent") and bytes.fromhex(c["kpersistent"]))
                              for c in spec["credentials"]])
@@ -77,7 +41,7 @@ async def main(spec):
                                 mtu=spec.get("mtu", ble_gatt.PREFERRED_MTU),
                                 chunk_timeout_ms=spec.get("chunk_timeout_ms", 1000))
     server.start()
-    print(json.dumps({"ready": server.name}))
+    emit({"ready": server.name})
     total = spec["transactions"]
     state = {"n": 0, "started": 0, "actions": 0}
     done = asyncio.Event()
@@ -97,7 +61,7 @@ async def main(spec):
 
         async def on_action(action):
             state["actions"] += 1
-            print(json.dumps({"action": action, "rssi": watch.entry.proximity.rssi()}))
+            emit({"action": action, "rssi": watch.entry.proximity.rssi()})
             if finished():
                 done.set()
 
@@ -139,7 +103,7 @@ async def main(spec):
                 out.update(error=type(e).__name__, message=str(e))
             out.update(mtu=link.mtu, indications=link.indications, writes=link.writes,
                        bytes_out=link.bytes_out, bytes_in=link.bytes_in, ms=time.ticks_diff(time.ticks_ms(), start))
-            print(json.dumps(out))
+            emit(out)
         state["n"] += 1
         if finished():
             done.set()
@@ -151,9 +115,12 @@ async def main(spec):
         if server.free_slots() == len(server.links) and server.advertising:
             break
         await asyncio.sleep_ms(5)
-    print(json.dumps({"done": state["n"], "refused": server.refused, "free": server.free_slots(),
-                      "advertising": server.advertising}))
     task.cancel()
+    return {"done": state["n"], "refused": server.refused, "free": server.free_slots(),
+            "advertising": server.advertising}
 
 
-asyncio.run(main(json.load(sys.stdin)))
+def handle(request, emit):
+    if request.get("op") != "run":
+        raise ValueError("unknown op %r" % request.get("op"))
+    return asyncio.run(main(request, emit))
