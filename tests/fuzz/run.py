@@ -24,8 +24,11 @@ from carkey_host.mpy_bridge import micropython_env
 
 FUZZ_DIR = Path(__file__).resolve().parent
 CORPUS_DIR = FUZZ_DIR / "corpus"
-SURFACES = ("apdu", "ble", "pn532", "documents", "state")
+SURFACES = ("apdu", "ble", "pn532", "documents", "state", "usb")
 BATCH_TIMEOUT_S = 3600
+# The usb surface holds a whole application (car, key store, tables) beside its run's
+# inputs and answers (a key list is ~12 KB of text): more than the port's default 2 MB.
+HEAPSIZE = {"usb": "8m"}
 
 
 def fuzz_env():
@@ -39,7 +42,8 @@ def run_batch(surface, cases, seed, corpus=True):
     corpus_file = CORPUS_DIR / f"{surface}.txt"
     with tempfile.TemporaryDirectory() as tmp:
         new_file = Path(tmp) / "new.txt"
-        cmd = [paths.micropython_executable(), str(FUZZ_DIR / "fuzz.py"), surface, str(cases), str(seed),
+        heap = ["-X", "heapsize=" + HEAPSIZE[surface]] if surface in HEAPSIZE else []
+        cmd = [paths.micropython_executable(), *heap, str(FUZZ_DIR / "fuzz.py"), surface, str(cases), str(seed),
                str(corpus_file) if corpus and corpus_file.exists() else "", str(new_file)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=fuzz_env(), cwd=paths.REPO_ROOT,
                               timeout=BATCH_TIMEOUT_S)
