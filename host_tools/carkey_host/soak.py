@@ -58,6 +58,7 @@ GROWTH_BOUND = 4 * KIB
 TAP_TIMEOUT_S = 60
 LINK_LOST = 0x82  # carkey.ecu.codes.LINK_LOST: the tap's link dropped or timed out
 MAX_RETRIES = 1000  # per run; check() allows link losses on at most 1% of the taps
+NFC_SEEN_S = 20  # an NFC target the car's poll has not served by then was not seen
 # Flatness is judged from this many taps on: the first taps load each on-demand module
 # (documents, card code) once, and the interpreter's string pool grows by a block
 # (+2.4 KiB at the first share, measured one sample a tap; flat after the first few).
@@ -139,6 +140,7 @@ class _Car:
         self.friend_active = True
         self.visits = 0
         self.retries = 0
+        self.extra_taps = 0
         self.retried = []
 
     def revocation_phone(self, action):
@@ -181,9 +183,9 @@ class _Car:
         self.sim.wait_for(lambda s: s.empty_polls > empty, timeout=TAP_TIMEOUT_S)
 
 
-def _next_tap(lines, heaps, failures):
+def _next_tap(lines, heaps, failures, timeout=TAP_TIMEOUT_S):
     while True:
-        ev = lines.next(TAP_TIMEOUT_S)
+        ev = lines.next(timeout)
         if "tap" in ev:
             return ev
         if ev.get("heap") == "soak":
@@ -245,7 +247,7 @@ def run(taps=10_000, every=100, board=BOARD, seed=1, heap=None, progress=print, 
                 for i, kind in enumerate(kinds, 1):
                     ev = _tap(car, kind, lines, heaps, PhoneTarget)
                     result["events"].append(ev)
-                    now_done = i + car.retries
+                    now_done = i + car.extra_taps
                     if now_done // every > done // every:  # the application sampled its heap
                         _wait_heap(lines, heaps, now_done // every * every)
                         progress(_progress_line(result, i, taps, t_start))
@@ -300,14 +302,25 @@ def _tap(car, kind, lines, heaps, PhoneTarget):
     else:
         txn = None
         car.nfc(PhoneTarget(car.owner) if kind == "nfc-phone" else car.card)
-    ev = _next_tap(lines, heaps, None)
+    try:
+        ev = _next_tap(lines, heaps, None, TAP_TIMEOUT_S if txn is not None else NFC_SEEN_S)
+    except CarkeyError as e:
+        if txn is not None or "nothing from the application" not in str(e) or car.retries >= MAX_RETRIES:
+            raise
+        # The PN532 stand-in never showed the target to the car's poll (seen once in
+        # a 10,000-tap run on a loaded host): the person taps again. Counted, bounded by check().
+        car.retries += 1
+        car.retried.append({"kind": kind, "transport": 1, "wait_us": None, "why": "target not seen"})
+        car.nfc_done()
+        return _tap(car, kind, lines, heaps, PhoneTarget)
     if txn is None:
         car.nfc_done()
     if ev["error"] == LINK_LOST and car.retries < MAX_RETRIES:
         # The stand-in (a CPython thread on a loaded host) missed the link's timeout:
         # the person taps again. Counted, and bounded by check().
         car.retries += 1
-        car.retried.append({"kind": kind, "transport": ev["tap"], "wait_us": ev["wait_us"]})
+        car.extra_taps += 1  # the application counted the lost one
+        car.retried.append({"kind": kind, "transport": ev["tap"], "wait_us": ev["wait_us"], "why": "link lost"})
         return _tap(car, kind, lines, heaps, PhoneTarget)
     ev = {"kind": kind, "expect": expect, "granted": ev["granted"], "txn": ev["kind"], "error": ev["error"],
           "results": ev["results"], "tap_us": ev["tap_us"], "wait_us": ev["wait_us"],
@@ -373,7 +386,7 @@ def check(out):
     """What must hold: [] or the reasons the soak failed."""
     bad = []
     if len(out.get("link_retries", ())) > out["taps"] // 100:
-        bad.append(f"{len(out['link_retries'])} taps lost their link and were repeated (more than 1%)")
+        bad.append(f"{len(out['link_retries'])} taps lost their link or were not seen and were repeated (more than 1%)")
     if out["taps_done"] != out["taps"]:
         bad.append(f"{out['taps_done']} of {out['taps']} taps done")
     wrong = [e for e in out["events"] if e["granted"] != e["expect"]]
