@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lint test test-paths test-host test-firmware bench demo fuzz powercut lock clean
+.PHONY: setup lint test test-paths test-host test-firmware bench demo fuzz powercut soak lock clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ fuzz: $(STAMP)
 
 powercut: $(STAMP)
 	CARKEY_POWERCUT=long $(BIN)/pytest -q tests/firmware/test_powercut_records.py
+
+# 10,000 mixed taps through the whole application in its heap (docs/TESTING.md).
+SOAK_TAPS ?= 10000
+soak: $(STAMP)
+	$(BIN)/python -m carkey_host.soak --taps $(SOAK_TAPS) --json build/soak/soak.json
 
 bench: $(STAMP)
 	$(BIN)/python -m carkey_host.bench --json build/bench.json

@@ -151,3 +151,134 @@ def run(board_name, state_dir, fragment=False):
         asyncio.run(main())
     finally:
         a.door.safe_state()
+
+
+# --- soak (carkey_host.soak): many taps, the heap every N of them, tap compute time ---
+#   {"tap": T, "granted": B, "kind": K, "error": E, "results": [[cmd, code]...],
+#    "tap_us": N, "wait_us": N}                   after each tap
+#   {"heap": "soak", "taps": N, "alloc": N, "free": N, "restarts": N, "dead": name or None,
+#    "max_beat_gap_ms": N, "task_failures": [...]}   every N taps, once the car idles again
+
+# A board's watchdog resets it when nothing fed it for _WDT_TIMEOUT_MS (8 s); the
+# timer of carkey.hw.platform stops feeding once the heartbeat is older than
+# _STALL_MS (5 s) and fed last at most _WDT_FEED_MS (1 s) before that. So a heartbeat
+# gap of 5 + 8 - 1 = 12 s is the shortest that resets a board.
+WATCHDOG_RESET_GAP_MS = 12000
+
+
+class _Watchdog:
+    # What the heartbeat does to a board's watchdog, recorded: the longest gap between beats.
+    def __init__(self):
+        import time
+
+        self.last = time.ticks_ms()
+        self.max_gap = 0
+        self.released = False
+
+    def beat(self):
+        import time
+
+        now = time.ticks_ms()
+        gap = time.ticks_diff(now, self.last)
+        if gap > self.max_gap:
+            self.max_gap = gap
+        self.last = now
+
+    def release(self, ms=0):
+        self.released = True
+
+
+class _TimedLink:
+    # The radio's link with the time the car waits on it (the phone, card or stand-in
+    # answering) counted apart, so tap_us is the car's own work.
+    def __init__(self, link):
+        self._link = link
+        self.wait_us = 0
+
+    def __getattr__(self, name):
+        return getattr(self._link, name)
+
+    async def transceive(self, capdu, timeout_ms):
+        import time
+
+        t = time.ticks_us()
+        try:
+            return await self._link.transceive(capdu, timeout_ms)
+        finally:
+            self.wait_us += time.ticks_diff(time.ticks_us(), t)
+
+
+class _SoakPlatform(_Platform):
+    def __init__(self):
+        _Platform.__init__(self)
+        self.wd = _Watchdog()
+        self.failures = []
+
+    def watchdog(self):
+        return self.wd
+
+    def task_failed(self, name, exc):
+        self.failures.append("%s: %s: %s" % (name, type(exc).__name__, exc))
+
+
+class _SoakApp(app.App):
+    every = 100
+
+    async def _tap(self, link, transport, card_uid=None):
+        import time
+
+        timed = _TimedLink(link)
+        t = time.ticks_us()
+        outcome = await app.App._tap(self, timed, transport, card_uid)
+        total = time.ticks_diff(time.ticks_us(), t)
+        _print({"tap": transport, "granted": outcome.granted, "kind": outcome.kind, "error": outcome.error,
+                "results": outcome.results, "tap_us": total - timed.wait_us, "wait_us": timed.wait_us})
+        if not self.taps % self.every:
+            asyncio.create_task(_soak_heap(self, self.taps))
+        return outcome
+
+
+async def _idle_again(a, timeout_ms=60000):
+    # The car idles again: precompute pool full, every verification table built.
+    import time
+
+    pool = a.car.reader.pool
+    full = (pool.ephemeral_target, pool.nonce_target)
+    t = time.ticks_ms()
+    while a.car._tables_fit and (a.car.keys.without_table() or pool.counts() != full):
+        if time.ticks_diff(time.ticks_ms(), t) > timeout_ms:
+            return False
+        await asyncio.sleep_ms(20)
+    return True
+
+
+async def _soak_heap(a, taps):
+    idle = await _idle_again(a)
+    gc.collect()
+    _print({"heap": "soak", "taps": taps, "alloc": gc.mem_alloc(), "free": gc.mem_free(), "idle": idle,
+            "restarts": a.supervisor.restarts, "dead": a.supervisor.dead, "max_beat_gap_ms": a.platform.wd.max_gap,
+            "task_failures": a.platform.failures[:5]})
+
+
+def soak(board_name, state_dir, every=100):
+    """The whole application as run() starts it, for a soak: tap events with compute
+    time, and the heap after every `every` taps."""
+    desc = _desc(board_name)
+    _SoakApp.every = every
+    platform = _SoakPlatform()
+    a = _SoakApp(desc, platform, state_dir, passive_entry=bool(desc["PASSIVE_ENTRY"]))
+    # Taps come far faster than a person's, and the door motor's duty limit (6 pulses a
+    # minute) would refuse most of them: the door's clock runs a minute ahead per tap,
+    # as if the taps were a minute apart (pulses, relock and drive-enable still run on it).
+    import time
+
+    a.door._clock = lambda: time.ticks_add(time.ticks_ms(), a.taps * 60000)
+
+    async def main():
+        asyncio.create_task(_resident(a))
+        await a.run()
+
+    try:
+        asyncio.run(main())
+    finally:
+        a.door.safe_state()

@@ -3,13 +3,16 @@
 #
 # CarBody.pin is a carkey.hw.pins pin factory. Output changes are kept in a
 # timeline (ticks_ms, role, level), the newest TIMELINE_LIMIT of them, so a run can
-# show what the relays did (a virtual board runs for hours); the lock
+# show what the relays did (a virtual board runs for hours), in a ring made at start:
+# the stand-in's heap stays the same however long the board runs, so it never shows
+# up in the application's heap curve (carkey_host.soak); the lock
 # follows the lock and unlock motor outputs as a real door lock does, and the
 # doors and ignition are set by whoever plays the driver. save()/load() keep the
 # body between runs of the Unix-port car, as a parked car keeps its state.
 
 import json
 import time
+from array import array
 
 TIMELINE_LIMIT = 256
 
@@ -45,18 +48,34 @@ class CarBody:
         self.locked = locked
         self.doors = doors
         self.ignition = ignition
-        self.timeline = []
         self._clock = clock
+        self._ticks = array("i", bytes(4 * TIMELINE_LIMIT))
+        self._what = bytearray(TIMELINE_LIMIT)  # role index << 1 | level
+        self._roles = []
+        self._next = 0  # changes so far; the ring's newest entry is _next - 1
 
     def pin(self, role, gpio, mode, pull, idle_level):
         if mode == "out":
             return _OutputPin(self, role, idle_level)
         return _InputPin(self, role)
 
+    @property
+    def timeline(self):
+        """[(ticks_ms, role, level)] of the newest TIMELINE_LIMIT output changes, oldest first."""
+        n = min(self._next, TIMELINE_LIMIT)
+        out = []
+        for k in range(self._next - n, self._next):
+            i = k % TIMELINE_LIMIT
+            out.append((self._ticks[i], self._roles[self._what[i] >> 1], self._what[i] & 1))
+        return out
+
     def output_changed(self, role, level):
-        self.timeline.append((self._clock(), role, level))
-        if len(self.timeline) > TIMELINE_LIMIT:
-            self.timeline.pop(0)
+        if role not in self._roles:
+            self._roles.append(role)
+        i = self._next % TIMELINE_LIMIT
+        self._ticks[i] = self._clock()
+        self._what[i] = self._roles.index(role) << 1 | (1 if level else 0)
+        self._next += 1
         if level and role == "lock":
             self.locked = True
         elif level and role in ("unlock", "unlock_driver"):

@@ -73,6 +73,14 @@ class ConsoleTest(unittest.TestCase):
         for line in (b"print(1)", b"#carkey", b"# carkey t challenge", b"#carkey " + b"x" * 17 + b" challenge"):
             self.assertIsNone(_answer(self.dir, line, NOW))
 
+    def test_a_token_that_is_not_utf8_is_not_a_request(self):
+        # Found by the usb fuzz surface: the token's decode raised UnicodeError out of
+        # answer(), which killed the console task (the supervisor restarts it; five in a
+        # minute and the watchdog resets the car).
+        for line in (b"#carkey \xc3 challenge", b"#carkey t\xff submit e400", b"#carkey \x80\x80"):
+            self.assertIsNone(_answer(self.dir, line, NOW))
+        self.assertTrue(_parse(_answer(self.dir, b"#carkey ok challenge", NOW), "ok")["ok"])
+
     def test_bad_requests_get_an_error_answer(self):
         out = _parse(_answer(self.dir, b"#carkey t bogus", NOW), "t")
         self.assertEqual((out["ok"], out["error"]), (False, "AdminError: unknown console request"))

@@ -14,7 +14,7 @@ import sys
 
 from fuzzlib import Report, Rng, corpus
 
-SURFACES = ("apdu", "ble", "pn532", "documents", "state")
+SURFACES = ("apdu", "ble", "pn532", "documents", "state", "usb")
 # Keys, identities and the committed history come from this seed in every run, so a
 # corpus entry meets the same car it was found on; SEED varies only the cases.
 WORLD_SEED = 1
@@ -31,6 +31,8 @@ def _module(surface):
         import surf_documents as m
     elif surface == "state":
         import surf_state as m
+    elif surface == "usb":
+        import surf_usb as m
     else:
         raise SystemExit("unknown surface %r (one of %s)" % (surface, ", ".join(SURFACES)))
     return m

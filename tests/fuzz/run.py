@@ -24,8 +24,11 @@ from carkey_host import runner
 
 FUZZ_DIR = Path(__file__).resolve().parent
 CORPUS_DIR = FUZZ_DIR / "corpus"
-SURFACES = ("apdu", "ble", "pn532", "documents", "state")
+SURFACES = ("apdu", "ble", "pn532", "documents", "state", "usb")
 BATCH_TIMEOUT_S = 3600
+# The usb surface holds a whole application (car, key store, tables) beside its run's
+# inputs and answers (a key list is ~12 KB of text): more than the port's default 2 MB.
+HEAPSIZE = {"usb": "8m"}
 
 
 def fuzz_env():
@@ -40,7 +43,8 @@ def run_batch(surface, cases, seed, corpus=True):
     with tempfile.TemporaryDirectory() as tmp:
         new_file = Path(tmp) / "new.txt"
         cmd = runner.command(FUZZ_DIR / "fuzz.py", surface, cases, seed,
-                             corpus_file if corpus and corpus_file.exists() else "", new_file)
+                             corpus_file if corpus and corpus_file.exists() else "", new_file,
+                             heapsize=HEAPSIZE.get(surface))
         proc = subprocess.run(cmd, capture_output=True, text=True, env=fuzz_env(), cwd=paths.REPO_ROOT,
                               timeout=BATCH_TIMEOUT_S)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -21,7 +21,7 @@ _runner = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_runner)
 run_batch = _runner.run_batch
 
-SHORT = {"apdu": 400, "ble": 800, "pn532": 1000, "documents": 800, "state": 300}
+SHORT = {"apdu": 400, "ble": 800, "pn532": 1000, "documents": 800, "state": 300, "usb": 600}
 
 
 def _reached(outcomes, pattern):
@@ -86,3 +86,18 @@ def test_state(results):
     assert _reached(out, r"\|boot refused: StorageError")
     assert _reached(out, r"^keys\|A/B swapped\|boot ok")
     assert _reached(out, r"^keys\|re-sealed\|boot refused: KeyStoreError")  # the parser meets the damage
+
+
+def test_usb(results):
+    out = short("usb", results)
+    for kind in ("share", "suspend", "resume", "list", "log", "clock"):
+        assert _reached(out, rf"^genuine-{kind}\|"), kind  # a genuine owner request in the mix (served: no violation)
+    assert _reached(out, r"^challenge\|challenge\|")
+    assert _reached(out, r"^stale-maintenance\|r0b\|")  # signed by the owner for an ended session: refused
+    assert _reached(out, r"^stranger-maintenance\|r0b\|")
+    assert _reached(out, r"^(stranger-share|revoke-owner|unsigned-share)\|r0b\|")
+    assert _reached(out, r"/doc\|E:AdminError: malformed document")  # damage reached the parser
+    assert _reached(out, r"/doc\|r0b\|")  # ... and the signature check
+    assert _reached(out, r"\|E:AdminError: (unknown console request|document is not hex)\|")
+    assert _reached(out, r"^garbage\|-\|none$")  # REPL bytes, Python, oversized lines: no request, no answer
+    assert out.get("(whole application runs)", 0) >= 2  # app.run in installed mode: reset, never the REPL

@@ -157,9 +157,10 @@ class App:
                 last = time.ticks_ms()
             await asyncio.sleep_ms(_IDLE_MS)
 
-    async def _console(self, stream):
+    async def _console(self, stream, out=None):
         # Owner requests on the USB console, one at a time and never during a tap; a
-        # change to keys or clock reaches the running car at once.
+        # change to keys or clock reaches the running car at once. out: where answers
+        # go (the console's own output, sys.stdout; a test reads them elsewhere).
         import sys
 
         from carkey.ecu import console
@@ -171,7 +172,7 @@ class App:
             async with self._tap_lock:
                 car = self.car
                 changes = console.changes_keys(line)
-                answered = console.answer(self.state_dir, line, car.clock.now(), sys.stdout, car.clock, car.log,
+                answered = console.answer(self.state_dir, line, car.clock.now(), out or sys.stdout, car.clock, car.log,
                                           car.keys)
                 if answered and changes:
                     try:

@@ -43,7 +43,10 @@ def answer(dir, line, now, out, clock=None, audit=None, store=None):
     words = line[len(_PREFIX):].split()
     if not words or len(words[0]) > 16:
         return False
-    token = words.pop(0).decode()
+    try:
+        token = words.pop(0).decode()
+    except ValueError:  # UnicodeError: not a token a host makes, so not a request
+        return False
     try:
         if words == [b"challenge"]:
             result = admin.challenge(dir)
