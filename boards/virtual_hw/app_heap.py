@@ -275,7 +275,7 @@ def soak(board_name, state_dir, every=100):
     a.door._clock = lambda: time.ticks_add(time.ticks_ms(), a.taps * 60000)
 
     async def main():
-        asyncio.create_task(_resident(a))
+        asyncio.create_task(_resident(a, False))
         await a.run()
 
     try:
