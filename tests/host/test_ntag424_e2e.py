@@ -1,4 +1,4 @@
-"""The firmware's card authentication (MicroPython, compiled .mpy, 64 KiB heap) against emulated cards.
+"""The firmware's card authentication (MicroPython, compiled .mpy, 96 KiB heap, no collection during a tap) against emulated cards.
 
 A TCP server hands each connection to the next carkey_host.ntag424.EmulatedCard of a
 list (lp framing, docs/PROTOCOL.md §2) and tests/mpy/card_client.py runs
@@ -100,7 +100,7 @@ def taps(tmp_path_factory):
         for master, names in runs:
             spec = {"master_key": master.hex(), "uids": [built[name][1].hex() for name in names], "timeout_ms": 2000}
             proc = subprocess.run(
-                runner.command(CLIENT, "127.0.0.1", server.port, heapsize="64k"),
+                runner.command(CLIENT, "127.0.0.1", server.port, heapsize="96k"),
                 input=json.dumps(spec),
                 capture_output=True,
                 text=True,
@@ -148,7 +148,10 @@ def test_replayed_transaction_refused(taps):
 
 
 def test_tap_fits_the_heap_and_time(taps):
-    # Run with a 64 KiB heap; "allocated" is everything a tap allocates (garbage included).
+    # Run with a 96 KiB heap and no collection during the tap; "allocated" is
+    # everything the card code allocates (garbage included), the TCP stand-in for
+    # the radio counted apart.
     tap = taps["genuine"]
-    assert tap["allocated"] < 24 * 1024, tap
+    assert 0 < tap["allocated"] < 24 * 1024, tap
+    assert tap["link_allocated"] > 0, tap
     assert tap["ms"] < 500, tap
