@@ -196,13 +196,7 @@ def run_once(template, board, heapsize, workdir, fragment=False):
             result["error"] = f"{type(e).__name__}: {e}"
             result["output"] = "".join(lines.text[-30:])
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            runner.stop(proc)
     out = "".join(lines.text)
     if result["ok"] and ("Traceback" in out or "MemoryError" in out):
         result["ok"] = False

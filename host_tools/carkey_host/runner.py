@@ -121,6 +121,18 @@ def run(*args, heapsize=None, env=None, input=None, timeout=None, **kw):
         raise RunnerError(f"cannot start MicroPython: {e}") from None
 
 
+def stop(proc, timeout=10):
+    """End a process launch() started: terminate, wait up to `timeout` s, then kill.
+    Its pipes are left to whoever reads them."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def encode(value):
     """A value as JSON sends it to the firmware: bytes as {"b": hex}, tuples as lists."""
     if isinstance(value, (bytes, bytearray, memoryview)):

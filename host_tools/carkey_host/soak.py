@@ -254,13 +254,7 @@ def run(taps=10_000, every=100, board=BOARD, seed=1, heap=None, progress=print, 
                 result["output"] = "".join(lines.text[-40:])
             finally:
                 result["link_retries"] = car.retried
-                if proc.poll() is None:
-                    proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                runner.stop(proc)
             out = "".join(lines.text)
             if "Traceback" in out or "MemoryError" in out:
                 result["failures"].append("the application printed a traceback: " + out[out.find("Traceback"):][:1500])

@@ -241,14 +241,8 @@ class RunningCar:
             time.sleep(0.02)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out or ""
+        runner.stop(self.proc)
+        return self.proc.stdout.read() or ""
 
     def __enter__(self):
         return self

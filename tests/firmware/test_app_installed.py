@@ -9,7 +9,7 @@
 import unittest
 
 import virtual
-from car_rig import fresh_dir, rmtree
+from car_rig import RadioFreePlatform, fresh_dir, rmtree
 from carkey.crypto import p256
 from carkey.ecu import admin, app
 
@@ -18,31 +18,14 @@ class Reset(Exception):
     pass
 
 
-class RecordingPlatform:
+class RecordingPlatform(RadioFreePlatform):
     def __init__(self):
-        from virtual_hw.platform import VirtualPlatform
-
-        self.virtual = VirtualPlatform(fresh_dir("appinst"))
+        super().__init__(fresh_dir("appinst"))
         self.intr = []
         self.resets = 0
 
-    def pin_factory(self):
-        return self.virtual.pin_factory()
-
-    def uart_factory(self):
-        return self.virtual.uart_factory()
-
-    def pn532(self, spec):
-        return None
-
-    def full_speed(self):
-        return None
-
     def ble(self):
         raise RuntimeError("radio bug")  # out of App.run, before any task is supervised
-
-    def watchdog(self):
-        return None
 
     def kbd_intr(self, char):
         self.intr.append(char)

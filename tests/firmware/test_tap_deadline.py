@@ -13,7 +13,7 @@ import time
 import unittest
 
 import virtual
-from car_rig import fresh_dir, rmtree
+from car_rig import RadioFreePlatform, fresh_dir, rmtree
 from carkey.crypto import p256
 from carkey.ecu import codes
 from carkey.ecu.app import App
@@ -25,33 +25,11 @@ _TIMEOUT_MS = 300
 _STALL_MS = 280  # just under the timeout: never a timeout, always slow
 
 
-class _Platform:
-    def __init__(self, flash):
-        from virtual_hw.platform import VirtualPlatform
-
-        self.virtual = VirtualPlatform(flash)
-
-    def pin_factory(self):
-        return self.virtual.pin_factory()
-
-    def uart_factory(self):
-        return self.virtual.uart_factory()
-
-    def pn532(self, spec):
-        return None
-
-    def ble(self):
-        return None
-
-    def watchdog(self):
-        return None
-
-
 class TapDeadlineTest(unittest.TestCase):
     def setUp(self):
         self.flash = fresh_dir("deadline-flash")
         self.state = fresh_dir("deadline-state")
-        self.app = App(virtual, _Platform(self.flash), self.state)
+        self.app = App(virtual, RadioFreePlatform(self.flash), self.state)
         self.app._start_car()
         car = self.app.car
         car.reader.timeout_ms = _TIMEOUT_MS

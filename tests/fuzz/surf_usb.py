@@ -26,6 +26,7 @@ import json
 import time
 
 import virtual  # the virtual board's description
+from car_rig import RadioFreePlatform
 from carkey import storage
 from carkey.ecu import admin, app, codes, console, documents
 from carkey.ecu.car import IDENTITY_RECORD
@@ -128,36 +129,15 @@ def _request_words(line):
     return words
 
 
-class _Platform:
-    # The virtual board's pins and UARTs; no radios, no watchdog. It records what
-    # app.run asks of it: interrupt character, resets, maintenance windows.
+class _Platform(RadioFreePlatform):
+    # It records what app.run asks of it: interrupt character, resets, maintenance windows.
     def __init__(self, dir):
-        from virtual_hw.platform import VirtualPlatform
-
-        self.virtual = VirtualPlatform(dir)
+        super().__init__(dir)
         self.stream = None
         self.intr = []
         self.resets = 0
         self.maintenance_calls = 0
         self.failed = []
-
-    def pin_factory(self):
-        return self.virtual.pin_factory()
-
-    def uart_factory(self):
-        return self.virtual.uart_factory()
-
-    def pn532(self, spec):
-        return None
-
-    def ble(self):
-        return None
-
-    def full_speed(self):
-        return None
-
-    def watchdog(self):
-        return None
 
     def console(self):
         return self.stream

@@ -55,6 +55,34 @@ def fresh_dir(name):
     return path
 
 
+class RadioFreePlatform:
+    """The virtual board's pins and UARTs for ecu.app.App, with no radios, no
+    watchdog and no clock change: the application's own logic, run in a test."""
+
+    def __init__(self, flash):
+        from virtual_hw.platform import VirtualPlatform
+
+        self.virtual = VirtualPlatform(flash)
+
+    def pin_factory(self):
+        return self.virtual.pin_factory()
+
+    def uart_factory(self):
+        return self.virtual.uart_factory()
+
+    def pn532(self, spec):
+        return None
+
+    def ble(self):
+        return None
+
+    def full_speed(self):
+        return None
+
+    def watchdog(self):
+        return None
+
+
 class CarRig:
     def __init__(self, name="rig", **car_args):
         self.dir = fresh_dir(name)
