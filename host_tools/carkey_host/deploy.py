@@ -43,7 +43,7 @@ from pathlib import Path
 from . import firmware_set, paths
 from .build import BuildError, compile_firmware
 from .errors import EXIT_INTERRUPTED, CarkeyError
-from .serialport import EXIT_HASH_MISMATCH, EXIT_NO_SPACE, NoAnswer, check_port
+from .serialport import BUSY_GRACE_S, EXIT_HASH_MISMATCH, EXIT_NO_SPACE, NoAnswer, check_port
 
 BOARDS = ("esp32_devkitc", "esp32_s3", "esp32_c3_fob", "virtual", "virtual_fob")
 BOARDS_DIR = paths.REPO_ROOT / "boards"
@@ -217,13 +217,21 @@ class Board:
         self.port = port
         self.timeout = timeout
         self._log = io.StringIO()  # mpremote prints what it got when the board does not answer
-        try:
-            with contextlib.redirect_stdout(self._log):
-                # A read timeout matters on a pty: mpremote then reads without checking
-                # inWaiting(), and a silent port would block it for ever.
-                self._t = SerialTransport(port, baudrate=115200, timeout=timeout)
-        except TransportError as e:
-            raise NoAnswer(f"cannot open {port}: {e}") from None
+        # The port was free a moment ago, but a lock can come back for a moment (the
+        # virtual board forks at a soft reset; a board on native USB re-enumerates after
+        # a reset): a failed open is tried again for as long as check_port waits.
+        deadline = time.monotonic() + BUSY_GRACE_S
+        while True:
+            try:
+                with contextlib.redirect_stdout(self._log):
+                    # A read timeout matters on a pty: mpremote then reads without checking
+                    # inWaiting(), and a silent port would block it for ever.
+                    self._t = SerialTransport(port, baudrate=115200, timeout=timeout)
+                break
+            except TransportError as e:
+                if time.monotonic() > deadline:
+                    raise NoAnswer(f"cannot open {port}: {e}") from None
+                time.sleep(0.05)
         try:
             with contextlib.redirect_stdout(self._log):
                 self._t.enter_raw_repl(soft_reset=True, timeout_overall=timeout)

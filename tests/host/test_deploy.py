@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from carkey_host import deploy as lib
 from carkey_host import paths
 from carkey_host.cli import main as carkey_main
-from carkey_host.serialport import PortBusy, PortMissing
+from carkey_host.serialport import NoAnswer, PortBusy, PortMissing
 from carkey_host.vboard import VirtualBoard
 
 MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
@@ -282,3 +282,37 @@ def test_flash_that_corrupts_writes_is_a_hash_mismatch_exit_8(tmp_path, firmware
         with pytest.raises(lib.HashMismatch, match=r"file\(s\) differ on the board after copying"):
             lib.deploy(failing.port, "virtual", firmware_dir=firmware, build_dir=build)
         assert carkey_main(["deploy", "--port", failing.port, "--board", "virtual"]) == 8
+
+
+def test_a_lock_that_comes_back_for_a_moment_after_the_check_is_waited_for(monkeypatch):
+    # The virtual board forks at a soft reset, and the child holds the port's lock until
+    # it execs: the port can be free when checked and locked a moment later.
+    import threading
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    port = os.ttyname(slave)
+    holder = []
+    released = threading.Event()
+
+    def check_then_locked(p):
+        holder.append(serial.Serial(p, exclusive=True))
+
+        def release():
+            time.sleep(0.3)
+            holder[0].close()
+            released.set()
+
+        threading.Thread(target=release, daemon=True).start()
+
+    monkeypatch.setattr(lib, "check_port", check_then_locked)
+    try:
+        with pytest.raises(NoAnswer) as e:
+            lib.Board(port, timeout=1)
+        assert released.is_set()
+        assert "no MicroPython REPL answered" in str(e.value)  # opened, then nothing answered
+    finally:
+        if holder:
+            holder[0].close()
+        os.close(master)
+        os.close(slave)
