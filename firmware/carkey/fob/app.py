@@ -216,7 +216,6 @@ class FobApp:
 
     async def _visit(self, visit, group_id, kept):
         # Never ends in an exception the loop would report as never retrieved.
-        from carkey.fob import signals  # noqa: F401 (press() shows the outcome: loaded now, beside the radio)
         from carkey.fob.device import UserDevice  # loads while the radio connects
         from carkey.hw.ble_central import VisitError
 
@@ -259,13 +258,13 @@ class FobApp:
 
     async def press(self, command_name, visit=None):
         # One press: the visit (started early, or now) told its command, then the LED. Returns a Press.
-        from carkey.fob import signals  # loaded by _visit beside the radio, or now with no car
-
         press = Press(command_name)
         start = time.ticks_ms()
         if visit is None:
             visit = self.start_visit()
         if visit is None:
+            from carkey.fob import signals
+
             press.battery_mv = self.platform.battery_mv(self.battery)
             press.outcome = "no-car"
             press.signal = signals.REFUSED
@@ -274,6 +273,10 @@ class FobApp:
             req.set_command(COMMANDS[command_name])
             press.battery_mv = req.battery_mv
             await visit.task
+            # The LED's code loads only now: after the transaction, whose standard AUTH1
+            # is the heap's peak, and after the car acted, so it delays only the LED.
+            from carkey.fob import signals
+
             press.outcome = visit.outcome
             press.direct = visit.link.direct
             txn = visit.txn

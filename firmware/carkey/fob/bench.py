@@ -149,8 +149,9 @@ def _import_wake():
 
 
 def _import_rest():
-    # What FobApp._visit loads while the radio connects.
-    from carkey.fob import device, signals  # noqa: F401
+    # What FobApp._visit loads while the radio connects (the LED's code, carkey.fob.signals,
+    # loads after the transaction).
+    from carkey.fob import device  # noqa: F401
 
 
 def _stub_bluetooth():
