@@ -346,30 +346,8 @@ class FobApp:
             await asyncio.sleep_ms(_SAMPLE_MS)
 
 
-# --- over USB (carkey fob provision / press): the host runs these through the REPL ---
-
-
-def identity(board, platform=None, state_dir=STATE_DIR):
-    # The credential public key (made now, radio on, if the fob has none) and the cars it trusts.
-    app = FobApp(board, platform, state_dir)
-    pub = app.ensure_credential()
-    return {"credential_public_key": pub.hex(),
-            "cars": [{"group_id": g.hex(), "reader_public_key": k.hex()} for g, k in app.state.cars()]}
-
-
-def trust(board, group_id_hex, reader_key_hex, state_dir=STATE_DIR):
-    FobState(state_dir).trust(bytes.fromhex(group_id_hex), bytes.fromhex(reader_key_hex))
-    return {"group_id": group_id_hex}
-
-
-def import_share(board, group_id_hex, reader_key_hex, document_hex, state_dir=STATE_DIR):
-    # A share document instead of an enrolment: the fob trusts that car and presents
-    # the document at its next press.
-    state = FobState(state_dir)
-    group_id = bytes.fromhex(group_id_hex)
-    state.trust(group_id, bytes.fromhex(reader_key_hex))
-    state.set_share(group_id, bytes.fromhex(document_hex))
-    return {"group_id": group_id_hex}
+# --- over USB (carkey fob press): the host runs this through the REPL. Provisioning's
+# entry points (identity, trust, import_share) are carkey.fob.provision's: a press never loads them.
 
 
 def press_once(board, command_name, platform=None, state_dir=STATE_DIR):
