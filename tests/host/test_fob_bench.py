@@ -26,6 +26,7 @@ def test_heap_row_runs_the_fob_application_against_a_car(tmp_path):
     modules = ok["presses"][0]["modules"]
     assert "carkey.fob.app" in modules and "carkey.hw.ble_central" in modules and "esp32_c3_fob" in modules
     assert "carkey.fob.bench" not in modules
+    assert "carkey.fob.device" not in modules  # the transaction's code was dropped once the visit ended
     # A heap the application cannot run in fails the run: the row can miss.
     small = fob_heap.run_once(template, 64 * 1024, tmp_path / "small")
     assert not small["ok"] and "MemoryError" in small["error"], small

@@ -96,11 +96,33 @@ class _Visit:
     def __init__(self, link, request):
         self.link = link
         self.request = request
-        self.device = None
         self.kept = None
         self.task = None
         self.outcome = None  # carkey.hw.ble_central outcome: done, car-not-found, ...
-        self.txn = None
+        self.kind = None  # the transaction's: standard, fast, or None
+        self.control_flow = None  # the car's CONTROL FLOW (S1, S2), or None
+        self.spare = None  # an ephemeral key pair the device made ahead and never sent
+
+
+# Code only a transaction runs (the user device and what it alone loads). A visit
+# drops it when it ends: the LED, the next press's key and the sleep need none of
+# it, so the rest of the wake does not hold it (docs/FOB.md). A second press in
+# the same wake loads it again.
+_TRANSACTION_MODULES = ("carkey.fob.device", "carkey.protocol.channel", "carkey.protocol.aliro_keys",
+                        "carkey.protocol.tlv", "carkey.crypto.aes")
+
+
+def _drop_modules(names):
+    # Forget the modules (if loaded) so the collector can free their code.
+    import sys
+
+    for name in names:
+        if name in sys.modules:
+            del sys.modules[name]
+            package, _, attr = name.rpartition(".")
+            parent = sys.modules.get(package)
+            if parent is not None and hasattr(parent, attr):
+                delattr(parent, attr)
 
 
 class _Kept:
@@ -222,7 +244,6 @@ class FobApp:
         link = visit.link
         visit.kept = kept
         device = UserDevice(self.state, on_exchange=visit.request.on_exchange, spare=kept.take_ephemeral())
-        visit.device = device
         try:
             try:
                 await link.open(device)
@@ -236,8 +257,14 @@ class FobApp:
         except VisitError as e:
             visit.outcome = e.outcome
         finally:
-            visit.txn = device.txn
+            txn = device.txn
+            if txn is not None:
+                visit.kind = txn.kind
+                visit.control_flow = txn.control_flow
             await link.close(device)
+            visit.spare = device.take_spare()
+            txn = device = UserDevice = None  # noqa: F841 (nothing of the transaction's code stays reachable)
+            _drop_modules(_TRANSACTION_MODULES)
         if visit.outcome != "done" and visit.outcome != "dropped":
             # Reached but not served (kept handles the car took but did not act on, a lost
             # link): the next visit scans and discovers rather than repeat it.
@@ -248,7 +275,8 @@ class FobApp:
         # The next press's ephemeral key pair, made after this one's visit rather
         # than on the next one's critical path: the one made ahead and never sent,
         # or a new one.
-        pair = visit.device.take_spare() if visit.device is not None else None
+        pair = visit.spare
+        visit.spare = None
         if pair is None:
             from carkey.crypto import p256
             from carkey.steps import run_steps
@@ -273,16 +301,16 @@ class FobApp:
             req.set_command(COMMANDS[command_name])
             press.battery_mv = req.battery_mv
             await visit.task
+            visit.task = None  # a finished coroutine still points at what its frame held
             # The LED's code loads only now: after the transaction, whose standard AUTH1
             # is the heap's peak, and after the car acted, so it delays only the LED.
             from carkey.fob import signals
 
             press.outcome = visit.outcome
             press.direct = visit.link.direct
-            txn = visit.txn
-            if txn is not None:
-                press.kind = txn.kind
-                press.granted = press.outcome == "done" and txn.control_flow is not None and txn.control_flow[0] == 1
+            cf = visit.control_flow
+            press.kind = visit.kind
+            press.granted = press.outcome == "done" and cf is not None and cf[0] == 1
             press.result = req.result if req.result >= 0 else None
             if press.outcome == "car-not-found" or press.outcome == "connect-failed":
                 press.signal = signals.CAR_NOT_FOUND
@@ -304,6 +332,7 @@ class FobApp:
         # The button went down but made no gesture (or got stuck): ask for nothing.
         visit.request.cancel()
         await visit.task
+        visit.task = None
         await self._keep_next_ephemeral(visit)
 
     async def run(self, idle_sleep_ms=IDLE_SLEEP_MS, on_press=None, started_ms=None):
