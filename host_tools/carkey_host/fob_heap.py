@@ -150,7 +150,8 @@ class FobScan(Scan):
             for size, r in pool.map(one, todo):
                 self.results[size] = r
                 if self.progress:
-                    self.progress(f"    fob at {size // KIB} KiB: {'ok' if r['ok'] else 'fails: ' + str(r['error'])[:160]}")
+                    why = " | ".join(str(r["error"]).splitlines())[-160:]  # the last lines: what failed where
+                self.progress(f"    fob at {size // KIB} KiB: {'ok' if r['ok'] else 'fails: ' + why}")
         return [self.results[s]["ok"] for s in sizes]
 
     def peak(self, full=True):
