@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from . import paths, runner
-from .app_heap import COARSE_STEP, FULL_SPAN, KIB, MIN_HEAP, Scan, board_layout
+from .app_heap import COARSE_STEP, KIB, MIN_HEAP, Scan, board_layout
 from .errors import CarkeyError
 
 BOARD = "esp32_c3_fob"
@@ -155,25 +155,25 @@ class FobScan(Scan):
         return [self.results[s]["ok"] for s in sizes]
 
     def peak(self, full=True):
+        """The smallest size from which every checkpoint up to +64 KiB passes (app_heap.Scan's
+        rule, from this scan's START_HEAP); full=False: a bisection to 1 KiB only."""
         if not self.passes([START_HEAP])[0]:
             raise CarkeyError(f"the fob does not pass even at {START_HEAP // KIB} KiB: {self.results[START_HEAP]['error']}")
-        if full:
-            import carkey_host.app_heap as app_heap
-
-            saved = app_heap.START_HEAP
-            app_heap.START_HEAP = START_HEAP
-            try:
-                return super().peak()
-            finally:
-                app_heap.START_HEAP = saved
-        bad, good = MIN_HEAP, START_HEAP  # a quick look: bisection to 1 KiB, no +64 KiB check
-        while good - bad > KIB:
+        bad, good = MIN_HEAP, START_HEAP
+        while good - bad > (COARSE_STEP if full else KIB):
             mid = (bad + good) // 2 // KIB * KIB
             if self.passes([mid])[0]:
                 good = mid
             else:
                 bad = mid
-        return good
+        if not full:
+            return good
+        edge = bad + KIB
+        while True:
+            failed = next((size for size in self.checkpoints(edge) if not self.passes([size])[0]), None)
+            if failed is None:
+                return edge
+            edge = failed + KIB
 
 
 def per_module(modules):
