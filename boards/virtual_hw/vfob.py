@@ -82,11 +82,11 @@ def handle(req, emit):
     if op == "serve":
         return _serve(st, req, emit)
     if op == "import_share":
-        from carkey.fob import app
+        from carkey.fob import provision
 
         _unhex(req.get("group_id"), "group id", 16)
         _unhex(req.get("reader_public_key"), "reader public key", 65)
-        return app.import_share(None, req["group_id"], req["reader_public_key"], req.get("document", ""), dir)
+        return provision.import_share(None, req["group_id"], req["reader_public_key"], req.get("document", ""), dir)
     if op == "press":
         import virtual_fob
         from virtual_hw.fob_platform import VirtualFobPlatform

@@ -1,7 +1,7 @@
 """A key fob on its USB serial port: identity, trust and a press as firmware-side calls.
 
 `UsbFob(port)` interrupts the fob application through the raw REPL, runs one function
-of carkey.fob.app on the board and soft-resets so the application starts again, as
+of carkey.fob.app or carkey.fob.provision on the board and soft-resets so the application starts again, as
 carkey_host.usb_car does for the car. A real fob sleeps between presses and its USB
 goes with it: wake it with the button (or hold it in safe boot) first.
 """
@@ -23,8 +23,8 @@ class UsbFob:
 
         board = Board(self.port, self.timeout)
         try:
-            out, err = board.run(board_call.program("import board\nfrom carkey.fob import app", call, self.state_dir),
-                                 self.timeout)
+            program = board_call.program("import board\nfrom carkey.fob import app, provision", call, self.state_dir)
+            out, err = board.run(program, self.timeout)
             output = (out + err).decode(errors="replace")
             board.soft_reset()  # the application starts again
         finally:
@@ -35,13 +35,13 @@ class UsbFob:
         return answer["result"]
 
     def identity(self) -> dict:
-        return self._call("app.identity(board, state_dir=state)")
+        return self._call("provision.identity(board, state_dir=state)")
 
     def trust(self, group_id: bytes, reader_public_key: bytes) -> dict:
-        return self._call(f"app.trust(board, {group_id.hex()!r}, {reader_public_key.hex()!r}, state)")
+        return self._call(f"provision.trust_car(board, {group_id.hex()!r}, {reader_public_key.hex()!r}, state)")
 
     def import_share(self, group_id: bytes, reader_public_key: bytes, document: bytes) -> dict:
-        return self._call(f"app.import_share(board, {group_id.hex()!r}, {reader_public_key.hex()!r}, "
+        return self._call(f"provision.import_share(board, {group_id.hex()!r}, {reader_public_key.hex()!r}, "
                           f"{document.hex()!r}, state)")
 
     def press(self, command: str) -> dict:

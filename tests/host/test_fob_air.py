@@ -12,6 +12,7 @@ Run: .venv/bin/pytest -q tests/host/test_fob_air.py
 """
 
 import hashlib
+import json
 import time
 
 import pytest
@@ -242,3 +243,31 @@ def first_press_of(fob, world, timeout=20):
         if r["outcome"] != "car-not-found" or time.monotonic() > deadline:
             return r
         time.sleep(0.2)
+
+
+_TWO_PRESSES = """
+import asyncio, json, sys
+import virtual_fob
+from virtual_hw.fob_platform import VirtualFobPlatform
+from carkey.fob import app
+fob = app.FobApp(virtual_fob, VirtualFobPlatform({dir!r}), {dir!r})
+out = []
+for command in ("unlock", "lock"):
+    press = asyncio.run(fob.press(command))
+    out.append([press.kind, press.granted, "carkey.fob.device" in sys.modules, "carkey.crypto.aes" in sys.modules])
+print(json.dumps(out))
+"""
+
+
+def test_transaction_code_dropped_after_a_visit_and_loaded_again_for_the_next(world):
+    # A visit drops the user device's code when it ends (the LED, the next key and the
+    # sleep need none of it); a second press in the same wake loads it again.
+    from carkey_host import runner
+
+    env = runner.environment("compiled", virtual_board=True)
+    env["CARKEY_AIR"] = "%s:%d" % tuple(world["air"].address)
+    with running_car(world):
+        assert first_press(world)["granted"]
+        proc = runner.run("-c", _TWO_PRESSES.format(dir=str(world["fob"].state_dir)), env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [["fast", True, False, False], ["fast", True, False, False]]

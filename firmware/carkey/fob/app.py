@@ -96,11 +96,33 @@ class _Visit:
     def __init__(self, link, request):
         self.link = link
         self.request = request
-        self.device = None
         self.kept = None
         self.task = None
         self.outcome = None  # carkey.hw.ble_central outcome: done, car-not-found, ...
-        self.txn = None
+        self.kind = None  # the transaction's: standard, fast, or None
+        self.control_flow = None  # the car's CONTROL FLOW (S1, S2), or None
+        self.spare = None  # an ephemeral key pair the device made ahead and never sent
+
+
+# Code only a transaction runs (the user device and what it alone loads). A visit
+# drops it when it ends: the LED, the next press's key and the sleep need none of
+# it, so the rest of the wake does not hold it (docs/FOB.md). A second press in
+# the same wake loads it again.
+_TRANSACTION_MODULES = ("carkey.fob.device", "carkey.protocol.channel", "carkey.protocol.aliro_keys",
+                        "carkey.protocol.tlv", "carkey.crypto.aes")
+
+
+def _drop_modules(names):
+    # Forget the modules (if loaded) so the collector can free their code.
+    import sys
+
+    for name in names:
+        if name in sys.modules:
+            del sys.modules[name]
+            package, _, attr = name.rpartition(".")
+            parent = sys.modules.get(package)
+            if parent is not None and hasattr(parent, attr):
+                delattr(parent, attr)
 
 
 class _Kept:
@@ -216,14 +238,12 @@ class FobApp:
 
     async def _visit(self, visit, group_id, kept):
         # Never ends in an exception the loop would report as never retrieved.
-        from carkey.fob import signals  # noqa: F401 (press() shows the outcome: loaded now, beside the radio)
         from carkey.fob.device import UserDevice  # loads while the radio connects
         from carkey.hw.ble_central import VisitError
 
         link = visit.link
         visit.kept = kept
         device = UserDevice(self.state, on_exchange=visit.request.on_exchange, spare=kept.take_ephemeral())
-        visit.device = device
         try:
             try:
                 await link.open(device)
@@ -237,8 +257,14 @@ class FobApp:
         except VisitError as e:
             visit.outcome = e.outcome
         finally:
-            visit.txn = device.txn
+            txn = device.txn
+            if txn is not None:
+                visit.kind = txn.kind
+                visit.control_flow = txn.control_flow
             await link.close(device)
+            visit.spare = device.take_spare()
+            txn = device = UserDevice = None  # noqa: F841 (nothing of the transaction's code stays reachable)
+            _drop_modules(_TRANSACTION_MODULES)
         if visit.outcome != "done" and visit.outcome != "dropped":
             # Reached but not served (kept handles the car took but did not act on, a lost
             # link): the next visit scans and discovers rather than repeat it.
@@ -249,7 +275,8 @@ class FobApp:
         # The next press's ephemeral key pair, made after this one's visit rather
         # than on the next one's critical path: the one made ahead and never sent,
         # or a new one.
-        pair = visit.device.take_spare() if visit.device is not None else None
+        pair = visit.spare
+        visit.spare = None
         if pair is None:
             from carkey.crypto import p256
             from carkey.steps import run_steps
@@ -259,13 +286,13 @@ class FobApp:
 
     async def press(self, command_name, visit=None):
         # One press: the visit (started early, or now) told its command, then the LED. Returns a Press.
-        from carkey.fob import signals  # loaded by _visit beside the radio, or now with no car
-
         press = Press(command_name)
         start = time.ticks_ms()
         if visit is None:
             visit = self.start_visit()
         if visit is None:
+            from carkey.fob import signals
+
             press.battery_mv = self.platform.battery_mv(self.battery)
             press.outcome = "no-car"
             press.signal = signals.REFUSED
@@ -274,12 +301,16 @@ class FobApp:
             req.set_command(COMMANDS[command_name])
             press.battery_mv = req.battery_mv
             await visit.task
+            visit.task = None  # a finished coroutine still points at what its frame held
+            # The LED's code loads only now: after the transaction, whose standard AUTH1
+            # is the heap's peak, and after the car acted, so it delays only the LED.
+            from carkey.fob import signals
+
             press.outcome = visit.outcome
             press.direct = visit.link.direct
-            txn = visit.txn
-            if txn is not None:
-                press.kind = txn.kind
-                press.granted = press.outcome == "done" and txn.control_flow is not None and txn.control_flow[0] == 1
+            cf = visit.control_flow
+            press.kind = visit.kind
+            press.granted = press.outcome == "done" and cf is not None and cf[0] == 1
             press.result = req.result if req.result >= 0 else None
             if press.outcome == "car-not-found" or press.outcome == "connect-failed":
                 press.signal = signals.CAR_NOT_FOUND
@@ -301,6 +332,7 @@ class FobApp:
         # The button went down but made no gesture (or got stuck): ask for nothing.
         visit.request.cancel()
         await visit.task
+        visit.task = None
         await self._keep_next_ephemeral(visit)
 
     async def run(self, idle_sleep_ms=IDLE_SLEEP_MS, on_press=None, started_ms=None):
@@ -343,30 +375,8 @@ class FobApp:
             await asyncio.sleep_ms(_SAMPLE_MS)
 
 
-# --- over USB (carkey fob provision / press): the host runs these through the REPL ---
-
-
-def identity(board, platform=None, state_dir=STATE_DIR):
-    # The credential public key (made now, radio on, if the fob has none) and the cars it trusts.
-    app = FobApp(board, platform, state_dir)
-    pub = app.ensure_credential()
-    return {"credential_public_key": pub.hex(),
-            "cars": [{"group_id": g.hex(), "reader_public_key": k.hex()} for g, k in app.state.cars()]}
-
-
-def trust(board, group_id_hex, reader_key_hex, state_dir=STATE_DIR):
-    FobState(state_dir).trust(bytes.fromhex(group_id_hex), bytes.fromhex(reader_key_hex))
-    return {"group_id": group_id_hex}
-
-
-def import_share(board, group_id_hex, reader_key_hex, document_hex, state_dir=STATE_DIR):
-    # A share document instead of an enrolment: the fob trusts that car and presents
-    # the document at its next press.
-    state = FobState(state_dir)
-    group_id = bytes.fromhex(group_id_hex)
-    state.trust(group_id, bytes.fromhex(reader_key_hex))
-    state.set_share(group_id, bytes.fromhex(document_hex))
-    return {"group_id": group_id_hex}
+# --- over USB (carkey fob press): the host runs this through the REPL. Provisioning's
+# entry points (identity, trust, import_share) are carkey.fob.provision's: a press never loads them.
 
 
 def press_once(board, command_name, platform=None, state_dir=STATE_DIR):

@@ -1,4 +1,4 @@
-# carkey — the key fob's benchmark: its compute per transaction and the heap of its whole application.
+# carkey — the key fob's benchmark: its compute per transaction and its imports.
 # SPDX-License-Identifier: MIT
 #
 # Usage: micropython -m carkey.fob.bench --fixture=FILE --state=DIR [--board=NAME] [--runs=N] OP...
@@ -15,11 +15,10 @@
 #                  whose loading starts the gesture's timers)
 #   fob_import_rest  what loads while the radio connects (the user device and the
 #                  crypto under it), after fob_import_wake's modules
-#   fob_app        the whole application on the board config --board names (a
-#                  module on the path: esp32_c3_fob for `make bench`), one
-#                  standard and one fast press worth of work: the peak heap row
 #   ref_pidigits   the calibration reference (MicroPython's bm_pidigits, 65 digits)
-#   baseline       nothing: the interpreter and this module, to read the others against
+# The whole application's heap is not measured here but on the virtual fob
+# (carkey_host/fob_heap.py, boards/virtual_hw/fob_heap.py): this module and its
+# fixture are no part of a fob.
 # The transactions replay taps the host recorded against the firmware reader (the
 # fixture holds their APDUs and keys), so the reader's signatures verify without a reader here.
 # Each op prints one JSON line: median time, and the median of per-round ratios
@@ -150,18 +149,9 @@ def _import_wake():
 
 
 def _import_rest():
-    # What FobApp._visit loads while the radio connects.
-    from carkey.fob import device, signals  # noqa: F401
-
-
-class _Pin:
-    def __init__(self, *args):
-        self.level = 0
-
-    def value(self, v=None):
-        if v is None:
-            return self.level
-        self.level = v
+    # What FobApp._visit loads while the radio connects (the LED's code, carkey.fob.signals,
+    # loads after the transaction).
+    from carkey.fob import device  # noqa: F401
 
 
 def _stub_bluetooth():
@@ -236,45 +226,8 @@ def _op_fob_import_rest():
     return prepare, _import_rest
 
 
-def _op_fob_app():
-    # The whole application with the board config --board names: its objects, the
-    # BLE central's buffers, a standard then a fast press worth of protocol work,
-    # the LED pattern. The radio link itself is the board's C stack; the pins are
-    # stand-ins (this port has no machine.Pin), the rest is the real fob platform.
-    _stub_bluetooth()
-    fx = _fixture()
-    board = __import__(_files["board"])
-
-    def work():
-        app = _import_app()
-        from carkey.fob import signals
-        from carkey.fob.client import Request
-        from carkey.hw import fob_platform
-        from carkey.hw.ble_central import FobLink
-
-        class Platform(fob_platform.Platform):
-            def pin_factory(self):
-                return lambda *a: _Pin()
-
-        fob = app.FobApp(board, Platform(), _files["state"])
-        link = FobLink(object())
-        req = Request(2)
-        st = _fresh_state(fx)
-        _txn(fx, st, "std", req.on_exchange)
-        _txn(fx, st, "fast", req.on_exchange)
-        signals.timeline(signals.GRANTED, True)
-        return fob, link
-
-    return work
-
-
 def _op_ref_pidigits():
     return _reference
-
-
-def _op_baseline():
-    # The interpreter, this module and the timing loop alone.
-    return lambda: None
 
 
 OPERATIONS = {
@@ -285,9 +238,7 @@ OPERATIONS = {
     "fob_import_wake": _op_fob_import_wake,
     "fob_import_rest": _op_fob_import_rest,
     "fob_import_board": _op_fob_import_board,
-    "fob_app": _op_fob_app,
     "ref_pidigits": _op_ref_pidigits,
-    "baseline": _op_baseline,
 }
 
 
@@ -338,7 +289,7 @@ def main(argv):
         if name not in OPERATIONS:
             print(json.dumps({"op": name, "error": "unknown operation"}))
             continue
-        if name in ("fob_app", "fob_import_wake", "fob_import_rest", "fob_import_board") and "board" not in _files:
+        if name in ("fob_import_wake", "fob_import_rest", "fob_import_board") and "board" not in _files:
             print(json.dumps({"op": name, "error": "needs --board=NAME (a board config module)"}))
             continue
         print(json.dumps(measure(name, runs)))

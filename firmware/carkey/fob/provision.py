@@ -3,8 +3,8 @@
 #
 # Only `carkey fob provision`, `import-share` and a first start run this; a press
 # never loads it (nor P-256 for it). The records are carkey.fob.state's (their
-# layout is in its header); the USB entry points are carkey.fob.app's identity,
-# trust and import_share, which call these.
+# layout is in its header). identity, trust_car and import_share at the end are the
+# entry points the host runs over USB (carkey_host.usb_fob) and on the virtual fob.
 
 from micropython import const
 
@@ -64,3 +64,35 @@ def set_share(state, group_id, document):
     body.extend(group_id)
     body.extend(document)
     storage.save(state.dir, SHARE_RECORD, body)
+
+
+# --- over USB (carkey fob provision, import-share): the host runs these through the REPL ---
+
+
+def identity(board, platform=None, state_dir="/state"):
+    # The credential public key (made now, radio on, if the fob has none) and the cars it trusts.
+    from carkey.fob.app import FobApp
+
+    app = FobApp(board, platform, state_dir)
+    pub = app.ensure_credential()
+    return {"credential_public_key": pub.hex(),
+            "cars": [{"group_id": g.hex(), "reader_public_key": k.hex()} for g, k in app.state.cars()]}
+
+
+def trust_car(board, group_id_hex, reader_key_hex, state_dir="/state"):
+    from carkey.fob.state import FobState
+
+    FobState(state_dir).trust(bytes.fromhex(group_id_hex), bytes.fromhex(reader_key_hex))
+    return {"group_id": group_id_hex}
+
+
+def import_share(board, group_id_hex, reader_key_hex, document_hex, state_dir="/state"):
+    # A share document instead of an enrolment: the fob trusts that car and presents
+    # the document at its next press.
+    from carkey.fob.state import FobState
+
+    state = FobState(state_dir)
+    group_id = bytes.fromhex(group_id_hex)
+    state.trust(group_id, bytes.fromhex(reader_key_hex))
+    state.set_share(group_id, bytes.fromhex(document_hex))
+    return {"group_id": group_id_hex}
