@@ -19,6 +19,7 @@ import os
 import queue
 import subprocess
 import threading
+from pathlib import Path
 
 from . import paths
 
@@ -78,20 +79,28 @@ def compiled_server():
     return SERVER_COMPILED
 
 
-def environment(firmware="source", extra_paths=(), virtual_board=False):
+def environment(firmware="source", extra_paths=(), virtual_board=False, relative_to=None):
     """os.environ with MICROPYPATH set: .frozen, the firmware tree, then the virtual board
     (boards/ and boards/virtual_hw) if asked, then `extra_paths`.
 
     firmware: "source" (firmware/, or $CARKEY_FIRMWARE), "compiled" (build/mpy, built
-    now), a folder of its own, or None for no firmware tree."""
+    now), a folder of its own, or None for no firmware tree.
+    relative_to: the folder the process will run in; folders below it are named
+    relative to it, so the names the interpreter keeps (every module's __file__) do not
+    grow with the checkout's path, which matters to a run in a tight heap."""
     if firmware == "source":
         firmware = paths.FIRMWARE_DIR
     elif firmware == "compiled":
         firmware = compiled_firmware()
     folders = [".frozen"] + ([firmware] if firmware is not None else [])
     folders += [BOARDS_DIR, VIRTUAL_HW] if virtual_board else []
+    folders = [Path(f) for f in folders + list(extra_paths)]
+    if relative_to is not None:
+        base = Path(relative_to).resolve()
+        folders = [f.resolve().relative_to(base) if f.is_absolute() and f.resolve().is_relative_to(base) else f
+                   for f in folders]
     env = dict(os.environ)
-    env["MICROPYPATH"] = os.pathsep.join(map(str, folders + list(extra_paths)))
+    env["MICROPYPATH"] = os.pathsep.join(map(str, folders))
     return env
 
 

@@ -89,13 +89,14 @@ def run_reader(build, server, reader, credentials, taps, heapsize=None, timeout_
     spec = {"identity": reader.blob.hex(), "credentials": credentials, "taps": taps}
     if timeout_ms is not None:
         spec["timeout_ms"] = timeout_ms
-    cmd = runner.command(CLIENT, "127.0.0.1", server.port, server.framing, heapsize=heapsize)
+    cmd = runner.command(CLIENT.relative_to(paths.REPO_ROOT), "127.0.0.1", server.port, server.framing,
+                         heapsize=heapsize)
     proc = subprocess.run(
         cmd,
         input=json.dumps(spec),
         capture_output=True,
         text=True,
-        env=runner.environment(build),
+        env=runner.environment(build, relative_to=paths.REPO_ROOT),
         cwd=paths.REPO_ROOT,
         timeout=60,
     )
