@@ -176,7 +176,10 @@ class Firmware:
     def __init__(self, handler=None, heapsize=None, env=None, cwd=None):
         self.heapsize = heapsize
         env = dict(environment() if env is None else env)
-        env["MICROPYPATH"] = os.pathsep.join([env["MICROPYPATH"], str(compiled_server())])
+        server = compiled_server()
+        if cwd is not None and server.is_relative_to(Path(cwd).resolve()):
+            server = server.relative_to(Path(cwd).resolve())  # see environment(relative_to=)
+        env["MICROPYPATH"] = os.pathsep.join([env["MICROPYPATH"], str(server)])
         self.proc = launch("-m", "serve", *([handler] if handler else []), heapsize=heapsize, env=env, cwd=cwd,
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            bufsize=1)

@@ -5,11 +5,12 @@ Run: .venv/bin/pytest -q tests/host/test_runner.py
 
 import hashlib
 import hmac
+import os
 import subprocess
 
 import pytest
 
-from carkey_host import runner
+from carkey_host import paths, runner
 
 PROBE_PATH = runner.paths.REPO_ROOT / "tests" / "mpy"
 
@@ -100,3 +101,14 @@ def test_the_server_keeps_little_of_the_heap_it_measures():
     with runner.Firmware(heapsize="64k") as firmware:
         served = firmware.heap()[0]
     assert served - int(bare.stdout) <= 4 * 1024, (served, bare.stdout)
+
+
+def test_folders_below_the_working_folder_are_named_relative_to_it():
+    # Every module's __file__ stays in the heap: a tight-heap run from the repository
+    # must not depend on how long the checkout's path is.
+    env = runner.environment("compiled", virtual_board=True, relative_to=paths.REPO_ROOT)
+    folders = env["MICROPYPATH"].split(os.pathsep)
+    assert folders[:2] == [".frozen", "build/mpy"] and "boards" in folders
+    assert str(paths.REPO_ROOT) not in env["MICROPYPATH"]
+    outside = runner.environment("/opt/elsewhere", relative_to=paths.REPO_ROOT)["MICROPYPATH"]
+    assert outside.split(os.pathsep)[1] == "/opt/elsewhere"
