@@ -77,19 +77,30 @@ def _limbs(b):
             b[2] | b[1] << 8 | b[0] << 16)
 
 
+# Table entries n = a ^ b built from two entries already made, as (n, a, b): the
+# entries with two or more bits set, from the single-bit ones up.
+_COMPOSE = b"\x03\x01\x02\x05\x04\x01\x06\x04\x02\x07\x04\x03\x09\x08\x01\x0a\x08\x02\x0b\x08\x03\x0c\x08\x04\x0d\x08\x05\x0e\x08\x06\x0f\x08\x07"
+_ROW = array("I", [0] * 32)  # a zeroed table row, copied per limb
+
+
 def _ghash_key(h):
     # The tables of H (16 bytes): one per limb k, 32 entries: [n] = n·H (n's bit 3
-    # as x^0, n < 16), [16 + n] = n·H·x^4. Five heap blocks per key.
-    t = [[0] * 32 for _ in range(5)]
+    # as x^0, n < 16), [16 + n] = n·H·x^4. Arrays of 32-bit words, written in place
+    # (half a list's heap on a 64-bit port, the same on a 32-bit one): five blocks
+    # per key, nothing else left behind.
+    t0 = _ROW[:]
+    t1 = _ROW[:]
+    t2 = _ROW[:]
+    t3 = _ROW[:]
+    t4 = _ROW[:]
     z0, z1, z2, z3, z4 = _limbs(h)
-    for j in range(8):
-        # H·x^j is entry 8 >> (j mod 4), plus 16 for j >= 4.
-        e = (8 >> (j & 3)) + (j & 4) * 4
-        t[0][e] = z0
-        t[1][e] = z1
-        t[2][e] = z2
-        t[3][e] = z3
-        t[4][e] = z4
+    # H·x^j for j = 0..7 goes to entry 8 >> (j mod 4), plus 16 for j >= 4.
+    for e in (8, 4, 2, 1, 24, 20, 18, 17):
+        t0[e] = z0
+        t1[e] = z1
+        t2[e] = z2
+        t3[e] = z3
+        t4[e] = z4
         # ·x: a shift right by one, bit 0 folded back as x^128 = 1 + x + x^2 + x^7
         # (0xE1 at the top), without a branch on the secret bit.
         c = -(z0 & 1)
@@ -98,13 +109,25 @@ def _ghash_key(h):
         z2 = z2 >> 1 | (z3 & 1) << 25
         z3 = z3 >> 1 | (z4 & 1) << 25
         z4 = z4 >> 1 ^ (0xE10000 & c)
-    for col in t:
-        for n in (3, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15):
-            col[n] = col[n & (n - 1)] ^ col[n & -n]
-            col[16 + n] = col[16 + (n & (n - 1))] ^ col[16 + (n & -n)]
-    # Kept as arrays of 32-bit words: half a list's heap on a 64-bit port, the same on
-    # a 32-bit one, and two blocks each.
-    return (array("I", t[0]), array("I", t[1]), array("I", t[2]), array("I", t[3]), array("I", t[4]))
+    c = _COMPOSE
+    for k in range(0, 33, 3):  # all five limbs per index triple: one lookup of it
+        n = c[k]
+        a = c[k + 1]
+        b = c[k + 2]
+        t0[n] = t0[a] ^ t0[b]
+        t1[n] = t1[a] ^ t1[b]
+        t2[n] = t2[a] ^ t2[b]
+        t3[n] = t3[a] ^ t3[b]
+        t4[n] = t4[a] ^ t4[b]
+        n += 16
+        a += 16
+        b += 16
+        t0[n] = t0[a] ^ t0[b]
+        t1[n] = t1[a] ^ t1[b]
+        t2[n] = t2[a] ^ t2[b]
+        t3[n] = t3[a] ^ t3[b]
+        t4[n] = t4[a] ^ t4[b]
+    return (t0, t1, t2, t3, t4)
 
 
 def _ghash(t, src, base, nblocks):
