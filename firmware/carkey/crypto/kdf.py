@@ -37,20 +37,23 @@ def hkdf_expand(prk, info, length):
     if length > 255 * _HASH_LEN:
         raise ValueError("HKDF length too large")
     ipad, opad = _pads(prk)
-    out = bytearray()
+    n = (length + _HASH_LEN - 1) // _HASH_LEN
+    # The output made once at its full size and filled block by block: no growing
+    # buffer and no slice copies (this runs several times per tap).
+    out = bytearray(n * _HASH_LEN)
+    counter = bytearray(1)
     block = b""
-    counter = 1
-    while len(out) < length:
+    for i in range(n):
+        counter[0] = i + 1
         inner = hashlib.sha256(ipad)
         inner.update(block)
         inner.update(info)
-        inner.update(bytes((counter,)))
+        inner.update(counter)
         outer = hashlib.sha256(opad)
         outer.update(inner.digest())
         block = outer.digest()
-        out.extend(block)
-        counter += 1
-    return bytes(out[:length])
+        out[i * _HASH_LEN : (i + 1) * _HASH_LEN] = block
+    return bytes(out) if len(out) == length else bytes(memoryview(out)[:length])
 
 
 def hkdf_sha256(ikm, salt, info, length):
