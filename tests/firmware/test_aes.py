@@ -197,6 +197,22 @@ class TestGcmUnverified(Case):
         with self.assertRaises(ValueError):
             aes.gcm_decrypt_unverified(bytes(32), bytes(16), bytes(16))
 
+    def test_peek_into_matches_plaintext_and_keeps_the_schedule(self):
+        # The reader's cryptogram search: one block into its own buffer, then the full
+        # check with the same key schedule.
+        _, key, iv, pt, ct, tag = row(ALIRO, "cryptogram")
+        ecb = aes.cipher(h(key))
+        head = bytearray(16)
+        aes.peek_into(ecb, h(iv), h(ct), head)
+        self.same(bytes(head), h(pt)[:16])
+        two = bytearray(32)
+        aes.peek_into(ecb, h(iv), h(ct), two)
+        self.same(bytes(two), h(pt)[:32])
+        self.same(aes.Gcm(h(key), ecb).decrypt(h(iv), h(ct + tag)), h(pt))
+        for bad in (bytearray(15), bytearray(16 * ((len(h(ct)) >> 4) + 1))):
+            with self.assertRaises(ValueError):
+                aes.peek_into(ecb, h(iv), h(ct), bad)
+
 
 class TestGcmLongMessages(Case):
     def test_chunk_boundaries_known_answers(self):
@@ -395,6 +411,13 @@ class TestGcmHeap(Case):
         aad = data[:40]
         ej0 = bytes(16)
         self.assertEqual(self._allocated(lambda: aes._tag(gcm._t, aad, data, 1000, ej0, 0)), 0)
+
+    def test_peek_into_allocates_nothing(self):
+        ecb = aes.cipher(bytes(range(32)))
+        data = bytes(range(64))
+        out = bytearray(16)
+        iv = bytes(12)
+        self.assertEqual(self._allocated(lambda: aes.peek_into(ecb, iv, data, out)), 0)
 
     def test_message_allocates_little_more_than_its_output(self):
         gcm = aes.Gcm(bytes(range(32)))

@@ -14,6 +14,8 @@
 #   gcm_decrypt_unverified(key, iv, ciphertext) -> CTR output only, no tag
 #   Gcm(key).encrypt / .decrypt / .decrypt_unverified: the same for many
 #     messages under one key (the key schedule and GHASH tables are kept)
+#   cipher(key), peek_into(ecb, iv, ciphertext, out): CTR output into a buffer,
+#     no tag; Gcm(key, ecb) then reuses that key schedule
 #   cmac(key, msg) -> 16-byte tag; Cmac(key).mac(msg) keeps the subkeys
 
 import cryptolib
@@ -228,12 +230,31 @@ def _xor(out, data, n):
         out[i] ^= data[i]
 
 
+def cipher(key):
+    # The AES key schedule of key, for peek_into and Gcm(key, ecb): a caller that
+    # peeks with a key and then checks a whole message with it schedules it once.
+    return _cipher(key)
+
+
+def peek_into(ecb, iv, ciphertext, out):
+    # CTR decryption of ciphertext[:len(out)] into out (a bytearray of whole blocks)
+    # with no tag check and no allocation: unauthenticated bytes, fit only for
+    # choosing which key to verify with, as _peek.
+    _check_iv(iv)
+    n = len(out)
+    if n & 15 or len(ciphertext) < n:
+        raise ValueError("peek buffer must be whole blocks within the ciphertext")
+    _keystream(ecb, iv, out, n >> 4, 0)
+    _xor(out, ciphertext, n)
+
+
 class Gcm:
     # One key, many messages (secure channel): the key schedule and the GHASH
-    # tables are made once. The module functions build one per call.
+    # tables are made once. The module functions build one per call. ecb: key's
+    # schedule from cipher(key), if the caller has it already.
 
-    def __init__(self, key):
-        self._ecb = _cipher(key)
+    def __init__(self, key, ecb=None):
+        self._ecb = _cipher(key) if ecb is None else ecb
         self._t = _ghash_key(self._ecb.encrypt(_ZERO))
 
     def encrypt(self, iv, plaintext, aad=b""):
