@@ -33,22 +33,25 @@ def hkdf_extract(salt, ikm):
     return hmac_sha256(salt if salt else bytes(_HASH_LEN), ikm)
 
 
-def hkdf_expand(prk, info, length):
-    if length > 255 * _HASH_LEN:
-        raise ValueError("HKDF length too large")
-    ipad, opad = _pads(prk)
+def hkdf_expand(prk, info, length, block=b"", counter=1):
+    # OKM from T(counter) on; block is T(counter - 1) (b"" at the start), so a caller
+    # holding T(1) already can continue from it (block=T(1), counter=2).
     n = (length + _HASH_LEN - 1) // _HASH_LEN
+    if counter < 1 or counter + n - 1 > 255:
+        raise ValueError("HKDF length too large")
+    if len(block) != (0 if counter == 1 else _HASH_LEN):
+        raise ValueError("HKDF block does not fit its counter")
+    ipad, opad = _pads(prk)
     # The output made once at its full size and filled block by block: no growing
     # buffer and no slice copies (this runs several times per tap).
     out = bytearray(n * _HASH_LEN)
-    counter = bytearray(1)
-    block = b""
+    count = bytearray(1)
     for i in range(n):
-        counter[0] = i + 1
+        count[0] = counter + i
         inner = hashlib.sha256(ipad)
         inner.update(block)
         inner.update(info)
-        inner.update(counter)
+        inner.update(count)
         outer = hashlib.sha256(opad)
         outer.update(inner.digest())
         block = outer.digest()

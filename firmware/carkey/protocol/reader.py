@@ -262,7 +262,7 @@ class Reader:
             plain = None
         if match < 0 or plain is None or plain[26] != 0x92 or plain[27] != 0x14:
             return None
-        sk_reader, sk_device = tr.fast_channel_keys(prk)
+        sk_reader, sk_device = tr.fast_channel_keys(prk, first_sk)
         pub = bytes(cand.pub)
         return Session(link, Channel(sk_reader, sk_device, READER), FAST, pub,
                        credentials.lookup(pub), None, plain[2:4], self.timeout_ms)
