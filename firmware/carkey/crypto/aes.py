@@ -190,14 +190,23 @@ def _tag(t, aad, data, n, ej0, at):
     if aad:
         _absorb(t, aad, len(aad))
     _absorb(t, data, n)
-    pad = _PAD
-    a = len(aad) << 3
+    # len(A) || len(C) in bits, 64 bits each, big-endian; under 2^27 bytes (far beyond
+    # any board's heap) each fits the low four bytes and stays a small int.
+    a = len(aad)
+    if a >> 27 or n >> 27:
+        raise ValueError("GCM input too long")
+    a <<= 3
     c = n << 3
-    for i in range(8):  # len(A) || len(C) in bits, 64 bits each, big-endian
-        pad[7 - i] = a & 255
-        pad[15 - i] = c & 255
-        a >>= 8
-        c >>= 8
+    pad = _PAD
+    pad[:] = _ZERO
+    pad[4] = a >> 24
+    pad[5] = a >> 16 & 255
+    pad[6] = a >> 8 & 255
+    pad[7] = a & 255
+    pad[12] = c >> 24
+    pad[13] = c >> 16 & 255
+    pad[14] = c >> 8 & 255
+    pad[15] = c & 255
     _ghash(t, pad, 0, 1)
     s = _SUM
     y = _Y
