@@ -12,10 +12,10 @@
 #   gcm_encrypt(key, iv, plaintext, aad=b"") -> ciphertext || 16-byte tag
 #   gcm_decrypt(key, iv, data, aad=b"") -> plaintext; the tag is checked first
 #   gcm_decrypt_unverified(key, iv, ciphertext) -> CTR output only, no tag
-#   Gcm(key).encrypt / .decrypt / .decrypt_unverified: the same for many
-#     messages under one key (the key schedule and GHASH tables are kept)
-#   cipher(key), peek_into(ecb, iv, ciphertext, out): CTR output into a buffer,
-#     no tag; Gcm(key, ecb) then reuses that key schedule
+#   Gcm(key).encrypt / .decrypt: the same for many messages under one key (the
+#     key schedule and GHASH tables are kept)
+#   cipher(key), first_block(ecb, iv, out): a key schedule and a message's first
+#     keystream block in a buffer; Gcm(key, ecb) then reuses that key schedule
 #   cmac(key, msg) -> 16-byte tag; Cmac(key).mac(msg) keeps the subkeys
 
 import cryptolib
@@ -44,7 +44,9 @@ def _check_bytes(value, what):
         raise ValueError(what + " must be bytes")
 
 
-def _cipher(key, mode=_ECB):
+def cipher(key, mode=_ECB):
+    # The AES key schedule (ECB; CBC with a zero IV for CMAC). Public for the fast
+    # reader, which peeks with a key and then checks a whole message with it.
     _check_bytes(key, "AES key")
     if len(key) != 16 and len(key) != 32:
         raise ValueError("AES key must be 16 or 32 bytes")
@@ -79,9 +81,6 @@ def _limbs(b):
             b[2] | b[1] << 8 | b[0] << 16)
 
 
-# Table entries n = a ^ b built from two entries already made, as (n, a, b): the
-# entries with two or more bits set, from the single-bit ones up.
-_COMPOSE = b"\x03\x01\x02\x05\x04\x01\x06\x04\x02\x07\x04\x03\x09\x08\x01\x0a\x08\x02\x0b\x08\x03\x0c\x08\x04\x0d\x08\x05\x0e\x08\x06\x0f\x08\x07"
 _ROW = array("I", [0] * 32)  # a zeroed table row, copied per limb
 
 
@@ -96,8 +95,9 @@ def _ghash_key(h):
     t3 = _ROW[:]
     t4 = _ROW[:]
     z0, z1, z2, z3, z4 = _limbs(h)
-    # H·x^j for j = 0..7 goes to entry 8 >> (j mod 4), plus 16 for j >= 4.
-    for e in (8, 4, 2, 1, 24, 20, 18, 17):
+    for j in range(8):
+        # H·x^j is entry 8 >> (j mod 4), plus 16 for j >= 4.
+        e = (8 >> (j & 3)) + (j & 4) * 4
         t0[e] = z0
         t1[e] = z1
         t2[e] = z2
@@ -111,11 +111,13 @@ def _ghash_key(h):
         z2 = z2 >> 1 | (z3 & 1) << 25
         z3 = z3 >> 1 | (z4 & 1) << 25
         z4 = z4 >> 1 ^ (0xE10000 & c)
-    c = _COMPOSE
-    for k in range(0, 33, 3):  # all five limbs per index triple: one lookup of it
-        n = c[k]
-        a = c[k + 1]
-        b = c[k + 2]
+    for n in range(3, 16):
+        # Entry n (two or more bits set) is the XOR of two entries made before it:
+        # n without its lowest bit, and that bit; all five limbs per n.
+        a = n & (n - 1)
+        if not a:
+            continue  # 4 and 8: single bits, made above
+        b = n & -n
         t0[n] = t0[a] ^ t0[b]
         t1[n] = t1[a] ^ t1[b]
         t2[n] = t2[a] ^ t2[b]
@@ -190,23 +192,14 @@ def _tag(t, aad, data, n, ej0, at):
     if aad:
         _absorb(t, aad, len(aad))
     _absorb(t, data, n)
-    # len(A) || len(C) in bits, 64 bits each, big-endian; under 2^27 bytes (far beyond
-    # any board's heap) each fits the low four bytes and stays a small int.
-    a = len(aad)
-    if a >> 27 or n >> 27:
-        raise ValueError("GCM input too long")
-    a <<= 3
-    c = n << 3
     pad = _PAD
-    pad[:] = _ZERO
-    pad[4] = a >> 24
-    pad[5] = a >> 16 & 255
-    pad[6] = a >> 8 & 255
-    pad[7] = a & 255
-    pad[12] = c >> 24
-    pad[13] = c >> 16 & 255
-    pad[14] = c >> 8 & 255
-    pad[15] = c & 255
+    a = len(aad) << 3
+    c = n << 3
+    for i in range(8):  # len(A) || len(C) in bits, 64 bits each, big-endian
+        pad[7 - i] = a & 255
+        pad[15 - i] = c & 255
+        a >>= 8
+        c >>= 8
     _ghash(t, pad, 0, 1)
     s = _SUM
     y = _Y
@@ -239,31 +232,22 @@ def _xor(out, data, n):
         out[i] ^= data[i]
 
 
-def cipher(key):
-    # The AES key schedule of key, for peek_into and Gcm(key, ecb): a caller that
-    # peeks with a key and then checks a whole message with it schedules it once.
-    return _cipher(key)
-
-
-def peek_into(ecb, iv, ciphertext, out):
-    # CTR decryption of ciphertext[:len(out)] into out (a bytearray of whole blocks)
-    # with no tag check and no allocation: unauthenticated bytes, fit only for
-    # choosing which key to verify with, as _peek.
+def first_block(ecb, iv, out):
+    # The first keystream block of a GCM message, E(iv || 2), into out (a 16-byte
+    # bytearray): XOR it
+    # with the ciphertext's first bytes for unauthenticated bytes, fit only for
+    # choosing which key to verify with (the fast reader's search). No allocation.
     _check_iv(iv)
-    n = len(out)
-    if n & 15 or len(ciphertext) < n:
-        raise ValueError("peek buffer must be whole blocks within the ciphertext")
-    _keystream(ecb, iv, out, n >> 4, 0)
-    _xor(out, ciphertext, n)
+    _keystream(ecb, iv, out, 1, 0)
 
 
 class Gcm:
     # One key, many messages (secure channel): the key schedule and the GHASH
-    # tables are made once. The module functions build one per call. ecb: key's
+    # tables are made once. The module functions build one per call. ecb: the key's
     # schedule from cipher(key), if the caller has it already.
 
     def __init__(self, key, ecb=None):
-        self._ecb = _cipher(key) if ecb is None else ecb
+        self._ecb = cipher(key) if ecb is None else ecb
         self._t = _ghash_key(self._ecb.encrypt(_ZERO))
 
     def encrypt(self, iv, plaintext, aad=b""):
@@ -296,23 +280,6 @@ class Gcm:
         _xor(out, data, n)
         return bytes(memoryview(out)[:n])
 
-    def decrypt_unverified(self, iv, ciphertext):
-        return _peek(self._ecb, iv, ciphertext)
-
-
-def _peek(ecb, iv, ciphertext):
-    # CTR only, no tag check: unauthenticated bytes, fit only for choosing which
-    # key to verify with (e.g. by the fixed TLV tags of a cryptogram). Any prefix
-    # of the ciphertext works, and a short prefix costs only its own blocks.
-    _check_iv(iv)
-    _check_bytes(ciphertext, "ciphertext")
-    n = len(ciphertext)
-    nb = (n + 15) >> 4
-    out = bytearray(16 * nb)
-    _keystream(ecb, iv, out, nb, 0)
-    _xor(out, ciphertext, n)
-    return bytes(memoryview(out)[:n])
-
 
 def gcm_encrypt(key, iv, plaintext, aad=b""):
     return Gcm(key).encrypt(iv, plaintext, aad)
@@ -323,7 +290,17 @@ def gcm_decrypt(key, iv, data, aad=b""):
 
 
 def gcm_decrypt_unverified(key, iv, ciphertext):
-    return _peek(_cipher(key), iv, ciphertext)
+    # CTR only, no tag check: unauthenticated bytes, fit only for choosing which
+    # key to verify with. Any prefix of the ciphertext works.
+    ecb = cipher(key)
+    _check_iv(iv)
+    _check_bytes(ciphertext, "ciphertext")
+    n = len(ciphertext)
+    nb = (n + 15) >> 4
+    out = bytearray(16 * nb)
+    _keystream(ecb, iv, out, nb, 0)
+    _xor(out, ciphertext, n)
+    return bytes(memoryview(out)[:n])
 
 
 # --- CMAC ----------------------------------------------------------------------
@@ -341,7 +318,7 @@ class Cmac:
     def __init__(self, key):
         _check_bytes(key, "AES key")
         self._key = bytes(key)
-        k1 = _dbl(int.from_bytes(_cipher(key).encrypt(_ZERO), "big"))
+        k1 = _dbl(int.from_bytes(cipher(key).encrypt(_ZERO), "big"))
         self._k1 = k1
         self._k2 = _dbl(k1)
 
@@ -357,7 +334,7 @@ class Cmac:
             pad = 8 * (size - n)
             m = ((m << pad) | (1 << (pad - 1))) ^ self._k2
         # CBC-MAC with a zero IV: the tag is the last ciphertext block.
-        out = _cipher(self._key, _CBC).encrypt(m.to_bytes(size, "big"))
+        out = cipher(self._key, _CBC).encrypt(m.to_bytes(size, "big"))
         return out[-16:]
 
 

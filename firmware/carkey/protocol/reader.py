@@ -109,7 +109,7 @@ class Reader:
         pos = tlv.write(cmd, pos, 0x4C, bytes(16))
         tlv.write(cmd, pos, 0x4D, bytes(32))
         self._auth1_buf = bytearray(_AUTH1_LEN)
-        self._head = bytearray(16)  # a cryptogram's first block under one candidate key
+        self._head = bytearray(16)  # a candidate key's first keystream block
         self._select = None  # (last SELECT answer, its A5 object)
         self._refuse_unknown = False
 
@@ -258,8 +258,9 @@ class Reader:
         for i in range(len(prks)):
             sk = tr.cryptogram_sk(prks[i][1])
             ecb = aes.cipher(sk)
-            aes.peek_into(ecb, _ZERO_IV, cryptogram, head)
-            miss = (head[0] ^ 0x5E) | (head[1] ^ 0x02) | (head[4] ^ 0x91) | (head[5] ^ 0x14)
+            aes.first_block(ecb, _ZERO_IV, head)  # keystream: XOR the ciphertext for the plaintext
+            miss = ((head[0] ^ cryptogram[0] ^ 0x5E) | (head[1] ^ cryptogram[1] ^ 0x02)
+                    | (head[4] ^ cryptogram[4] ^ 0x91) | (head[5] ^ cryptogram[5] ^ 0x14))
             take = ((miss - 1) >> 8) & (match >> 8) & 1  # 1: this one fits and none did before
             match += take * (i - match)
             # Keep the CryptogramSK (and its key schedule) of the first match, or of the
@@ -268,7 +269,7 @@ class Reader:
             first_sk = (first_sk, sk)[keep]
             first_ecb = (first_ecb, ecb)[keep]
             await asyncio.sleep_ms(0)
-        head[:] = _ZERO_BLOCK  # the unauthenticated plaintext is not left behind
+        head[:] = _ZERO_BLOCK  # no keystream of a candidate key is left behind
         cand, prk = prks[match if match >= 0 else 0]
         try:
             plain = aes.Gcm(first_sk, first_ecb).decrypt(_ZERO_IV, cryptogram)
