@@ -36,12 +36,6 @@ PUBLIC_KEY_MODE = const(0x01)
 KEY_SLOT_MODE = const(0x00)
 
 _AUTH0_LEN = const(129)  # 41 01 | 42 01 | 5C 02 | 87 41 | 4C 10 | 4D 20
-# Where AUTH0's per-tap values start: type, policy, reader eph key, txid, reader id.
-_A0_TYPE = const(2)
-_A0_POLICY = const(5)
-_A0_EPH = const(12)
-_A0_TXID = const(79)
-_A0_RID = const(97)
 _AUTH1_LEN = const(69)  # 41 01 | 9E 40
 _PUB_LEN = const(65)
 _SIG_LEN = const(64)
@@ -100,14 +94,7 @@ class Reader:
         self.policy = policy
         self.timeout_ms = timeout_ms
         self.deterministic_signatures = deterministic_signatures
-        # AUTH0 data laid out once; a tap writes only its values (see _A0_*).
-        self._auth0_buf = cmd = bytearray(_AUTH0_LEN)
-        pos = tlv.write(cmd, 0, 0x41, b"\x00")
-        pos = tlv.write(cmd, pos, 0x42, b"\x00")
-        pos = tlv.write(cmd, pos, 0x5C, _VERSION)
-        pos = tlv.write(cmd, pos, 0x87, bytes(_PUB_LEN))
-        pos = tlv.write(cmd, pos, 0x4C, bytes(16))
-        tlv.write(cmd, pos, 0x4D, bytes(32))
+        self._auth0_buf = bytearray(_AUTH0_LEN)
         self._auth1_buf = bytearray(_AUTH1_LEN)
         self._head = bytearray(16)  # a candidate key's first keystream block
         self._select = None  # (last SELECT answer, its A5 object)
@@ -196,14 +183,13 @@ class Reader:
         try:
             flag = bytes((_TYPE_FAST if want_fast else _TYPE_STANDARD, self.policy))
             tr = Transcript(ident.public_key, ident.identifier, eph.public_key, eph.transaction_id, flag, proprietary)
-            # The tags, lengths and version are in the buffer since __init__; the
-            # Transcript has checked the lengths of what goes in between.
             cmd = self._auth0_buf
-            cmd[_A0_TYPE] = flag[0]
-            cmd[_A0_POLICY] = flag[1]
-            cmd[_A0_EPH:_A0_TXID - 2] = eph.public_key
-            cmd[_A0_TXID:_A0_RID - 2] = eph.transaction_id
-            cmd[_A0_RID:_AUTH0_LEN] = ident.identifier
+            pos = tlv.write(cmd, 0, 0x41, flag[0:1])
+            pos = tlv.write(cmd, pos, 0x42, flag[1:2])
+            pos = tlv.write(cmd, pos, 0x5C, _VERSION)
+            pos = tlv.write(cmd, pos, 0x87, eph.public_key)
+            pos = tlv.write(cmd, pos, 0x4C, eph.transaction_id)
+            tlv.write(cmd, pos, 0x4D, ident.identifier)
             body, prks = await self._overlapped(link, apdu.INS_AUTH0, cmd, "AUTH0", state,
                                                 self._fast_prks, (tr, candidates))
             try:
