@@ -37,10 +37,8 @@ def hkdf_expand(prk, info, length, block=b"", counter=1):
     # OKM from T(counter) on; block is T(counter - 1) (b"" at the start), so a caller
     # holding T(1) already can continue from it (block=T(1), counter=2).
     n = (length + _HASH_LEN - 1) // _HASH_LEN
-    if counter < 1 or counter + n - 1 > 255:
-        raise ValueError("HKDF length too large")
-    if len(block) != (0 if counter == 1 else _HASH_LEN):
-        raise ValueError("HKDF block does not fit its counter")
+    if counter < 1 or counter + n > 256 or len(block) != (_HASH_LEN if counter > 1 else 0):
+        raise ValueError("HKDF length or block out of range")
     ipad, opad = _pads(prk)
     # The output made once at its full size and filled block by block: no growing
     # buffer and no slice copies (this runs several times per tap).
