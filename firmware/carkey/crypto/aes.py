@@ -234,9 +234,9 @@ def _xor(out, data, n):
 
 def first_block(ecb, iv, out):
     # The first keystream block of a GCM message, E(iv || 2), into out (a 16-byte
-    # bytearray): XOR it
-    # with the ciphertext's first bytes for unauthenticated bytes, fit only for
-    # choosing which key to verify with (the fast reader's search). No allocation.
+    # bytearray). XORed with the ciphertext's first bytes it gives unauthenticated
+    # bytes, fit only for choosing which key to verify with (the fast reader's
+    # search). No allocation.
     _check_iv(iv)
     _keystream(ecb, iv, out, 1, 0)
 

@@ -235,8 +235,8 @@ class Reader:
         # if none does (the device had no Kpersistent for us, or a stale one).
         # Which key matched must not show in the time taken, so every candidate gets
         # the same work (CryptogramSK, its key schedule, one CTR block, a branch-free
-        # check of the fixed tags), and exactly one full GCM check runs: on the first match, or on
-        # the first candidate when none matched.
+        # check of the fixed tags), and exactly one full GCM check runs: on the first
+        # match, or on the first candidate when none matched.
         cryptogram = bytes(cryptogram)
         head = self._head
         match = -1
