@@ -177,6 +177,19 @@ class TestAliroKeySchedule(unittest.TestCase):
         prk = kdf.hkdf_extract(h(KAT_FAST_SALT), h(KAT_KPERSISTENT))
         self.assertEqual(kdf.hkdf_expand(prk, h(KAT_FAST_INFO), 32), h(KAT_FAST_OKM)[:32])
 
+    def test_expansion_continued_from_its_first_block(self):
+        # The fast reader holds T(1) (CryptogramSK) and continues with T(2), T(3).
+        prk = kdf.hkdf_extract(h(KAT_FAST_SALT), h(KAT_KPERSISTENT))
+        okm = h(KAT_FAST_OKM)
+        self.assertEqual(kdf.hkdf_expand(prk, h(KAT_FAST_INFO), 64, okm[:32], 2), okm[32:96])
+        self.assertEqual(kdf.hkdf_expand(prk, h(KAT_FAST_INFO), 128, okm[32:64], 3), okm[64:160] + kdf.hkdf_expand(prk, h(KAT_FAST_INFO), 192)[160:])
+        for block, counter in ((b"", 2), (okm[:32], 1), (okm[:31], 2), (okm[:32], 0)):
+            with self.assertRaises(ValueError):
+                kdf.hkdf_expand(prk, h(KAT_FAST_INFO), 32, block, counter)
+        with self.assertRaises(ValueError):
+            kdf.hkdf_expand(prk, b"", 2 * 32, bytes(32), 255)
+        self.assertEqual(len(kdf.hkdf_expand(prk, b"", 32, bytes(32), 255)), 32)
+
 
 class TestEqual(unittest.TestCase):
     def test_equal_values(self):

@@ -30,8 +30,8 @@ AES_SOURCE = paths.FIRMWARE_DIR / "carkey" / "crypto" / "aes.py"
 SMALL = 1 << 30  # a 32-bit port's small ints: -2^30 <= x < 2^30
 # The GCM part of the module (CMAC is not on the tap path and keeps big ints).
 GCM_FUNCTIONS = {"_limbs", "_ghash_key", "_ghash", "_absorb", "_tag", "_keystream", "_xor", "_check_iv", "__init__",
-                 "encrypt", "decrypt", "decrypt_unverified", "_peek", "gcm_encrypt", "gcm_decrypt",
-                 "gcm_decrypt_unverified"}
+                 "encrypt", "decrypt", "gcm_encrypt", "gcm_decrypt", "gcm_decrypt_unverified", "cipher",
+                 "first_block"}
 
 
 class Checked(ast.NodeTransformer):

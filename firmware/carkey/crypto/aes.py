@@ -12,8 +12,10 @@
 #   gcm_encrypt(key, iv, plaintext, aad=b"") -> ciphertext || 16-byte tag
 #   gcm_decrypt(key, iv, data, aad=b"") -> plaintext; the tag is checked first
 #   gcm_decrypt_unverified(key, iv, ciphertext) -> CTR output only, no tag
-#   Gcm(key).encrypt / .decrypt / .decrypt_unverified: the same for many
-#     messages under one key (the key schedule and GHASH tables are kept)
+#   Gcm(key).encrypt / .decrypt: the same for many messages under one key (the
+#     key schedule and GHASH tables are kept)
+#   cipher(key), first_block(ecb, iv, out): a key schedule and a message's first
+#     keystream block in a buffer; Gcm(key, ecb) then reuses that key schedule
 #   cmac(key, msg) -> 16-byte tag; Cmac(key).mac(msg) keeps the subkeys
 
 import cryptolib
@@ -42,7 +44,9 @@ def _check_bytes(value, what):
         raise ValueError(what + " must be bytes")
 
 
-def _cipher(key, mode=_ECB):
+def cipher(key, mode=_ECB):
+    # The AES key schedule (ECB; CBC with a zero IV for CMAC). Public for the fast
+    # reader, which peeks with a key and then checks a whole message with it.
     _check_bytes(key, "AES key")
     if len(key) != 16 and len(key) != 32:
         raise ValueError("AES key must be 16 or 32 bytes")
@@ -77,19 +81,28 @@ def _limbs(b):
             b[2] | b[1] << 8 | b[0] << 16)
 
 
+_ROW = array("I", [0] * 32)  # a zeroed table row, copied per limb
+
+
 def _ghash_key(h):
     # The tables of H (16 bytes): one per limb k, 32 entries: [n] = n·H (n's bit 3
-    # as x^0, n < 16), [16 + n] = n·H·x^4. Five heap blocks per key.
-    t = [[0] * 32 for _ in range(5)]
+    # as x^0, n < 16), [16 + n] = n·H·x^4. Arrays of 32-bit words, written in place
+    # (half a list's heap on a 64-bit port, the same on a 32-bit one): five blocks
+    # per key, nothing else left behind.
+    t0 = _ROW[:]
+    t1 = _ROW[:]
+    t2 = _ROW[:]
+    t3 = _ROW[:]
+    t4 = _ROW[:]
     z0, z1, z2, z3, z4 = _limbs(h)
     for j in range(8):
         # H·x^j is entry 8 >> (j mod 4), plus 16 for j >= 4.
         e = (8 >> (j & 3)) + (j & 4) * 4
-        t[0][e] = z0
-        t[1][e] = z1
-        t[2][e] = z2
-        t[3][e] = z3
-        t[4][e] = z4
+        t0[e] = z0
+        t1[e] = z1
+        t2[e] = z2
+        t3[e] = z3
+        t4[e] = z4
         # ·x: a shift right by one, bit 0 folded back as x^128 = 1 + x + x^2 + x^7
         # (0xE1 at the top), without a branch on the secret bit.
         c = -(z0 & 1)
@@ -98,13 +111,27 @@ def _ghash_key(h):
         z2 = z2 >> 1 | (z3 & 1) << 25
         z3 = z3 >> 1 | (z4 & 1) << 25
         z4 = z4 >> 1 ^ (0xE10000 & c)
-    for col in t:
-        for n in (3, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15):
-            col[n] = col[n & (n - 1)] ^ col[n & -n]
-            col[16 + n] = col[16 + (n & (n - 1))] ^ col[16 + (n & -n)]
-    # Kept as arrays of 32-bit words: half a list's heap on a 64-bit port, the same on
-    # a 32-bit one, and two blocks each.
-    return (array("I", t[0]), array("I", t[1]), array("I", t[2]), array("I", t[3]), array("I", t[4]))
+    for n in range(3, 16):
+        # Entry n (two or more bits set) is the XOR of two entries made before it:
+        # n without its lowest bit, and that bit; all five limbs per n.
+        a = n & (n - 1)
+        if not a:
+            continue  # 4 and 8: single bits, made above
+        b = n & -n
+        t0[n] = t0[a] ^ t0[b]
+        t1[n] = t1[a] ^ t1[b]
+        t2[n] = t2[a] ^ t2[b]
+        t3[n] = t3[a] ^ t3[b]
+        t4[n] = t4[a] ^ t4[b]
+        n += 16
+        a += 16
+        b += 16
+        t0[n] = t0[a] ^ t0[b]
+        t1[n] = t1[a] ^ t1[b]
+        t2[n] = t2[a] ^ t2[b]
+        t3[n] = t3[a] ^ t3[b]
+        t4[n] = t4[a] ^ t4[b]
+    return (t0, t1, t2, t3, t4)
 
 
 def _ghash(t, src, base, nblocks):
@@ -205,12 +232,22 @@ def _xor(out, data, n):
         out[i] ^= data[i]
 
 
+def first_block(ecb, iv, out):
+    # The first keystream block of a GCM message, E(iv || 2), into out (a 16-byte
+    # bytearray). XORed with the ciphertext's first bytes it gives unauthenticated
+    # bytes, fit only for choosing which key to verify with (the fast reader's
+    # search). No allocation.
+    _check_iv(iv)
+    _keystream(ecb, iv, out, 1, 0)
+
+
 class Gcm:
     # One key, many messages (secure channel): the key schedule and the GHASH
-    # tables are made once. The module functions build one per call.
+    # tables are made once. The module functions build one per call. ecb: the key's
+    # schedule from cipher(key), if the caller has it already.
 
-    def __init__(self, key):
-        self._ecb = _cipher(key)
+    def __init__(self, key, ecb=None):
+        self._ecb = cipher(key) if ecb is None else ecb
         self._t = _ghash_key(self._ecb.encrypt(_ZERO))
 
     def encrypt(self, iv, plaintext, aad=b""):
@@ -243,23 +280,6 @@ class Gcm:
         _xor(out, data, n)
         return bytes(memoryview(out)[:n])
 
-    def decrypt_unverified(self, iv, ciphertext):
-        return _peek(self._ecb, iv, ciphertext)
-
-
-def _peek(ecb, iv, ciphertext):
-    # CTR only, no tag check: unauthenticated bytes, fit only for choosing which
-    # key to verify with (e.g. by the fixed TLV tags of a cryptogram). Any prefix
-    # of the ciphertext works, and a short prefix costs only its own blocks.
-    _check_iv(iv)
-    _check_bytes(ciphertext, "ciphertext")
-    n = len(ciphertext)
-    nb = (n + 15) >> 4
-    out = bytearray(16 * nb)
-    _keystream(ecb, iv, out, nb, 0)
-    _xor(out, ciphertext, n)
-    return bytes(memoryview(out)[:n])
-
 
 def gcm_encrypt(key, iv, plaintext, aad=b""):
     return Gcm(key).encrypt(iv, plaintext, aad)
@@ -270,7 +290,17 @@ def gcm_decrypt(key, iv, data, aad=b""):
 
 
 def gcm_decrypt_unverified(key, iv, ciphertext):
-    return _peek(_cipher(key), iv, ciphertext)
+    # CTR only, no tag check: unauthenticated bytes, fit only for choosing which
+    # key to verify with. Any prefix of the ciphertext works.
+    ecb = cipher(key)
+    _check_iv(iv)
+    _check_bytes(ciphertext, "ciphertext")
+    n = len(ciphertext)
+    nb = (n + 15) >> 4
+    out = bytearray(16 * nb)
+    _keystream(ecb, iv, out, nb, 0)
+    _xor(out, ciphertext, n)
+    return bytes(memoryview(out)[:n])
 
 
 # --- CMAC ----------------------------------------------------------------------
@@ -288,7 +318,7 @@ class Cmac:
     def __init__(self, key):
         _check_bytes(key, "AES key")
         self._key = bytes(key)
-        k1 = _dbl(int.from_bytes(_cipher(key).encrypt(_ZERO), "big"))
+        k1 = _dbl(int.from_bytes(cipher(key).encrypt(_ZERO), "big"))
         self._k1 = k1
         self._k2 = _dbl(k1)
 
@@ -304,7 +334,7 @@ class Cmac:
             pad = 8 * (size - n)
             m = ((m << pad) | (1 << (pad - 1))) ^ self._k2
         # CBC-MAC with a zero IV: the tag is the last ciphertext block.
-        out = _cipher(self._key, _CBC).encrypt(m.to_bytes(size, "big"))
+        out = cipher(self._key, _CBC).encrypt(m.to_bytes(size, "big"))
         return out[-16:]
 
 

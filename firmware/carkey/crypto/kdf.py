@@ -33,24 +33,28 @@ def hkdf_extract(salt, ikm):
     return hmac_sha256(salt if salt else bytes(_HASH_LEN), ikm)
 
 
-def hkdf_expand(prk, info, length):
-    if length > 255 * _HASH_LEN:
-        raise ValueError("HKDF length too large")
+def hkdf_expand(prk, info, length, block=b"", counter=1):
+    # OKM from T(counter) on; block is T(counter - 1) (b"" at the start), so a caller
+    # holding T(1) already can continue from it (block=T(1), counter=2).
+    n = (length + _HASH_LEN - 1) // _HASH_LEN
+    if counter < 1 or counter + n > 256 or len(block) != (_HASH_LEN if counter > 1 else 0):
+        raise ValueError("HKDF length or block out of range")
     ipad, opad = _pads(prk)
-    out = bytearray()
-    block = b""
-    counter = 1
-    while len(out) < length:
+    # The output made once at its full size and filled block by block: no growing
+    # buffer and no slice copies (this runs several times per tap).
+    out = bytearray(n * _HASH_LEN)
+    count = bytearray(1)
+    for i in range(n):
+        count[0] = counter + i
         inner = hashlib.sha256(ipad)
         inner.update(block)
         inner.update(info)
-        inner.update(bytes((counter,)))
+        inner.update(count)
         outer = hashlib.sha256(opad)
         outer.update(inner.digest())
         block = outer.digest()
-        out.extend(block)
-        counter += 1
-    return bytes(out[:length])
+        out[i * _HASH_LEN : (i + 1) * _HASH_LEN] = block
+    return bytes(out) if len(out) == length else bytes(memoryview(out)[:length])
 
 
 def hkdf_sha256(ikm, salt, info, length):

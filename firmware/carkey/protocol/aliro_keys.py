@@ -28,6 +28,7 @@ DEFAULT_PROPRIETARY = b"\xa5\x08\x80\x02\x00\x00\x5c\x02\x01\x00"
 KEY_LEN = const(32)
 _INTERFACE_NFC = const(0x5E)  # NFC interface byte; carkey's GATT link carries it unchanged
 _SPLIT = const(160)  # five 32-byte keys from one HKDF
+_FAST_CHANNEL = const(64)  # SKReader and SKDevice of the fast split
 
 # Salt layout: reader key X | label | reader id | 5E | 5C 02 version | reader eph X |
 # transaction id | flag (AUTH0 41 || 42 values) | A5 object [| credential key X]
@@ -152,3 +153,10 @@ class Transcript:
     def fast_keys(self, fast_prk):
         # Fast: CryptogramSK, SKReader, SKDevice, BleSK, URSK.
         return _split(kdf.hkdf_expand(fast_prk, self.info, _SPLIT))
+
+    def fast_channel_keys(self, fast_prk, cryptogram_sk):
+        # (SKReader, SKDevice) of fast_keys, all a reader's channel needs: T(2) and T(3)
+        # of the expansion whose T(1) is cryptogram_sk (HKDF's T(i) do not depend on L),
+        # two HMAC blocks instead of five.
+        okm = kdf.hkdf_expand(fast_prk, self.info, _FAST_CHANNEL, cryptogram_sk, 2)
+        return okm[0:32], okm[32:64]

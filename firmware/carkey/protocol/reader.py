@@ -43,6 +43,7 @@ _CRYPTOGRAM_LEN = const(64)
 _CF_ABORT = b"\x41\x01\x00\x42\x01\x00"  # CONTROL FLOW after a failed transaction: refused
 _ABORT_TIMEOUT_MS = const(500)
 _ZERO_IV = bytes(12)
+_ZERO_BLOCK = bytes(16)
 
 _AUTH0_WANTED = (0x86, 0x9D)  # device ephemeral key, cryptogram
 _AUTH1_WANTED = (0x5A, 0x4E, 0x9E, 0x5E)  # credential key, key slot, signature, bitmap
@@ -95,6 +96,7 @@ class Reader:
         self.deterministic_signatures = deterministic_signatures
         self._auth0_buf = bytearray(_AUTH0_LEN)
         self._auth1_buf = bytearray(_AUTH1_LEN)
+        self._head = bytearray(16)  # a candidate key's first keystream block
         self._select = None  # (last SELECT answer, its A5 object)
         self._refuse_unknown = False
 
@@ -232,31 +234,36 @@ class Reader:
         # The candidate whose CryptogramSK opens the cryptogram, as a Session; None
         # if none does (the device had no Kpersistent for us, or a stale one).
         # Which key matched must not show in the time taken, so every candidate gets
-        # the same work (CryptogramSK, one CTR block, a branch-free check of the
-        # fixed tags), and exactly one full GCM check runs: on the first match, or on
-        # the first candidate when none matched.
+        # the same work (CryptogramSK, its key schedule, one CTR block, a branch-free
+        # check of the fixed tags), and exactly one full GCM check runs: on the first
+        # match, or on the first candidate when none matched.
         cryptogram = bytes(cryptogram)
-        head = cryptogram[:16]
+        head = self._head
         match = -1
-        first_sk = sk = None
+        first_sk = first_ecb = None
         for i in range(len(prks)):
             sk = tr.cryptogram_sk(prks[i][1])
-            h = aes.gcm_decrypt_unverified(sk, _ZERO_IV, head)
-            miss = (h[0] ^ 0x5E) | (h[1] ^ 0x02) | (h[4] ^ 0x91) | (h[5] ^ 0x14)
+            ecb = aes.cipher(sk)
+            aes.first_block(ecb, _ZERO_IV, head)  # keystream: XOR the ciphertext for the plaintext
+            miss = ((head[0] ^ cryptogram[0] ^ 0x5E) | (head[1] ^ cryptogram[1] ^ 0x02)
+                    | (head[4] ^ cryptogram[4] ^ 0x91) | (head[5] ^ cryptogram[5] ^ 0x14))
             take = ((miss - 1) >> 8) & (match >> 8) & 1  # 1: this one fits and none did before
             match += take * (i - match)
-            # Keep the CryptogramSK of the first match (or of the first candidate) for the
-            # full check, picked without a branch on which one matched.
-            first_sk = (first_sk, sk)[take | (i == 0)]
+            # Keep the CryptogramSK (and its key schedule) of the first match, or of the
+            # first candidate, for the full check, picked without a branch on which one matched.
+            keep = take | (i == 0)
+            first_sk = (first_sk, sk)[keep]
+            first_ecb = (first_ecb, ecb)[keep]
             await asyncio.sleep_ms(0)
+        head[:] = _ZERO_BLOCK  # no keystream of a candidate key is left behind
         cand, prk = prks[match if match >= 0 else 0]
         try:
-            plain = aes.Gcm(first_sk).decrypt(_ZERO_IV, cryptogram)
+            plain = aes.Gcm(first_sk, first_ecb).decrypt(_ZERO_IV, cryptogram)
         except ValueError:
             plain = None
         if match < 0 or plain is None or plain[26] != 0x92 or plain[27] != 0x14:
             return None
-        _, sk_reader, sk_device, _, _ = tr.fast_keys(prk)
+        sk_reader, sk_device = tr.fast_channel_keys(prk, first_sk)
         pub = bytes(cand.pub)
         return Session(link, Channel(sk_reader, sk_device, READER), FAST, pub,
                        credentials.lookup(pub), None, plain[2:4], self.timeout_ms)
