@@ -238,13 +238,20 @@ class Scan:
         self.results = {}
         self._n = 0
 
+    label = None  # what the progress lines call a run; the board's name unless set
+
+    def run_one(self, size, work):
+        """One run at `size` in the fresh folder `work`: run_once's result dict."""
+        return run_once(self.template, self.board, size, work)
+
     def passes(self, sizes):
         todo = [s for s in sizes if s not in self.results]
+        label = self.label or self.board
 
         def one(size):
             self._n += 1
-            work = self.workroot / f"{self.board}-{size // KIB}k-{self._n}"
-            r = run_once(self.template, self.board, size, work)
+            work = self.workroot / f"{label}-{size // KIB}k-{self._n}"
+            r = self.run_one(size, work)
             shutil.rmtree(work, ignore_errors=True)
             return size, r
 
@@ -252,7 +259,8 @@ class Scan:
             for size, r in pool.map(one, todo):
                 self.results[size] = r
                 if self.progress:
-                    self.progress(f"    {self.board} at {size // KIB} KiB: {'ok' if r['ok'] else 'fails'}")
+                    why = " | ".join(str(r["error"]).splitlines())[-160:]  # the last lines: what failed where
+                    self.progress(f"    {label} at {size // KIB} KiB: {'ok' if r['ok'] else 'fails: ' + why}")
         return [self.results[s]["ok"] for s in sizes]
 
     def checkpoints(self, edge):

@@ -134,25 +134,10 @@ class FobScan(Scan):
     def __init__(self, template, workroot, jobs=1, progress=None, board=BOARD):
         super().__init__(template, board, workroot, jobs, progress)
 
-    def passes(self, sizes):
-        from concurrent.futures import ThreadPoolExecutor
+    label = "fob"
 
-        todo = [s for s in sizes if s not in self.results]
-
-        def one(size):
-            self._n += 1
-            work = self.workroot / f"fob-{size // KIB}k-{self._n}"
-            r = run_once(self.template, size, work, self.board)
-            shutil.rmtree(work, ignore_errors=True)
-            return size, r
-
-        with ThreadPoolExecutor(max(1, self.jobs)) as pool:
-            for size, r in pool.map(one, todo):
-                self.results[size] = r
-                if self.progress:
-                    why = " | ".join(str(r["error"]).splitlines())[-160:]  # the last lines: what failed where
-                self.progress(f"    fob at {size // KIB} KiB: {'ok' if r['ok'] else 'fails: ' + why}")
-        return [self.results[s]["ok"] for s in sizes]
+    def run_one(self, size, work):
+        return run_once(self.template, size, work, self.board)
 
     def peak(self, full=True):
         """The smallest size from which every checkpoint up to +64 KiB passes (app_heap.Scan's
