@@ -37,8 +37,15 @@ def _busy(text):
     return "exclusively lock" in text or "Resource temporarily unavailable" in text or "busy" in text.lower()
 
 
-def check_port(port):
-    """Raise PortMissing or PortBusy unless `port` can be opened exclusively right now."""
+def open_exclusive(port, baudrate=115200, timeout=0):
+    """Open `port` for this program alone, or raise PortMissing or PortBusy.
+
+    A lock can outlive its holder by a moment: a process forked while the port was open
+    keeps it until it execs (the virtual board starts one at every soft reset, e.g. right
+    after a deploy), and a board on native USB re-enumerates after a reset. So a busy
+    port is tried again for BUSY_GRACE_S; a program that really holds it still does then.
+    Checking first and opening afterwards would leave a gap for exactly that lock.
+    """
     if not os.path.exists(port):
         hint = " (a dangling link: is `carkey vboard` still running?)" if os.path.islink(port) else ""
         raise PortMissing(f"serial port {port} does not exist{hint}; check the cable, or list ports with "
@@ -46,13 +53,9 @@ def check_port(port):
     deadline = time.monotonic() + BUSY_GRACE_S
     while True:
         try:
-            serial.Serial(port, exclusive=True, timeout=0).close()
-            return
+            return serial.Serial(port, baudrate, exclusive=True, timeout=timeout)
         except serial.SerialException as e:
             text = str(e)
-        # A lock can outlive its holder by a moment: a process forked while the port was
-        # open keeps it until it execs (the virtual board starts one at every soft reset,
-        # e.g. right after a deploy). A program that really holds the port still does later.
         if not _busy(text) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -62,3 +65,9 @@ def check_port(port):
     if "Permission denied" in text:
         raise PortBusy(f"no permission to open {port}: join the dialout group or fix its mode") from None
     raise PortMissing(f"cannot open serial port {port}: {text}")
+
+
+def check_port(port):
+    """Raise PortMissing or PortBusy unless `port` can be opened exclusively right now
+    (for tools that open the port themselves afterwards: esptool, mpremote)."""
+    open_exclusive(port).close()

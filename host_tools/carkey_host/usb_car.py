@@ -140,15 +140,9 @@ class ConsoleSession:
         self.port = None
 
     def open(self):
-        import serial
+        from .serialport import open_exclusive
 
-        from .serialport import check_port
-
-        check_port(self.car.port)
-        try:
-            self.port = serial.Serial(self.car.port, 115200, timeout=0.05, exclusive=True)
-        except serial.SerialException as e:
-            raise CarkeyError(f"cannot open {self.car.port}: {e}") from None
+        self.port = open_exclusive(self.car.port, timeout=0.05)
         try:
             first = self._request("challenge", self.ANSWER_S)
         except BaseException:

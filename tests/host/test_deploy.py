@@ -316,3 +316,62 @@ def test_a_lock_that_comes_back_for_a_moment_after_the_check_is_waited_for(monke
             holder[0].close()
         os.close(master)
         os.close(slave)
+
+
+class _LockFlicker:
+    """serial.Serial as the port's lock behaves while a forked process holds it for a
+    moment: the exclusive opens numbered in `locked` find a real holder on the port."""
+
+    def __init__(self, port, locked):
+        self.real, self.port, self.locked, self.opens = serial.Serial, port, set(locked), 0
+
+    def __call__(self, *args, **kwargs):
+        if not kwargs.get("exclusive"):
+            return self.real(*args, **kwargs)
+        self.opens += 1
+        if self.opens not in self.locked:
+            return self.real(*args, **kwargs)
+        holder = self.real(self.port, exclusive=True)
+        try:
+            return self.real(*args, **kwargs)
+        finally:
+            holder.close()
+
+
+@pytest.mark.parametrize("locked", [{2}, {1, 2, 3}], ids=["locked-after-a-free-moment", "locked-at-first"])
+def test_the_console_session_opens_a_port_whose_lock_flickers(monkeypatch, locked):
+    # Provisioning right after a deploy met this: free when checked, locked when opened.
+    from carkey_host.usb_car import ConsoleSession, UsbCar
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    port = os.ttyname(slave)
+    flicker = _LockFlicker(port, locked)
+    monkeypatch.setattr(serial, "Serial", flicker)
+    monkeypatch.setattr(ConsoleSession, "ANSWER_S", 0.3)
+    try:
+        with pytest.raises(Exception) as e:
+            ConsoleSession(UsbCar(port)).open()
+        assert flicker.opens not in locked  # the open that stood found the port free
+        assert not isinstance(e.value, PortBusy), e.value
+        assert "cannot open" not in str(e.value), e.value  # opened; then nothing answered
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_port_held_for_longer_than_the_grace_is_busy():
+    from carkey_host.serialport import open_exclusive
+
+    master, slave = os.openpty()
+    port = os.ttyname(slave)
+    holder = serial.Serial(port, exclusive=True)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PortBusy, match="is busy"):
+            open_exclusive(port)
+        assert time.monotonic() - started >= lib.BUSY_GRACE_S
+    finally:
+        holder.close()
+        os.close(master)
+        os.close(slave)
