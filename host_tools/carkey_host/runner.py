@@ -273,6 +273,29 @@ class Firmware:
             return False
         return True
 
+    def serve_one(self, what, timeout_s, on_event=None, **request):
+        """One request, then the end of this server (within `timeout_s`): the way the
+        virtual car and fob run a command. Failures come back in the user's terms:
+        Refused for a request the firmware judged and refused, CarkeyError otherwise,
+        naming `what` ("the virtual car") when it crashed or overran."""
+        from .errors import CarkeyError, Refused
+
+        try:
+            return self.request(on_event=on_event, **request)
+        except MicroPythonError as e:
+            if e.refused:
+                raise Refused(e.message) from None  # the firmware judged the request and said no (exit 3)
+            raise CarkeyError(e.message if e.expected else f"{e.type}: {e.message}") from None
+        except RunnerError:
+            tail = self.stderr().strip()
+            raise CarkeyError(f"{what} crashed: {tail.splitlines()[-1] if tail else 'no answer'}") from None
+        except BaseException:
+            self.kill()  # interrupted (Ctrl-C): the firmware stops with its caller
+            raise
+        finally:
+            if not self.close(timeout_s):
+                raise CarkeyError(f"{what} did not finish within {timeout_s} s")
+
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import runner, wire
-from .errors import CarkeyError, Refused, UsageError
+from .errors import CarkeyError, UsageError
 
 SEQUENCE_KINDS = ("standard", "fast")
 ROLES = tuple(wire.ROLES)
@@ -66,21 +66,7 @@ class VirtualCar:
             car = self._firmware()
         except runner.RunnerError as e:
             raise CarkeyError(str(e)) from None
-        try:
-            return car.request(on_event=on_line, **request)
-        except runner.MicroPythonError as e:
-            if e.refused:
-                raise Refused(e.message) from None  # the firmware judged the request and said no (exit 3)
-            raise CarkeyError(e.message if e.expected else f"{e.type}: {e.message}") from None
-        except runner.RunnerError:
-            tail = car.stderr().strip()
-            raise CarkeyError(f"the virtual car crashed: {tail.splitlines()[-1] if tail else 'no answer'}") from None
-        except BaseException:
-            car.kill()  # interrupted (Ctrl-C): the car stops with its caller
-            raise
-        finally:
-            if not car.close(self.timeout_s):
-                raise CarkeyError(f"the virtual car did not finish within {self.timeout_s} s")
+        return car.serve_one("the virtual car", self.timeout_s, on_event=on_line, **request)
 
     # --- operations -------------------------------------------------------------
 

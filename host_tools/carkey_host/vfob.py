@@ -60,19 +60,7 @@ class VirtualFob:
     def _run(self, request, env_extra=None, on_event=None):
         fob = self._start(env_extra)
         self.process = fob.proc
-        try:
-            return fob.request(on_event=on_event, **dict(request, state=str(self.state_dir)))
-        except runner.MicroPythonError as e:
-            raise CarkeyError(e.message if e.expected else f"{e.type}: {e.message}") from None
-        except runner.RunnerError:
-            tail = fob.stderr().strip()
-            raise CarkeyError(f"the virtual fob crashed: {tail.splitlines()[-1] if tail else 'no answer'}") from None
-        except BaseException:
-            fob.kill()  # interrupted (Ctrl-C): the fob stops with its caller
-            raise
-        finally:
-            if not fob.close(self.timeout_s):
-                raise CarkeyError(f"the virtual fob did not finish within {self.timeout_s} s")
+        return fob.serve_one("the virtual fob", self.timeout_s, on_event=on_event, **dict(request, state=str(self.state_dir)))
 
     def _require_state(self):
         if not self.state_dir.is_dir():

@@ -52,6 +52,33 @@ def test_a_process_that_dies_is_a_runner_error_with_its_stderr(probe):
         probe.request("die")
 
 
+@pytest.mark.parametrize("op, error, message", [
+    ("refuse", "Refused", "no, you may not"),
+    ("bad", "CarkeyError", "that is not hex"),
+    ("fault", "CarkeyError", "IndexError: "),
+    ("die", "CarkeyError", "the probe crashed: dying on purpose"),
+])
+def test_serve_one_ends_the_server_and_says_what_failed_in_the_users_terms(op, error, message):
+    # The virtual car's and fob's commands: one request, then the process is gone.
+    from carkey_host.errors import CarkeyError
+
+    firmware = runner.Firmware("runner_probe", env=runner.environment(extra_paths=[PROBE_PATH]))
+    with pytest.raises(CarkeyError) as e:
+        firmware.serve_one("the probe", 30, op=op)
+    assert type(e.value).__name__ == error
+    assert message in str(e.value)
+    assert firmware.proc.poll() is not None
+
+
+def test_serve_one_returns_the_answer_and_its_events():
+    firmware = runner.Firmware("runner_probe", env=runner.environment(extra_paths=[PROBE_PATH]))
+    events = []
+    assert firmware.serve_one("the probe", 30, on_event=events.append, op="count", n=1, data="x") == {
+        "counted": 1, "echo": "x"}
+    assert events == [{"n": 0, "raw": b"\x00"}]
+    assert firmware.proc.poll() is not None
+
+
 def test_calls_into_the_firmware_package_need_no_handler():
     with runner.Firmware(heapsize="64k") as firmware:
         got = firmware.call("carkey.crypto.kdf", "hmac_sha256", b"key", b"\x00message")
