@@ -48,6 +48,8 @@ class DeviceLink:
         self.replies = list(replies)
         self.mutate = mutate
         self.eph = eph  # (priv, pub): a fixed ephemeral key, else a fresh one per AUTH0
+        self.no_cryptogram = False  # answer a fast AUTH0 without a cryptogram (wants a standard tap)
+        self.tamper_exchange = False  # answer EXCHANGE with a broken MAC (after authenticating)
         self.step = 0
         self.received = []  # decrypted EXCHANGE plaintexts from the reader
         self.control_flow = None
@@ -108,7 +110,7 @@ class DeviceLink:
         tr.set_device_ephemeral(pub)
         self._tr = tr
         answer = b"\x86\x41" + pub
-        if flag[0] == 0x01:
+        if flag[0] == 0x01 and not self.no_cryptogram:
             if self.kpersistent is not None:
                 prk = tr.fast_prk(self.kpersistent, self.cred.pub)
                 cryptogram_sk, sk_reader, sk_device, _, _ = tr.fast_keys(prk)
@@ -143,5 +145,11 @@ class DeviceLink:
         except ValueError:
             return b"\x69\x82"
         self.received.append(bytes(plain))
-        reply = self.replies.pop(0) if self.replies else b""
-        return self._channel.seal(reply + STATUS_OK) + OK
+        sealed = bytearray(self._channel.seal(self._reply(plain) + STATUS_OK))
+        if self.tamper_exchange:
+            sealed[0] ^= 1
+        return bytes(sealed) + OK
+
+    def _reply(self, plain):
+        # What this EXCHANGE answers (carkey envelope TLVs): the next of `replies`.
+        return self.replies.pop(0) if self.replies else b""

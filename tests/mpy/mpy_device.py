@@ -3,24 +3,21 @@
 #
 # Device(priv, pub) is itself a link (async transceive(capdu, timeout_ms)), so a
 # test hands it straight to Car.handle and the whole expedited phase runs with real
-# crypto on both ends, without sockets or a second process. It keeps the
-# Kpersistent of its last granted standard transaction and answers fast AUTH0s
-# with a cryptogram, as a phone does. It does not check the reader's signature:
-# these tests are about the reader. Stranger() fails AUTH1 as cheaply as possible.
+# crypto on both ends, without sockets or a second process. It is the campaigns'
+# device (device_sim.DeviceLink) acting as a phone does: it asks for `requests`,
+# reads the car's results, and keeps the Kpersistent of its last granted standard
+# transaction for the fast AUTH0s that follow. It does not check the reader's
+# signature: these tests are about the reader. Stranger() fails AUTH1 as cheaply
+# as possible.
 
 import asyncio
 import os
 
-from carkey.crypto import aes, p256
+from carkey.crypto import p256
 from carkey.protocol import tlv
-from carkey.protocol.aliro_keys import USAGE_DEVICE, Transcript, kdh
-from carkey.protocol.channel import DEVICE, Channel
 from carkey.protocol.errors import LinkError, LinkTimeout
+from device_sim import OK, SELECT_ANSWER, Credential, DeviceLink
 
-AID = b"\xa0\x00\x00\x09\x09\xac\xce\x55\x01"
-SELECT_ANSWER = b"\x6f\x15\x84\x09" + AID + b"\xa5\x08\x80\x02\x00\x00\x5c\x02\x01\x00\x90\x00"
-OK = b"\x90\x00"
-_STATUS_OK = b"\x00\x02\x00\x00"
 _EPH = None  # one fixed ephemeral key pair for strangers (they never finish a handshake)
 
 
@@ -31,26 +28,19 @@ def _fixed_ephemeral():
     return _EPH
 
 
-def _data(capdu):
-    return capdu[5 : 5 + capdu[4]] if len(capdu) > 5 else b""
-
-
-class Device:
+class Device(DeviceLink):
     """A phone holding credential (priv, pub). requests: [(command, argument)] sent in
-    the first EXCHANGE answer (none: the reader's default action). envelope: raw E1
-    contents to send instead (documents, junk)."""
+    the EXCHANGE answers (none: the reader's default action). envelope: raw E1
+    contents to send instead, once (documents, junk). Set reader_pub before a tap."""
 
     def __init__(self, priv, pub, requests=(), envelope=None):
+        super().__init__(Credential(priv, pub), None)
         self.priv = priv
         self.pub = pub
         self.requests = list(requests)
         self.envelope = envelope
-        self.kpersistent = None
-        self.control_flow = None  # S1 of the last CONTROL FLOW
         self.results = []  # C4 values of the last transaction
         self.documents = []  # C6 values (document tag, result) of the last transaction
-        self.tamper_exchange = False  # answer EXCHANGE with a broken MAC (after authenticating)
-        self.no_cryptogram = False  # answer a fast AUTH0 without a cryptogram (wants a standard tap)
         self.stall_ms = 0  # answer every command this late (a slow or stalling device)
         self.closed = False
 
@@ -63,60 +53,22 @@ class Device:
             await asyncio.sleep_ms(min(self.stall_ms, timeout_ms))
             if self.stall_ms >= timeout_ms:
                 raise LinkTimeout("no answer within %d ms" % timeout_ms)
-        capdu = bytes(capdu)
+        return await super().transceive(capdu, timeout_ms)
+
+    def _process(self, capdu):
         ins = capdu[1]
         if ins == 0xA4:
             self.results = []
             self.documents = []
-            self._pending = None
-            return SELECT_ANSWER
-        if ins == 0x80:
-            return self._auth0(_data(capdu))
-        if ins == 0x81:
-            return self._auth1(_data(capdu))
-        if ins == 0xC9:
-            return self._exchange(_data(capdu))
-        if ins == 0x3C:
-            self.control_flow = _data(capdu)[2]
-            if self.control_flow == 1 and self._pending is not None:
-                self.kpersistent = self._pending
-            return OK
-        raise LinkError("unexpected command %02x" % ins)
+            self.new_kpersistent = None
+        answer = super()._process(capdu)
+        if ins == 0x3C and not capdu[0] & 0x10:
+            self.control_flow = self.control_flow[2]  # S1: 1 success, 0 failure
+            if self.control_flow == 1 and self.new_kpersistent is not None:
+                self.kpersistent = self.new_kpersistent
+        return answer
 
-    def _auth0(self, data):
-        f = tlv.fields(data)
-        self._flag = bytes(f[0x41]) + bytes(f[0x42])
-        self._reader_eph = bytes(f[0x87])
-        self._txid = bytes(f[0x4C])
-        rid = bytes(f[0x4D])
-        self._eph_priv, eph_pub = p256.generate_keypair()
-        # The reader's long-term key enters the salt: tests set it as reader_pub.
-        self._tr = Transcript(self.reader_pub, rid, self._reader_eph, self._txid, self._flag)
-        self._tr.set_device_ephemeral(eph_pub)
-        out = tlv.encode(0x86, eph_pub)
-        if self._flag[0] == 1 and not self.no_cryptogram:
-            if self.kpersistent is not None:
-                prk = self._tr.fast_prk(self.kpersistent, self.pub)
-                csk, sk_reader, sk_device, _, _ = self._tr.fast_keys(prk)
-                plain = b"\x5e\x02\x00\x00" + tlv.encode(0x91, bytes(20)) + tlv.encode(0x92, bytes(20))
-                out += tlv.encode(0x9D, aes.gcm_encrypt(csk, bytes(12), plain))
-                self._channel = Channel(sk_reader, sk_device, DEVICE)
-            else:
-                out += tlv.encode(0x9D, os.urandom(64))
-        return out + OK
-
-    def _auth1(self, data):
-        z = p256.ecdh(self._eph_priv, self._reader_eph)
-        k = kdh(z, self._txid)
-        keys = self._tr.volatile_keys(k)
-        self._channel = Channel(keys[0], keys[1], DEVICE)
-        sig = p256.sign(self.priv, self._tr.digest(USAGE_DEVICE))
-        plain = tlv.encode(0x5A, self.pub) + tlv.encode(0x9E, sig) + b"\x5e\x02\x00\x00"
-        self._pending = self._tr.kpersistent(k, self.pub)
-        return self._channel.seal(plain) + OK
-
-    def _exchange(self, data):
-        plain = self._channel.open(data)
+    def _reply(self, plain):
         for tag, s, e in tlv.iterate(plain):
             if tag == 0xE1:
                 for inner, s2, e2 in tlv.iterate(plain[s:e]):
@@ -126,16 +78,11 @@ class Device:
                         self.documents.append(bytes(plain[s + s2 : s + e2]))
         if self.envelope is not None:
             body, self.envelope = self.envelope, None
-            answer = tlv.encode(0xE1, body)
-        elif len(self.results) < len(self.requests):
+            return tlv.encode(0xE1, body)
+        if len(self.results) < len(self.requests):
             command, argument = self.requests[len(self.results)]
-            answer = tlv.encode(0xE1, tlv.encode(0xC2, bytes((command,)) + argument))
-        else:
-            answer = b""
-        sealed = bytearray(self._channel.seal(answer + _STATUS_OK))
-        if self.tamper_exchange:
-            sealed[0] ^= 1
-        return bytes(sealed) + OK
+            return tlv.encode(0xE1, tlv.encode(0xC2, bytes((command,)) + argument))
+        return b""
 
 
 class Stranger:
@@ -148,7 +95,7 @@ class Stranger:
     async def transceive(self, capdu, timeout_ms):
         ins = capdu[1]
         if ins == 0xA4:
-            return SELECT_ANSWER
+            return SELECT_ANSWER + OK
         if ins == 0x80:
             return tlv.encode(0x86, _fixed_ephemeral()[1]) + OK
         if ins == 0x81:
