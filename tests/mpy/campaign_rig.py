@@ -65,11 +65,18 @@ def provision(dir, owner_pub, unix_time=NOW):
 
 
 class CarRig:
-    def __init__(self, dir, clock=None, pool=None):
+    def __init__(self, dir, **car_args):
+        self.dir = dir
+        self.build(**car_args)
+
+    def build(self, **car_args):
+        """A Car over the state directory (again: as after a reboot), on a fresh door."""
         self.door, self.ticks = door()
-        self.car = Car(dir, self.door, clock=clock, pool=pool)
+        self.car = Car(self.dir, self.door, **car_args)
+        return self.car
 
     def tap(self, link, transport=3, fast=None):
+        # Taps a couple of minutes apart on the door's clock: pulses end, duty windows renew.
         self.ticks.now += TAP_SPACING_MS
         self.door.tick()
         outcome = asyncio.run(self.car.handle(link, transport, fast))

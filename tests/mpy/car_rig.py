@@ -1,37 +1,23 @@
 # carkey — a whole firmware Car for tests in one MicroPython process: state dir, door, clock, owner device.
 # SPDX-License-Identifier: MIT
 #
-# CarRig() makes a fresh state directory under /tmp with a reader identity and an
-# enrolled owner, a door controller on plain fake pins, and a clock the test moves
-# (rig.now). rig.tap(device) runs Car.handle then Car.settle as the application does.
+# CarRig() is the campaigns' rig (campaign_rig.CarRig: door on plain fake pins, taps a
+# couple of minutes apart) on a fresh state directory under /tmp with a reader
+# identity, an enrolled owner device, and a clock the test moves (rig.now).
+# rig.tap(device) runs Car.handle then Car.settle as the application does.
 
-import asyncio
 import os
 from binascii import hexlify
 
+import campaign_rig
 from carkey.crypto import p256
 from carkey.clock import Clock
 from carkey.ecu import codes
-from carkey.ecu.car import Car, create_identity
-from carkey.ecu.door import DoorController
+from carkey.ecu.car import create_identity
 from carkey.ecu.keystore import Credential
-from carkey.hw.pins import Input, Output
 from mpy_device import Device
 
-_OUTPUTS = ("lock", "unlock", "unlock_driver", "trunk", "drive_enable", "horn", "lights", "led", "buzzer")
-_INPUTS = ("door_driver", "door_passenger", "door_rear_left", "door_rear_right", "door_trunk", "lock_feedback",
-           "ignition")
-T0 = 1767225600  # 2026-01-01T00:00:00Z
-
-
-class _Pin:
-    def __init__(self):
-        self.level = 0
-
-    def value(self, v=None):
-        if v is None:
-            return self.level
-        self.level = v
+T0 = campaign_rig.NOW
 
 
 def rmtree(path):
@@ -83,29 +69,21 @@ class RadioFreePlatform:
         return None
 
 
-class CarRig:
+class CarRig(campaign_rig.CarRig):
     def __init__(self, name="rig", **car_args):
-        self.dir = fresh_dir(name)
         self.now = T0
-        self.ticks = 0
-        self.identity = create_identity(self.dir)
+        dir = fresh_dir(name)
+        self.identity = create_identity(dir)
         priv, pub = p256.generate_keypair()
         self.owner = self.device(priv, pub)
-        self.build(**car_args)
+        super().__init__(dir, **car_args)
         self.car.keys.add(Credential(pub, codes.ROLE_OWNER, codes.ENT_ALL))
         self.car.keys.commit()
 
     def build(self, **car_args):
-        """A Car over the state directory, as after a reboot."""
-        outputs = {role: Output(_Pin()) for role in _OUTPUTS}
-        inputs = {role: Input(_Pin()) for role in _INPUTS}
-        self.door = DoorController(outputs, inputs, clock=self._ticks)
-        clock = Clock(self.dir, source=lambda: self.now, epoch_year=1970)
-        self.car = Car(self.dir, self.door, clock=clock, **car_args)
-        return self.car
-
-    def _ticks(self):
-        return self.ticks
+        """A Car over the state directory, as after a reboot, on the test's clock."""
+        car_args.setdefault("clock", Clock(self.dir, source=lambda: self.now, epoch_year=1970))
+        return super().build(**car_args)
 
     def device(self, priv=None, pub=None, **kw):
         if priv is None:
@@ -113,14 +91,6 @@ class CarRig:
         d = Device(priv, pub, **kw)
         d.reader_pub = self.identity.public_key
         return d
-
-    def tap(self, link, transport=3, fast=None):
-        # Taps a couple of minutes apart on the door's clock: pulses end, duty windows renew.
-        self.ticks += 120000
-        self.door.tick()
-        outcome = asyncio.run(self.car.handle(link, transport, fast))
-        self.car.settle()
-        return outcome
 
     def close(self):
         rmtree(self.dir)
