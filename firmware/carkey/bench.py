@@ -60,7 +60,7 @@ def pi_digits(n):
     return digits
 
 
-def _reference():
+def reference():
     return pi_digits(REF_DIGITS)
 
 
@@ -209,7 +209,7 @@ def _op_baseline():
 
 def _op_ref_pidigits():
     # The reference workload on its own: on a board, its median is that board's T_ref.
-    return _reference
+    return reference
 
 
 OPERATIONS = {
@@ -237,15 +237,16 @@ def _timed(fn):
     return time.ticks_diff(time.ticks_us(), t0)
 
 
-def measure(name, runs):
+def measure(name, runs, operations=None):
     # An operation is fn, or (prepare, fn): prepare runs untimed before every fn
     # (e.g. the flash writes a tap leaves behind, or the tap whose writes fn times).
-    op = OPERATIONS[name]()
+    # `operations`: another table of them (the key fob's benchmark), OPERATIONS if None.
+    op = (operations or OPERATIONS)[name]()
     prepare, fn = op if isinstance(op, tuple) else (None, op)
     if prepare:
         prepare()
     fn()  # warm-up: first-call imports and lazy tables are not per-transaction work
-    _reference()
+    reference()
     times = []
     ref_times = []
     ratios = []
@@ -254,7 +255,7 @@ def measure(name, runs):
             prepare()
         # One round: the reference, then the operation right after it, so both see
         # the same machine load and the same heap.
-        t_ref = _timed(_reference)
+        t_ref = _timed(reference)
         t_op = _timed(fn)
         times.append(t_op)
         ref_times.append(t_ref)

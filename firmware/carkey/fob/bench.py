@@ -21,42 +21,17 @@
 # fixture are no part of a fob.
 # The transactions replay taps the host recorded against the firmware reader (the
 # fixture holds their APDUs and keys), so the reader's signatures verify without a reader here.
-# Each op prints one JSON line: median time, and the median of per-round ratios
-# to the reference timed right before it (the ESP32 estimate's basis).
+# Each op prints one JSON line, measured as carkey.bench measures the car's (median
+# time, per-round ratios to the reference timed right before it: the ESP32 estimate's
+# basis, and the allocation of one run).
 
 import gc
 import json
 import sys
-import time
+
+from carkey.bench import measure, reference
 
 _files = {}
-_REF_DIGITS = 65
-
-
-def _compose(a, b):
-    a0, a1, a2, a3 = a
-    b0, b1, b2, b3 = b
-    return (a0 * b0, a0 * b1 + a1 * b3, a2 * b0 + a3 * b2, a2 * b1 + a3 * b3)
-
-
-def _floor_at(z, x):
-    q, r, s, t = z
-    return (q * x + r) // (s * x + t)
-
-
-def _reference():
-    # 65 digits of pi by the unbounded spigot, as MicroPython's
-    # tests/perf_bench/bm_pidigits.py at (100, 100): the workload whose ESP32 time
-    # is published (docs/PERFORMANCE.md, docs/FOB.md).
-    z = (1, 0, 0, 1)
-    k = 1
-    for _ in range(_REF_DIGITS):
-        y = _floor_at(z, 3)
-        while y != _floor_at(z, 4):
-            z = _compose(z, (k, 4 * k + 2, 0, 2 * k + 1))
-            k += 1
-            y = _floor_at(z, 3)
-        z = _compose((10, -10 * y, 0, 1), z)
 
 
 def _fixture():
@@ -227,7 +202,7 @@ def _op_fob_import_rest():
 
 
 def _op_ref_pidigits():
-    return _reference
+    return reference
 
 
 OPERATIONS = {
@@ -240,35 +215,6 @@ OPERATIONS = {
     "fob_import_board": _op_fob_import_board,
     "ref_pidigits": _op_ref_pidigits,
 }
-
-
-def _timed(fn):
-    gc.collect()
-    t0 = time.ticks_us()
-    fn()
-    return time.ticks_diff(time.ticks_us(), t0)
-
-
-def measure(name, runs):
-    op = OPERATIONS[name]()
-    prepare, fn = op if isinstance(op, tuple) else (None, op)
-    if prepare:
-        prepare()
-    fn()  # warm-up
-    times = []
-    ratios = []
-    for _ in range(runs):
-        if prepare:
-            prepare()
-        t_ref = _timed(_reference)
-        t_op = _timed(fn)
-        times.append(t_op)
-        ratios.append(t_op / max(t_ref, 1))
-    times.sort()
-    ratios.sort()
-    mid = runs // 2
-    return {"op": name, "median_us": times[mid], "min_us": times[0], "runs": runs, "ratio_median": ratios[mid],
-            "ratio_q1": ratios[runs // 4], "ratio_q3": ratios[(3 * runs) // 4]}
 
 
 def main(argv):
@@ -292,7 +238,7 @@ def main(argv):
         if name in ("fob_import_wake", "fob_import_rest", "fob_import_board") and "board" not in _files:
             print(json.dumps({"op": name, "error": "needs --board=NAME (a board config module)"}))
             continue
-        print(json.dumps(measure(name, runs)))
+        print(json.dumps(measure(name, runs, OPERATIONS)))
 
 
 main(sys.argv[1:])
