@@ -186,8 +186,10 @@ def test_reset_after_deploy_starts_the_new_main_py(tmp_path, firmware, build):
         assert changed(report)["/main.py"] == "new"
         marker = b.flash_dir / "started.txt"
         deadline = time.monotonic() + 10
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)  # main.py runs in the board's own process: nothing to await from here
+        # main.py runs in the board's own process: nothing to await from here. The file
+        # exists from its open() on and holds the text only once the write is done.
+        while (not marker.exists() or marker.read_text() != "main ran") and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert marker.read_text() == "main ran"
         assert b.boots == boots + 2  # the deploy's soft reset into the raw REPL, then this one
 
