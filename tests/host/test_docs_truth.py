@@ -79,5 +79,5 @@ def test_micropython_version_is_stated_once_and_matches_what_the_tests_run():
         assert f"{minimum} or later" in text, where
     # Every example image names the same release.
     texts = [flash_help, readme, hardware] + [d.read_text() for d in DOCS]
-    images = {v for t in texts for v in re.findall(r"ESP32_GENERIC[A-Z0-9_]*-(v\d+\.\d+(?:\.\d+)?)\.bin", t)}
+    images = {v for t in texts for v in re.findall(r"ESP32_GENERIC[A-Z0-9_]*(?:-[A-Z0-9_]+)?-(v\d+\.\d+(?:\.\d+)?)\.bin", t)}
     assert len(images) == 1, images
