@@ -126,3 +126,29 @@ def test_maintenance_window_ends_by_itself(car):
 def test_deploy_on_an_installed_car_names_maintenance(car):
     r = carkey("deploy", "--port", car.link, "--board", "virtual", check=False, timeout=120)
     assert r.returncode != 0 and "carkey maintenance" in r.stderr
+
+
+def test_an_application_that_does_not_load_never_opens_the_repl(tmp_path):
+    # main.py imports the application before the application's own guard runs: a module
+    # that does not load (a WROOM's heap, a damaged file) left an installed car at the
+    # REPL, where mpremote ran code. Now it says why and resets, again and again.
+    import serial
+
+    owner = tmp_path / "owner"
+    carkey("phone", "init", "--keys", owner)
+    flash, link = tmp_path / "flash", tmp_path / "ttyCARKEY"
+    with VirtualBoard(flash, link):
+        carkey("deploy", "--port", link, "--board", "virtual")
+        carkey("provision", "--port", link, "--keys", owner)
+    # A heap too small for the car application, as on an ESP32-WROOM-32: the import fails.
+    with VirtualBoard(flash, link, heapsize="96k") as board:
+        seen = b""
+        with serial.Serial(str(link), 115200, timeout=0.2) as port:
+            deadline = time.monotonic() + 20
+            while board.boots < 3 and time.monotonic() < deadline:
+                seen += port.read(4096)
+        assert board.boots >= 3, seen  # reset after reset, never stopped at a prompt
+        assert b"carkey: application failed to start (MemoryError)" in seen, seen
+        assert b"too little heap for the car application" in seen
+        r = mpremote(link, "exec", "print(6 * 7)")
+        assert r.returncode != 0 and "42" not in r.stdout, r.stdout + r.stderr
