@@ -19,7 +19,6 @@ if sys.platform == "esp32":  # as in boot.py: pyexec turned Ctrl-C on again for 
             pass
 
 
-
 def _installed():
     # Any copy of the installed record, intact or not, as carkey.ecu.admin.installed
     # counts it, found without loading more code: loading is what may have failed.
@@ -34,19 +33,26 @@ def _installed():
     return False
 
 
+def _safe_boot():
+    # SAFE_BOOT_PIN held: main.py ends at the REPL, for whoever is inside the car.
+    print("carkey: safe boot (SAFE_BOOT_PIN held low): application not started")
+    if sys.platform == "esp32":
+        micropython.kbd_intr(3)
+
+
 try:
     import board
 
-    if getattr(board, "KIND", "car") == "fob":
+    fob = getattr(board, "KIND", "car") == "fob"
+    if fob:
         from carkey.fob import app
     else:
         from carkey.ecu import app
-    fob = getattr(board, "KIND", "car") == "fob"
-    if sys.platform == "esp32" and (fob or app.safe_boot(board)):
-        micropython.kbd_intr(3)  # the car application decides for itself (installed mode)
     if app.safe_boot(board):
-        print("carkey: safe boot (SAFE_BOOT_PIN held low): application not started")
+        _safe_boot()
     else:
+        if sys.platform == "esp32" and fob:
+            micropython.kbd_intr(3)  # the car application decides for itself (installed mode)
         app.run(board)
 except SystemExit:
     raise  # a reset the application asked for (the virtual board's machine.reset)
@@ -54,8 +60,9 @@ except BaseException as e:  # noqa: B036 - installed, nothing may reach the REPL
     # The application guards its own run (carkey.ecu.app.run), but not what comes before:
     # a module that does not load (too little heap, a damaged file), a failure before its
     # guard, a Ctrl-C must not leave an installed car at the REPL either (docs/SECURITY.md
-    # §3.9). Reset and try again; the safe-boot button still stops the loop, and a factory
-    # board shows the error at the REPL.
+    # §3.9). Reset and try again; the safe-boot button still stops the loop (read here
+    # through the hardware layer alone: the application may be what did not load), and a
+    # factory board shows the error at the REPL.
     if not _installed():
         raise
     print("carkey: application failed to start (%s): resetting" % type(e).__name__)
@@ -68,9 +75,7 @@ except BaseException as e:  # noqa: B036 - installed, nothing may reach the REPL
     except BaseException:  # noqa: B036 - board or platform did not load either
         held = False
     if held:
-        print("carkey: safe boot (SAFE_BOOT_PIN held low): application not started")
-        if sys.platform == "esp32":
-            micropython.kbd_intr(3)  # main.py ends at the REPL, for whoever is inside the car
+        _safe_boot()
     else:
         import time
 
